@@ -1,0 +1,121 @@
+"""One hierarchy of errors; each class maps to exactly one HTTP status.
+
+::
+
+    InhouseError                      500  unexpected failure of the platform
+    ├── InvalidInputError             422  well-formed request whose content is wrong
+    │   ├── MalformedRequestError     400  body is not parseable (bad JSON, wrong encoding)
+    │   └── ConfigError               422  a setting is invalid (names the field and the fix)
+    ├── PayloadTooLargeError          413  body or batch over the configured limit
+    ├── NotFoundError                 404
+    │   ├── ModelNotFoundError        404  unknown model name / alias / version
+    │   └── DatasetNotFoundError      404  unknown data set
+    ├── ConflictError                 409  would change something immutable or already present
+    ├── AuthenticationError           401  no, malformed, expired or revoked credentials
+    ├── PermissionDeniedError         403  authenticated but lacking the permission
+    ├── CryptoError                   422  an artifact cannot be decrypted; nothing is loaded
+    │   ├── KeyNotFoundError          422  the key id in the header is not in the key ring
+    │   ├── IntegrityError            422  tampered, truncated, reordered or spliced data
+    │   └── UnsupportedFormatError    422  unknown format version or algorithm
+    ├── BudgetExceededError           409  a privacy budget would be overspent
+    ├── StorageError                  507  the disk refused a write (full, read-only)
+    └── UnavailableError              503  a dependency (model replica, database) is not ready
+
+Messages are one line, name what is wrong and, where possible, how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class InhouseError(Exception):
+    """Base class of every error inhouse raises on purpose."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON body an HTTP handler returns for this error."""
+        return {"error": self.message, "code": self.code}
+
+
+class InvalidInputError(InhouseError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class MalformedRequestError(InvalidInputError):
+    status_code = 400
+    code = "malformed_request"
+
+
+class ConfigError(InvalidInputError):
+    code = "invalid_config"
+
+
+class PayloadTooLargeError(InhouseError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class NotFoundError(InhouseError):
+    status_code = 404
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class DatasetNotFoundError(NotFoundError):
+    code = "dataset_not_found"
+
+
+class ConflictError(InhouseError):
+    status_code = 409
+    code = "conflict"
+
+
+class AuthenticationError(InhouseError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(InhouseError):
+    status_code = 403
+    code = "permission_denied"
+
+
+class CryptoError(InhouseError):
+    status_code = 422
+    code = "crypto_error"
+
+
+class KeyNotFoundError(CryptoError):
+    code = "key_not_found"
+
+
+class IntegrityError(CryptoError):
+    code = "integrity_error"
+
+
+class UnsupportedFormatError(CryptoError):
+    code = "unsupported_format"
+
+
+class BudgetExceededError(InhouseError):
+    status_code = 409
+    code = "privacy_budget_exceeded"
+
+
+class StorageError(InhouseError):
+    status_code = 507
+    code = "storage_error"
+
+
+class UnavailableError(InhouseError):
+    status_code = 503
+    code = "unavailable"
