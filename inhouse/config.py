@@ -1,0 +1,160 @@
+"""Settings: pydantic models read from CLI flags, ``INHOUSE_*`` env vars and a YAML file.
+
+Precedence, highest first: explicit overrides (CLI flags), environment variables
+(``INHOUSE_TRAIN__EPOCHS=10``; nested fields use ``__``), the YAML file named by
+``--config`` or ``INHOUSE_CONFIG`` (or ``./inhouse.yaml`` if present), then the defaults.
+
+All state lives under ``home`` (default ``~/.inhouse``), an absolute path so that the CLI,
+Ray jobs (which run in a copy of the working directory) and Serve replicas agree on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from inhouse.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RaySettings(_Section):
+    """Where the Ray cluster is and how the local one is started."""
+
+    gcs_port: int = Field(6390, ge=1024, le=65535, description="GCS port of the local head.")
+    dashboard_host: str = Field("127.0.0.1", description="Dashboard/Jobs API bind address.")
+    dashboard_port: int = Field(8265, ge=1024, le=65535)
+    num_cpus: int | None = Field(None, ge=1, description="CPUs the local head offers.")
+    num_gpus: int | None = Field(None, ge=0)
+
+    @field_validator("gcs_port")
+    @classmethod
+    def _not_redis(cls, port: int) -> int:
+        if port == 6379:
+            raise ValueError("6379 is Redis's port on this machine; pick another GCS port")
+        return port
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.dashboard_host}:{self.dashboard_port}"
+
+
+class ServeSettings(_Section):
+    """The HTTP front door and the model replicas."""
+
+    host: str = Field("127.0.0.1", description="Serve HTTP bind address (0.0.0.0 exposes it).")
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(1 * MiB, ge=1024, description="Largest request body accepted.")
+    max_instances: int = Field(1024, ge=1, description="Largest batch in one request.")
+    max_batch_size: int = Field(32, ge=1, description="Dynamic batching: rows per model call.")
+    batch_wait_timeout_s: float = Field(0.002, ge=0, le=1)
+    max_ongoing_requests: int = Field(64, ge=1, description="Per replica; Ray's 5 is too low.")
+    num_replicas: int = Field(1, ge=1)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class TrainSettings(_Section):
+    """One training run of the tabular MLP."""
+
+    dataset: str = Field("digits", description="Data set (table) to train on.")
+    model: str = Field("digits", description="Registry name of the trained model.")
+    epochs: int = Field(5, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=65_536, description="Per worker.")
+    lr: float = Field(3e-3, gt=0, le=10)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    num_workers: int = Field(2, ge=1, le=1024)
+    use_gpu: bool = False
+    seed: int = 0
+    max_failures: int = Field(2, ge=0, description="Worker failures survived by resuming.")
+    promote: bool = Field(True, description="Make the new version the champion.")
+
+
+class Settings(BaseSettings):
+    """Everything inhouse reads; see the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INHOUSE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    home: Path = Field(Path.home() / ".inhouse", description="State: db, registry, keys, runs.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home.")
+    ray: RaySettings = Field(default_factory=RaySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_path = os.environ.get("INHOUSE_CONFIG") or (
+            "inhouse.yaml" if Path("inhouse.yaml").exists() else None
+        )
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'inhouse.db'}"
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.home / "registry"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def ray_token_path(self) -> Path:
+        return self.home / "ray_auth_token"
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = "INHOUSE_" + "__".join(str(p) for p in err["loc"]).upper()
+        flag = "--" + str(err["loc"][-1]).replace("_", "-") if err["loc"] else "--config"
+        parts.append(f"{field}: {err['msg']} (set it with {flag} or {env})")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def load_settings(*, config_file: str | None = None, **overrides: Any) -> Settings:
+    """Read settings; ``overrides`` (nested dicts for sections) win over env and YAML.
+
+    Raises:
+        ConfigError: naming each bad field and how to set it.
+    """
+    if config_file is not None:
+        if not Path(config_file).is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+        os.environ["INHOUSE_CONFIG"] = config_file
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    settings.home = settings.home.expanduser().resolve()
+    return settings

@@ -1,0 +1,213 @@
+"""Create data sets, append rows and read row ranges into tensors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from sqlalchemy import Connection, Engine, func, insert, select
+
+from inhouse.data.table import DatasetRecord, rows_table, validate_name
+from inhouse.db import session_scope
+from inhouse.errors import ConflictError, DatasetNotFoundError, InvalidInputError
+
+MAX_APPEND_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a data set holds; ``last_id`` is the stream watermark candidate."""
+
+    name: str
+    kind: str
+    n_features: int
+    feature_names: list[str]
+    class_names: list[str]
+    rows: int
+    train_rows: int
+    test_rows: int
+    first_id: int | None
+    last_id: int | None
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A row range as tensors: ``x`` float32 (n, features), ``y`` int64 (n,), ``ids`` int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    ids: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+def create_dataset(
+    engine: Engine,
+    *,
+    name: str,
+    feature_names: Sequence[str],
+    class_names: Sequence[str],
+    kind: str = "tabular",
+    description: str = "",
+    initial_rows: Sequence[list[dict[str, object]]] = (),
+) -> None:
+    """Register a data set, create its table and insert ``initial_rows``, all in one transaction.
+
+    Raises ConflictError if it exists. A crash midway leaves no half-made data set.
+    """
+    validate_name(name)
+    if not feature_names and kind == "tabular":
+        raise InvalidInputError("a tabular data set needs at least one feature name")
+    if len(class_names) < 2:
+        raise InvalidInputError("a classification data set needs at least two classes")
+    table = rows_table(name)
+    with engine.begin() as conn:
+        if conn.execute(select(DatasetRecord.name).where(DatasetRecord.name == name)).first():
+            raise ConflictError(f"data set {name!r} already exists")
+        table.create(conn, checkfirst=True)
+        conn.execute(
+            insert(DatasetRecord),
+            {
+                "name": name,
+                "kind": kind,
+                "n_features": len(feature_names),
+                "feature_names": list(feature_names),
+                "class_names": list(class_names),
+                "description": description,
+            },
+        )
+        for rows in initial_rows:
+            insert_rows(conn, name, rows)
+
+
+def get_dataset(engine: Engine, name: str) -> DatasetRecord:
+    """The catalog entry of ``name``; raises DatasetNotFoundError."""
+    validate_name(name)
+    with session_scope(engine) as session:
+        record = session.get(DatasetRecord, name)
+    if record is None:
+        raise DatasetNotFoundError(f"data set {name!r} does not exist; run `inhouse data seed`")
+    return record
+
+
+def list_datasets(engine: Engine) -> list[str]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(DatasetRecord.name).order_by(DatasetRecord.name)))
+
+
+def _check_row(i: int, row: Sequence[float], width: int) -> list[float]:
+    if len(row) != width:
+        raise InvalidInputError(f"row {i}: expected {width} features, got {len(row)}")
+    values = [float(v) for v in row]
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidInputError(f"row {i}: features must be finite numbers (no NaN or Inf)")
+    return values
+
+
+def validate_rows(
+    *,
+    features: Sequence[Sequence[float]],
+    labels: Sequence[int],
+    n_features: int,
+    n_classes: int,
+    split: str = "train",
+) -> list[dict[str, object]]:
+    """Check rows against a data set's shape; returns them ready to insert."""
+    if split not in ("train", "test"):
+        raise InvalidInputError(f"split must be 'train' or 'test', not {split!r}")
+    if len(features) != len(labels):
+        raise InvalidInputError(f"{len(features)} feature rows but {len(labels)} labels")
+    if not 0 < len(labels) <= MAX_APPEND_ROWS:
+        raise InvalidInputError(f"append 1 to {MAX_APPEND_ROWS} rows at a time")
+    rows: list[dict[str, object]] = []
+    for i, (row, label) in enumerate(zip(features, labels, strict=True)):
+        if not 0 <= int(label) < n_classes:
+            raise InvalidInputError(f"row {i}: label {label} outside 0..{n_classes - 1}")
+        values = _check_row(i, row, n_features)
+        rows.append({"features": values, "label": int(label), "split": split})
+    return rows
+
+
+def insert_rows(conn: Connection, name: str, rows: list[dict[str, object]]) -> tuple[int, int]:
+    """Insert validated rows inside the caller's transaction; returns (first, last) ids."""
+    table = rows_table(name)
+    before = conn.execute(select(func.max(table.c.id))).scalar()
+    conn.execute(insert(table), rows)
+    after = conn.execute(select(func.max(table.c.id))).scalar()
+    return (int(before or 0) + 1, int(after))
+
+
+def append_rows(
+    engine: Engine,
+    name: str,
+    *,
+    features: Sequence[Sequence[float]],
+    labels: Sequence[int],
+    split: str = "train",
+) -> tuple[int, int]:
+    """Append rows in one transaction; returns the (first, last) ids written."""
+    record = get_dataset(engine, name)
+    rows = validate_rows(
+        features=features,
+        labels=labels,
+        n_features=record.n_features,
+        n_classes=len(record.class_names),
+        split=split,
+    )
+    with engine.begin() as conn:
+        return insert_rows(conn, name, rows)
+
+
+def read_rows(
+    engine: Engine,
+    name: str,
+    *,
+    split: str | None = None,
+    after_id: int | None = None,
+    up_to_id: int | None = None,
+) -> Rows:
+    """Read rows with ``after_id < id <= up_to_id`` (both optional), ordered by id."""
+    record = get_dataset(engine, name)
+    table = rows_table(name)
+    query = select(table.c.id, table.c.features, table.c.label).order_by(table.c.id)
+    if split is not None:
+        query = query.where(table.c.split == split)
+    if after_id is not None:
+        query = query.where(table.c.id > after_id)
+    if up_to_id is not None:
+        query = query.where(table.c.id <= up_to_id)
+    with engine.connect() as conn:
+        result = conn.execute(query).all()
+    width = record.n_features
+    x = torch.tensor([r.features for r in result], dtype=torch.float32).reshape(-1, width)
+    y = torch.tensor([r.label for r in result], dtype=torch.int64)
+    ids = torch.tensor([r.id for r in result], dtype=torch.int64)
+    return Rows(x=x, y=y, ids=ids)
+
+
+def describe(engine: Engine, name: str) -> DatasetInfo:
+    """Counts and id range of a data set."""
+    record = get_dataset(engine, name)
+    table = rows_table(name)
+    with engine.connect() as conn:
+        first, last, total = conn.execute(
+            select(func.min(table.c.id), func.max(table.c.id), func.count())
+        ).one()
+        test = conn.execute(
+            select(func.count()).select_from(table).where(table.c.split == "test")
+        ).scalar_one()
+    return DatasetInfo(
+        name=record.name,
+        kind=record.kind,
+        n_features=record.n_features,
+        feature_names=list(record.feature_names),
+        class_names=list(record.class_names),
+        rows=int(total),
+        train_rows=int(total) - int(test),
+        test_rows=int(test),
+        first_id=first,
+        last_id=last,
+    )

@@ -1,0 +1,76 @@
+"""The data stream: one SQL table per data set plus a catalog describing each.
+
+A row table ``ds_<name>`` has a monotonically increasing ``id`` (never reused: SQLite
+``AUTOINCREMENT``, a PostgreSQL identity), the ``ingested_at`` time, a ``split``
+(``train`` or ``test``; the test split is fixed when the set is created), the
+``features`` as a JSON array (tabular) or ``text``, and the integer ``label``.
+Other systems may append rows with plain SQL INSERTs; the coordinator consumes by id.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from inhouse.db import Base
+from inhouse.errors import InvalidInputError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def validate_name(name: str, *, what: str = "data set") -> str:
+    """Refuse names that could escape a table or a directory (lowercase, digits, _)."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InvalidInputError(
+            f"invalid {what} name {name!r}: use 1-48 chars of a-z, 0-9, _ starting with a letter"
+        )
+    return name
+
+
+class DatasetRecord(Base):
+    """Catalog entry: the shape and meaning of one data set."""
+
+    __tablename__ = "datasets"
+
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="tabular")
+    n_features: Mapped[int] = mapped_column(Integer)
+    feature_names: Mapped[list[str]] = mapped_column(JSON)
+    class_names: Mapped[list[str]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def rows_table(name: str) -> Table:
+    """The row table of data set ``name`` (defined once per process, created on demand)."""
+    validate_name(name)
+    table_name = f"ds_{name}"
+    existing = Base.metadata.tables.get(table_name)
+    if existing is not None:
+        return existing
+    return Table(
+        table_name,
+        Base.metadata,
+        Column("id", RowId, primary_key=True, autoincrement=True),
+        Column("ingested_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+        Column("split", String(8), nullable=False, server_default="train", index=True),
+        Column("features", JSON, nullable=True),
+        Column("text", Text, nullable=True),
+        Column("label", Integer, nullable=False),
+        sqlite_autoincrement=True,
+    )

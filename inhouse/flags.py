@@ -1,0 +1,58 @@
+"""Command-line flags generated from pydantic settings sections, so ``--help`` always
+documents every field with its description and default, and flags map 1:1 onto settings."""
+
+from __future__ import annotations
+
+import argparse
+import types
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+
+
+def _scalar_type(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return annotation
+
+
+def add_section_flags(
+    parser: argparse.ArgumentParser, section: type[BaseModel], *, prefix: str = ""
+) -> None:
+    """Add ``--<prefix><field>`` for every field of ``section`` (default: leave unset)."""
+    for name, field in section.model_fields.items():
+        flag = "--" + (prefix + name).replace("_", "-")
+        help_text = (field.description or name.replace("_", " ")).rstrip(".")
+        default = field.get_default(call_default_factory=True)
+        help_text += f" (default: {default})"
+        dest = (prefix + name).replace("-", "_")
+        kind = _scalar_type(field.annotation)
+        if kind is bool:
+            parser.add_argument(
+                flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                help=help_text,
+            )
+        elif get_origin(kind) is list:
+            (item,) = get_args(kind)
+            parser.add_argument(
+                flag, dest=dest, type=item, nargs="+", default=None, help=help_text,
+                metavar=name.upper(),
+            )
+        else:
+            parser.add_argument(
+                flag, dest=dest, type=kind if kind in (int, float, str) else str, default=None,
+                help=help_text, metavar=name.upper(),
+            )
+
+
+def section_overrides(
+    args: argparse.Namespace, section: type[BaseModel], *, prefix: str = ""
+) -> dict[str, Any]:
+    """The flags the user actually gave, as a dict for ``load_settings(section=...)``."""
+    values = {}
+    for name in section.model_fields:
+        value = getattr(args, (prefix + name).replace("-", "_"), None)
+        if value is not None:
+            values[name] = value
+    return values

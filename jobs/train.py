@@ -1,0 +1,238 @@
+"""Train the tabular MLP with Ray Train (PyTorch DDP), register it and make it the champion.
+
+Run it on a cluster exactly as a user would::
+
+    ray job submit --working-dir . -- python -m jobs.train --epochs 5 --num-workers 2
+
+Each worker reads the training split from the SQL data set, shards it with a
+``DistributedSampler``, trains with DDP (gloo on CPU, NCCL with ``--use-gpu``), reports
+per-epoch metrics to Ray (dashboard) and TensorBoard, and checkpoints every epoch so a
+killed worker resumes from the last epoch (``FailureConfig``). The driver then evaluates
+the final weights on the fixed test split and registers a new version with its lineage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.tensorboard import SummaryWriter
+
+from inhouse.config import Settings, TrainSettings, load_settings
+from inhouse.data import describe, read_rows
+from inhouse.db import get_engine
+from inhouse.flags import add_section_flags, section_overrides
+from inhouse.models import MLPSpec, build_model
+from inhouse.registry import Registry
+from inhouse.training import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, unwrap
+
+RESULT_MARKER = "INHOUSE_RESULT "
+
+
+def _all_reduce_stats(loss: float, correct: float, seen: float, device: torch.device) -> list[float]:
+    totals = torch.tensor([loss * seen, correct, seen], dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
+    return [float(t) for t in totals.cpu()]
+
+
+def _maybe_crash(config: dict[str, Any], epoch: int) -> None:
+    """Fault injection for the resume test: the first attempt's rank 1 dies at this epoch."""
+    crash_epoch = config.get("crash_at_epoch")
+    marker = config.get("crash_marker")
+    if crash_epoch is None or marker is None or epoch != crash_epoch:
+        return
+    if ray.train.get_context().get_world_rank() == min(1, config["num_workers"] - 1):
+        if not os.path.exists(marker):
+            Path(marker).write_text(str(os.getpid()))
+            os._exit(1)  # a real process death, as a killed worker would be
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker."""
+    torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    engine = get_engine(config["db_url"])
+    train = read_rows(engine, config["dataset"], split="train", up_to_id=config["up_to_id"])
+    test = read_rows(engine, config["dataset"], split="test", up_to_id=config["up_to_id"])
+
+    torch.manual_seed(config["seed"])
+    model = build_model(config["spec"])
+    model[0].fit(train.x)  # type: ignore[operator]
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    start_epoch = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start_epoch = load_checkpoint(Path(directory), model=model, optimizer=optimizer)[
+                "epoch"
+            ] + 1
+    model = ray.train.torch.prepare_model(model)
+
+    sampler = DistributedSampler(
+        TensorDataset(train.x, train.y), num_replicas=world, rank=rank, seed=config["seed"]
+    )
+    loader = DataLoader(
+        TensorDataset(train.x, train.y), batch_size=config["batch_size"], sampler=sampler
+    )
+    writer = SummaryWriter(config["tensorboard_dir"]) if rank == 0 else None
+    for epoch in range(start_epoch, config["epochs"]):
+        sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        stats = train_one_epoch(model, loader, optimizer)
+        loss_sum, correct, seen = _all_reduce_stats(
+            stats.loss, stats.accuracy * stats.samples, stats.samples, device
+        )
+        held_out = evaluate(unwrap(model), test.x, test.y)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "test_loss": held_out.loss,
+            "test_accuracy": held_out.accuracy,
+            "epoch_seconds": time.perf_counter() - started,
+        }
+        _maybe_crash(config, epoch)
+        if writer is not None:
+            for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+                writer.add_scalar(key.replace("_", "/", 1), metrics[key], epoch)
+            for name, param in unwrap(model).named_parameters():
+                writer.add_histogram(name, param.detach().cpu(), epoch)
+            writer.flush()
+            with tempfile.TemporaryDirectory() as tmp:
+                save_checkpoint(Path(tmp), model=model, optimizer=optimizer, state=metrics)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+    if writer is not None:
+        writer.close()
+
+
+def _code_revision() -> str:
+    return os.environ.get("INHOUSE_CODE_REVISION", "unknown")
+
+
+def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, Any]:
+    """Train, evaluate on the test split, register; returns the summary dict."""
+    cfg: TrainSettings = settings.train
+    engine = get_engine(settings.db_url)
+    info = describe(engine, cfg.dataset)
+    if info.train_rows == 0:
+        raise SystemExit(f"error: data set {cfg.dataset!r} has no training rows")
+    spec = MLPSpec(
+        input_dim=info.n_features,
+        hidden=cfg.hidden,
+        num_classes=len(info.class_names),
+        feature_names=info.feature_names,
+        class_names=info.class_names,
+    ).model_dump()
+    run_name = f"train-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir = settings.runs_dir / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loop_config = {
+        **cfg.model_dump(),
+        "spec": spec,
+        "db_url": settings.db_url,
+        "up_to_id": info.last_id,
+        "tensorboard_dir": str(run_dir / "tensorboard"),
+        "crash_at_epoch": crash_at_epoch,
+        "crash_marker": str(run_dir / "crash-marker") if crash_at_epoch is not None else None,
+    }
+    trainer = ray.train.torch.TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=str(settings.runs_dir / "ray"),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    started = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - started
+    if result.checkpoint is None:
+        raise SystemExit("error: training finished without a checkpoint")
+    model = build_model(spec)
+    with result.checkpoint.as_directory() as directory:
+        history = load_checkpoint(Path(directory), model=model)
+    test = read_rows(engine, cfg.dataset, split="test", up_to_id=info.last_id)
+    final = evaluate(model, test.x, test.y)
+    registry = Registry(engine=engine, root=settings.registry_dir)
+    metrics = {"test_accuracy": final.accuracy, "test_loss": final.loss,
+               "train_accuracy": history["train_accuracy"], "train_seconds": seconds}
+    lineage = {
+        "dataset": cfg.dataset,
+        "rows": {"first_id": info.first_id, "up_to_id": info.last_id,
+                 "train_rows": info.train_rows, "test_rows": info.test_rows},
+        "config": cfg.model_dump(),
+        "code_revision": _code_revision(),
+        "run": run_name,
+        "run_dir": str(run_dir),
+        "parent": None,
+    }
+    version = registry.register(
+        cfg.model, state_dict=model.state_dict(), spec=spec, metrics=metrics, lineage=lineage
+    )
+    if cfg.promote:
+        registry.set_alias(cfg.model, "champion", version.version)
+    return {
+        "model": cfg.model,
+        "version": version.version,
+        "champion": cfg.promote,
+        "test_accuracy": final.accuracy,
+        "train_seconds": round(seconds, 2),
+        "epochs": cfg.epochs,
+        "num_workers": cfg.num_workers,
+        "tensorboard": f"tensorboard --logdir {run_dir / 'tensorboard'}",
+        "run_dir": str(run_dir),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.train",
+        description="Train the tabular MLP with Ray Train DDP and register it.",
+    )
+    parser.add_argument("--config", help="YAML settings file (see README)")
+    parser.add_argument("--crash-at-epoch", type=int, default=None,
+                        help="testing: kill one worker once at this epoch to prove resume")
+    add_section_flags(parser, TrainSettings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(config_file=args.config, train=section_overrides(args, TrainSettings))
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
+    try:
+        summary = run(settings, crash_at_epoch=args.crash_at_epoch)
+    finally:
+        ray.shutdown()
+    print(RESULT_MARKER + json.dumps(summary), flush=True)
+    print(
+        f"trained {summary['model']} v{summary['version']}: "
+        f"test accuracy {summary['test_accuracy']:.4f} in {summary['train_seconds']} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Build the inhouse Serve application: one ingress in front of one replica set per model.
+
+Typed entry point for ``serve run`` / ``serve deploy`` config files::
+
+    serve run serve.app:build_app models='["digits"]'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray.serve import Application
+
+from inhouse.config import Settings, load_settings
+from inhouse.registry import validate_model_name
+from serve.ingress import Ingress
+from serve.model_replica import ModelReplica
+
+APP_NAME = "inhouse"
+
+
+class ServeArgs(BaseModel):
+    """What ``build_app`` needs: the models to serve and where the platform state lives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(min_length=1, description="Registry model names to serve.")
+    ref: str = Field("champion", description="Version or alias served for each model.")
+    home: str | None = Field(None, description="inhouse home (default: settings).")
+    database_url: str | None = None
+    batching: bool = Field(True, description="Dynamic batching (off: one request per call).")
+
+
+def settings_payload(settings: Settings) -> dict[str, Any]:
+    """The part of the settings replicas need, as plain data."""
+    return {
+        "home": str(settings.home),
+        "database_url": settings.database_url,
+        "serve": settings.serve.model_dump(),
+    }
+
+
+def build_app(args: dict[str, Any] | ServeArgs) -> Application:
+    """The Serve application for ``args`` (a dict when called by ``serve run``)."""
+    parsed = args if isinstance(args, ServeArgs) else ServeArgs.model_validate(args)
+    overrides: dict[str, Any] = {}
+    if parsed.home:
+        overrides["home"] = parsed.home
+    if parsed.database_url:
+        overrides["database_url"] = parsed.database_url
+    settings = load_settings(**overrides)
+    if not parsed.batching:
+        settings.serve.max_batch_size = 1
+    payload = settings_payload(settings)
+    serve_cfg = settings.serve
+    handles = {}
+    for name in parsed.models:
+        validate_model_name(name)
+        handles[name] = ModelReplica.options(
+            name=f"model-{name}",
+            num_replicas=serve_cfg.num_replicas,
+            max_ongoing_requests=serve_cfg.max_ongoing_requests,
+        ).bind(name, payload, parsed.ref)
+    return Ingress.options(max_ongoing_requests=serve_cfg.max_ongoing_requests * 4).bind(
+        handles, serve_cfg.model_dump()
+    )

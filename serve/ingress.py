@@ -1,0 +1,159 @@
+"""The HTTP front door: protocol parsing, limits, error mapping and routing to model replicas.
+
+Routes (Open Inference Protocol v2 and KServe v1)::
+
+    GET  /v2/health/live            GET /v2/health/ready        GET /v2
+    GET  /v2/models/{name}          GET /v2/models/{name}/ready
+    POST /v2/models/{name}/infer    POST /v1/models/{name}:predict    GET /v1/models/{name}
+
+Every error is an :mod:`inhouse.errors` class turned into its status and a JSON body
+``{"error": "...", "code": "..."}``; nothing a client sends produces a 500.
+"""
+
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+import inhouse
+from inhouse.config import ServeSettings
+from inhouse.errors import (
+    InhouseError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+    UnavailableError,
+)
+from inhouse.protocol import model_metadata, parse_json, parse_v1, parse_v2, v1_response, v2_response
+
+METADATA_TTL_S = 10.0
+READY_TIMEOUT_S = 2.0
+
+app = FastAPI(title="inhouse inference", version=inhouse.__version__)
+
+
+@app.exception_handler(InhouseError)
+async def _inhouse_error(_request: Request, exc: InhouseError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"])
+    return JSONResponse({"error": f"{where}: {first['msg']}", "code": "invalid_input"}, 422)
+
+
+@serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(app)
+class Ingress:
+    """Routes requests for each model name to that model's replica deployment."""
+
+    def __init__(self, models: dict[str, DeploymentHandle], serve_settings: dict[str, Any]) -> None:
+        self._models = models
+        self._settings = ServeSettings(**serve_settings)
+        self._metadata: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def _handle(self, name: str) -> DeploymentHandle:
+        handle = self._models.get(name)
+        if handle is None:
+            raise ModelNotFoundError(
+                f"model {name!r} is not served here; served: {sorted(self._models)}"
+            )
+        return handle
+
+    async def _model_info(self, name: str) -> dict[str, Any]:
+        cached = self._metadata.get(name)
+        if cached is not None and time.monotonic() - cached[0] < METADATA_TTL_S:
+            return cached[1]
+        info: dict[str, Any] = await self._handle(name).metadata.remote()
+        self._metadata[name] = (time.monotonic(), info)
+        return info
+
+    async def _body(self, request: Request) -> Any:
+        limit = self._settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            # Refuse before reading a byte of an oversized body.
+            raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw.extend(chunk)
+            if len(raw) > limit:
+                break
+        return parse_json(bytes(raw), max_bytes=limit)
+
+    async def _ready(self, name: str) -> bool:
+        try:
+            await asyncio.wait_for(self._model_info(name), READY_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return False
+        return True
+
+    @app.get("/v2/health/live")
+    async def live(self) -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready(self) -> JSONResponse:
+        states = await asyncio.gather(*(self._ready(name) for name in self._models))
+        ok = all(states)
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/v2")
+    async def server_metadata(self) -> dict[str, Any]:
+        return {"name": "inhouse", "version": inhouse.__version__, "extensions": []}
+
+    @app.get("/v2/models/{name}")
+    async def v2_metadata(self, name: str) -> dict[str, Any]:
+        info = await self._model_info(name)
+        return model_metadata(
+            model=name, versions=[info["version"]], n_features=info["n_features"],
+            n_classes=info["n_classes"],
+        )
+
+    @app.get("/v2/models/{name}/ready")
+    async def v2_model_ready(self, name: str) -> JSONResponse:
+        self._handle(name)
+        ok = await self._ready(name)
+        return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
+
+    @app.post("/v2/models/{name}/infer")
+    async def v2_infer(self, name: str, request: Request) -> dict[str, Any]:
+        handle = self._handle(name)
+        info = await self._model_info(name)
+        x, request_id = parse_v2(
+            await self._body(request), n_features=info["n_features"],
+            max_instances=self._settings.max_instances,
+        )
+        result = await self._predict(handle, x)
+        return v2_response(model=name, version=result["version"], request_id=request_id,
+                           probabilities=result["probabilities"])
+
+    @app.get("/v1/models/{name}")
+    async def v1_status(self, name: str) -> dict[str, Any]:
+        self._handle(name)
+        return {"name": name, "ready": await self._ready(name)}
+
+    @app.post("/v1/models/{name}:predict")
+    async def v1_predict(self, name: str, request: Request) -> dict[str, Any]:
+        handle = self._handle(name)
+        info = await self._model_info(name)
+        x = parse_v1(await self._body(request), n_features=info["n_features"],
+                     max_instances=self._settings.max_instances)
+        result = await self._predict(handle, x)
+        return v1_response(probabilities=result["probabilities"], class_names=info["class_names"])
+
+    async def _predict(self, handle: DeploymentHandle, x: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await handle.predict.remote(x)
+        except InhouseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a replica crash is a 503, never a 500
+            raise UnavailableError(f"model replica failed: {type(exc).__name__}") from exc
+        return result
