@@ -14,7 +14,6 @@ the final weights on the fixed test split and registers a new version with its l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
 from inhouse.config import Settings, TrainSettings, load_settings
+from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
 from inhouse.data import describe, read_rows
 from inhouse.db import get_engine
 from inhouse.flags import add_section_flags, section_overrides
@@ -38,7 +38,6 @@ from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
 from inhouse.training import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, unwrap
 
-RESULT_MARKER = "INHOUSE_RESULT "
 
 
 def _all_reduce_stats(loss: float, correct: float, seen: float, device: torch.device) -> list[float]:
@@ -109,6 +108,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         }
         _maybe_crash(config, epoch)
         if writer is not None:
+            emit(EPOCH_MARKER, metrics)
             for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
                 writer.add_scalar(key.replace("_", "/", 1), metrics[key], epoch)
             for name, param in unwrap(model).named_parameters():
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(settings, crash_at_epoch=args.crash_at_epoch)
     finally:
         ray.shutdown()
-    print(RESULT_MARKER + json.dumps(summary), flush=True)
+    emit(RESULT_MARKER, summary)
     print(
         f"trained {summary['model']} v{summary['version']}: "
         f"test accuracy {summary['test_accuracy']:.4f} in {summary['train_seconds']} s"

@@ -1,0 +1,50 @@
+# inhouse: `make demo` and `make test` work on a fresh clone (they create .venv and install).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch is pinned here (a CPU build lies on disk); pyproject.toml stays general (torch>=2.6).
+TORCH_PIN := torch==2.13.0
+
+.PHONY: install demo down test test-unit test-integration test-e2e test-reliability bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/inhouse demo
+
+down: install
+	$(BIN)/inhouse cluster down
+
+test: install
+	$(BIN)/python -m pytest -q -m "not gpu and not reliability" tests
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: install
+	$(BIN)/python -m pytest -q -m integration tests
+
+test-e2e: install
+	$(BIN)/python -m pytest -q -m e2e tests
+
+test-reliability: install
+	$(BIN)/python -m pytest -q -m reliability tests
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+lint: install
+	$(BIN)/ruff check inhouse jobs serve actors tests benchmarks
+	$(BIN)/mypy inhouse
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

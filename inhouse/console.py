@@ -1,0 +1,46 @@
+"""What users see on the terminal: steps with timings, progress bars, tables, job markers."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from tqdm import tqdm
+
+RESULT_MARKER = "INHOUSE_RESULT "  # a job's last line: its JSON summary
+EPOCH_MARKER = "INHOUSE_EPOCH "  # one line per epoch: the metrics, for progress bars
+
+
+def emit(marker: str, payload: dict[str, Any]) -> None:
+    """Print a machine-readable line that the CLI picks out of a job's logs."""
+    print(marker + json.dumps(payload, default=str), flush=True)
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    """``==> title ... done (1.2 s)`` around a block."""
+    print(f"==> {title} ...", flush=True)
+    started = time.perf_counter()
+    yield
+    print(f"    done ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def progress(*, total: int, desc: str, unit: str) -> tqdm:  # type: ignore[type-arg]
+    """A progress bar on stderr (hidden when stderr is not a terminal and total is 0)."""
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain aligned table."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    if not rows:
+        print("(none)")

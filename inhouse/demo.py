@@ -1,0 +1,48 @@
+"""``make demo``: the whole journey on the embedded default, then a summary of where things are.
+
+cluster up → seed digits (SQLite) → train as a Ray job (DDP) → register → deploy on Serve →
+a few real predictions over HTTP → summary. Every step is idempotent, so rerunning works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inhouse import local_cluster
+from inhouse.client import predict_rows
+from inhouse.config import Settings
+from inhouse.console import step
+from inhouse.data import seed
+
+
+def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
+    """Run every step; ``cli`` is the CLI module (it owns the Ray-touching helpers)."""
+    with step("1/5 local Ray cluster (token auth, dashboard on 127.0.0.1)"):
+        started = local_cluster.start(settings)
+        print(f"    {'started' if started else 'already running'}: {settings.ray.dashboard_url}")
+    with step("2/5 data: seeding scikit-learn digits into SQL"):
+        from inhouse.db import get_engine
+
+        info, created = seed(get_engine(settings.db_url), settings.train.dataset)
+        print(f"    {'created' if created else 'already there'}: {info.train_rows} train / "
+              f"{info.test_rows} held-out test rows in {settings.db_url}")
+    print(f"==> 3/5 training {settings.train.model} as a Ray job ({epochs} epochs, "
+          f"{settings.train.num_workers} DDP workers)")
+    result = cli.run_job(settings, "jobs.train", cli._train_args(settings), epochs=epochs)
+    with step(f"4/5 deploying {settings.train.model} v{result['version']} on Ray Serve"):
+        cli.deploy(settings, [settings.train.model])
+    print("==> 5/5 predictions over HTTP (held-out test rows)")
+    predict_rows(settings, settings.train.model, inline=None, from_test=5)
+    serve_url = settings.serve.url
+    print()
+    print("=" * 72)
+    print(f" model          {result['model']} v{result['version']} (champion)")
+    print(f" test accuracy  {result['test_accuracy']:.4f} on {info.test_rows} held-out rows")
+    print(f" dashboard      {settings.ray.dashboard_url}")
+    print(f" serve          {serve_url}/v2/models/{result['model']}/infer  (OIP v2)")
+    print(f"                {serve_url}/v1/models/{result['model']}:predict (KServe v1)")
+    print(f" tensorboard    {result['tensorboard']}")
+    print(f" retrain        {local_cluster.submit_line(settings)}")
+    print(" stop           make down")
+    print("=" * 72)
+    return 0
