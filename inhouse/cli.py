@@ -61,7 +61,9 @@ def _registry(settings: Settings) -> Any:
 def cmd_cluster_up(settings: Settings, _args: argparse.Namespace) -> int:
     with step("starting the local Ray cluster (token auth on)"):
         started = local_cluster.start(settings)
-    print(("started" if started else "already running") + f": dashboard {settings.ray.dashboard_url}")
+    print(
+        ("started" if started else "already running") + f": dashboard {settings.ray.dashboard_url}"
+    )
     print(f"token: {settings.ray_token_path} (mode 0600)")
     return 0
 
@@ -103,8 +105,10 @@ def cmd_data_seed(settings: Settings, args: argparse.Namespace) -> int:
         with step(f"seeding {name}"):
             info, created = seed(_engine(settings), name)
         state = "created" if created else "already there"
-        print(f"{name}: {state}, {info.train_rows} train + {info.test_rows} test rows "
-              f"(ids {info.first_id}..{info.last_id}) in {settings.db_url}")
+        print(
+            f"{name}: {state}, {info.train_rows} train + {info.test_rows} test rows "
+            f"(ids {info.first_id}..{info.last_id}) in {settings.db_url}"
+        )
     return 0
 
 
@@ -115,8 +119,16 @@ def cmd_data_list(settings: Settings, _args: argparse.Namespace) -> int:
     rows = []
     for name in list_datasets(engine):
         info = describe(engine, name)
-        rows.append([name, info.n_features, len(info.class_names), info.train_rows,
-                     info.test_rows, info.last_id])
+        rows.append(
+            [
+                name,
+                info.n_features,
+                len(info.class_names),
+                info.train_rows,
+                info.test_rows,
+                info.last_id,
+            ]
+        )
     print_table(["data set", "features", "classes", "train", "test", "last id"], rows)
     return 0
 
@@ -128,8 +140,16 @@ def cmd_models_list(settings: Settings, _args: argparse.Namespace) -> int:
         aliases = registry.aliases(model)
         for info in registry.versions(model):
             tags = ",".join(a for a, v in aliases.items() if v == info.version)
-            rows.append([model, info.version, tags, f"{info.metrics.get('test_accuracy', 0):.4f}",
-                         info.lineage.get("dataset", ""), info.created_at.strftime("%F %T")])
+            rows.append(
+                [
+                    model,
+                    info.version,
+                    tags,
+                    f"{info.metrics.get('test_accuracy', 0):.4f}",
+                    info.lineage.get("dataset", ""),
+                    info.created_at.strftime("%F %T"),
+                ]
+            )
     print_table(["model", "version", "aliases", "test acc", "data set", "created"], rows)
     return 0
 
@@ -137,13 +157,26 @@ def cmd_models_list(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
     registry = _registry(settings)
     info = registry.get(args.model, args.version)
-    print(json.dumps({
-        "model": info.model, "version": info.version, "created_at": str(info.created_at),
-        "aliases": [a for a, v in registry.aliases(args.model).items() if v == info.version],
-        "sha256": info.sha256, "size_bytes": info.size_bytes, "metrics": info.metrics,
-        "spec": {k: v for k, v in info.spec.items() if k != "feature_names"},
-        "lineage": info.lineage, "path": str(info.path),
-    }, indent=2, default=str))
+    print(
+        json.dumps(
+            {
+                "model": info.model,
+                "version": info.version,
+                "created_at": str(info.created_at),
+                "aliases": [
+                    a for a, v in registry.aliases(args.model).items() if v == info.version
+                ],
+                "sha256": info.sha256,
+                "size_bytes": info.size_bytes,
+                "metrics": info.metrics,
+                "spec": {k: v for k, v in info.spec.items() if k != "feature_names"},
+                "lineage": info.lineage,
+                "path": str(info.path),
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return 0
 
 
@@ -152,10 +185,26 @@ def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
 
 def _train_args(settings: Settings) -> list[str]:
     cfg = settings.train
-    argv = ["--dataset", cfg.dataset, "--model", cfg.model, "--epochs", str(cfg.epochs),
-            "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr),
-            "--num-workers", str(cfg.num_workers), "--seed", str(cfg.seed),
-            "--max-failures", str(cfg.max_failures), "--hidden", *map(str, cfg.hidden)]
+    argv = [
+        "--dataset",
+        cfg.dataset,
+        "--model",
+        cfg.model,
+        "--epochs",
+        str(cfg.epochs),
+        "--batch-size",
+        str(cfg.batch_size),
+        "--lr",
+        str(cfg.lr),
+        "--num-workers",
+        str(cfg.num_workers),
+        "--seed",
+        str(cfg.seed),
+        "--max-failures",
+        str(cfg.max_failures),
+        "--hidden",
+        *map(str, cfg.hidden),
+    ]
     argv.append("--use-gpu" if cfg.use_gpu else "--no-use-gpu")
     argv.append("--promote" if cfg.promote else "--no-promote")
     return argv
@@ -174,12 +223,17 @@ def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0
     client = JobSubmissionClient(settings.ray.dashboard_url)
     env = local_cluster.client_env(settings)
     env.pop("RAY_ADDRESS")
-    revision = os.popen(f"git -C {shlex.quote(str(PROJECT_ROOT))} rev-parse --short HEAD 2>/dev/null")
+    revision = os.popen(
+        f"git -C {shlex.quote(str(PROJECT_ROOT))} rev-parse --short HEAD 2>/dev/null"
+    )
     env["INHOUSE_CODE_REVISION"] = revision.read().strip() or "unknown"
     job_id = client.submit_job(
         entrypoint=shlex.join(["python", "-m", module, *argv]),
-        runtime_env={"working_dir": str(PROJECT_ROOT), "env_vars": env,
-                     "excludes": [".venv", ".git", "benchmarks/results"]},
+        runtime_env={
+            "working_dir": str(PROJECT_ROOT),
+            "env_vars": env,
+            "excludes": [".venv", ".git", "benchmarks/results"],
+        },
     )
     print(f"submitted Ray job {job_id}; watch it at {settings.ray.dashboard_url}/#/jobs/{job_id}")
     seen, result, epochs_done = 0, None, 0
@@ -193,8 +247,10 @@ def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0
                 if metrics["epoch"] + 1 > epochs_done:  # Ray may echo a line twice
                     bar.update(metrics["epoch"] + 1 - epochs_done)
                     epochs_done = metrics["epoch"] + 1
-                    bar.set_postfix(loss=f"{metrics['train_loss']:.3f}",
-                                    test_acc=f"{metrics['test_accuracy']:.3f}")
+                    bar.set_postfix(
+                        loss=f"{metrics['train_loss']:.3f}",
+                        test_acc=f"{metrics['test_accuracy']:.3f}",
+                    )
             elif RESULT_MARKER in line:
                 result = json.loads(line.split(RESULT_MARKER, 1)[1])
         seen = len(logs.splitlines())
@@ -211,26 +267,35 @@ def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0
 
 def cmd_train(settings: Settings, _args: argparse.Namespace) -> int:
     result = run_job(settings, "jobs.train", _train_args(settings), epochs=settings.train.epochs)
-    print(f"registered {result['model']} v{result['version']}: test accuracy "
-          f"{result['test_accuracy']:.4f}" + (" (champion)" if result["champion"] else ""))
+    print(
+        f"registered {result['model']} v{result['version']}: test accuracy "
+        f"{result['test_accuracy']:.4f}" + (" (champion)" if result["champion"] else "")
+    )
     print(f"TensorBoard: {result['tensorboard']}")
     return 0
 
 
-def deploy(settings: Settings, models: list[str], *, ref: str = "champion",
-           batching: bool = True) -> None:
+def deploy(
+    settings: Settings, models: list[str], *, ref: str = "champion", batching: bool = True
+) -> None:
     """Deploy (or update) the Serve application for ``models`` on the running cluster."""
     import ray
     from ray import serve
 
     from serve.app import APP_NAME, ServeArgs, build_app
 
-    ray.init(address=f"127.0.0.1:{settings.ray.gcs_port}", logging_level="ERROR",
-             log_to_driver=False)
+    ray.init(
+        address=f"127.0.0.1:{settings.ray.gcs_port}", logging_level="ERROR", log_to_driver=False
+    )
     try:
         serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
-        args = ServeArgs(models=models, ref=ref, home=str(settings.home),
-                         database_url=settings.database_url, batching=batching)
+        args = ServeArgs(
+            models=models,
+            ref=ref,
+            home=str(settings.home),
+            database_url=settings.database_url,
+            batching=batching,
+        )
         serve.run(build_app(args), name=APP_NAME, route_prefix="/")
     finally:
         ray.shutdown()
@@ -242,8 +307,10 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
         raise UnavailableError("no model in the registry; run `inhouse train` first")
     with step(f"deploying {', '.join(models)} on Ray Serve"):
         deploy(settings, models, ref=args.ref, batching=args.batching)
-    print(f"serving at {settings.serve.url}/v2/models/<name>/infer (OIP v2) and "
-          f"/v1/models/<name>:predict (KServe v1)")
+    print(
+        f"serving at {settings.serve.url}/v2/models/<name>/infer (OIP v2) and "
+        f"/v1/models/<name>:predict (KServe v1)"
+    )
     return 0
 
 
@@ -262,7 +329,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 # --- parser ----------------------------------------------------------------------------------
 
 
-def _add(sub: Any, name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
+def _add(
+    sub: Any, name: str, handler: Callable[..., int], help_text: str
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(handler=handler)
     return parser
@@ -290,8 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="data sets (SQL tables)")
     data_cmds = data.add_subparsers(dest="action", required=True, metavar="ACTION")
     seed = _add(data_cmds, "seed", cmd_data_seed, "create and fill built-in data sets")
-    seed.add_argument("names", nargs="*", default=["digits"], choices=["digits", "breast_cancer"],
-                      help="which data sets (default: digits)")
+    seed.add_argument(
+        "names",
+        nargs="*",
+        default=["digits"],
+        choices=["digits", "breast_cancer"],
+        help="which data sets (default: digits)",
+    )
     _add(data_cmds, "list", cmd_data_list, "list data sets with row counts")
 
     models = commands.add_parser("models", help="the model registry")
@@ -307,15 +381,24 @@ def build_parser() -> argparse.ArgumentParser:
     dep = _add(commands, "deploy", cmd_deploy, "serve models (default: all registered)")
     dep.add_argument("models", nargs="*", help="model names")
     dep.add_argument("--ref", default="champion", help="version or alias to serve")
-    dep.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True,
-                     help="dynamic batching of concurrent requests (default: on)")
+    dep.add_argument(
+        "--batching",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="dynamic batching of concurrent requests (default: on)",
+    )
 
     pred = _add(commands, "predict", cmd_predict, "send predictions to the served model")
     pred.add_argument("model", help="model name")
     source = pred.add_mutually_exclusive_group()
     source.add_argument("--input", help="JSON list of rows, e.g. '[[0, 1, ...]]'")
-    source.add_argument("--from-test", type=int, default=5, metavar="N",
-                        help="send N rows of the held-out test split (default 5)")
+    source.add_argument(
+        "--from-test",
+        type=int,
+        default=5,
+        metavar="N",
+        help="send N rows of the held-out test split (default 5)",
+    )
 
     demo = _add(commands, "demo", cmd_demo, "the whole journey: cluster, data, train, serve")
     add_section_flags(demo, TrainSettings)

@@ -15,8 +15,9 @@ from inhouse.errors import InhouseError, InvalidInputError, UnavailableError
 def infer(settings: Settings, model: str, rows: list[list[float]]) -> dict[str, Any]:
     """POST an OIP v2 infer request; returns the decoded response or raises with the reason."""
     width = len(rows[0]) if rows else 0
-    body = {"inputs": [{"name": "input", "shape": [len(rows), width], "datatype": "FP32",
-                        "data": rows}]}
+    body = {
+        "inputs": [{"name": "input", "shape": [len(rows), width], "datatype": "FP32", "data": rows}]
+    }
     url = f"{settings.serve.url}/v2/models/{model}/infer"
     try:
         response = httpx.post(url, json=body, timeout=30.0)
@@ -63,7 +64,7 @@ def predict_rows(settings: Settings, model: str, *, inline: str | None, from_tes
     probs = outputs["probabilities"]["data"]
     table = []
     for i, label in enumerate(predicted):
-        confidence = max(probs[i * width:(i + 1) * width])
+        confidence = max(probs[i * width : (i + 1) * width])
         table.append([i, label, f"{confidence:.3f}", "" if labels[i] is None else labels[i]])
     print(f"{model} v{result['model_version']} via {settings.serve.url}/v2/models/{model}/infer")
     print_table(["row", "predicted", "confidence", "actual"], table)

@@ -24,10 +24,14 @@ def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
         from inhouse.db import get_engine
 
         info, created = seed(get_engine(settings.db_url), settings.train.dataset)
-        print(f"    {'created' if created else 'already there'}: {info.train_rows} train / "
-              f"{info.test_rows} held-out test rows in {settings.db_url}")
-    print(f"==> 3/5 training {settings.train.model} as a Ray job ({epochs} epochs, "
-          f"{settings.train.num_workers} DDP workers)")
+        print(
+            f"    {'created' if created else 'already there'}: {info.train_rows} train / "
+            f"{info.test_rows} held-out test rows in {settings.db_url}"
+        )
+    print(
+        f"==> 3/5 training {settings.train.model} as a Ray job ({epochs} epochs, "
+        f"{settings.train.num_workers} DDP workers)"
+    )
     result = cli.run_job(settings, "jobs.train", cli._train_args(settings), epochs=epochs)
     with step(f"4/5 deploying {settings.train.model} v{result['version']} on Ray Serve"):
         cli.deploy(settings, [settings.train.model])

@@ -30,19 +30,31 @@ def add_section_flags(
         kind = _scalar_type(field.annotation)
         if kind is bool:
             parser.add_argument(
-                flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                flag,
+                dest=dest,
+                action=argparse.BooleanOptionalAction,
+                default=None,
                 help=help_text,
             )
         elif get_origin(kind) is list:
             (item,) = get_args(kind)
             parser.add_argument(
-                flag, dest=dest, type=item, nargs="+", default=None, help=help_text,
+                flag,
+                dest=dest,
+                type=item,
+                nargs="+",
+                default=None,
+                help=help_text,
                 metavar=name.upper(),
             )
         else:
             parser.add_argument(
-                flag, dest=dest, type=kind if kind in (int, float, str) else str, default=None,
-                help=help_text, metavar=name.upper(),
+                flag,
+                dest=dest,
+                type=kind if kind in (int, float, str) else str,
+                default=None,
+                help=help_text,
+                metavar=name.upper(),
             )
 
 

@@ -91,7 +91,9 @@ def start(settings: Settings) -> bool:
         return False
     cfg = settings.ray
     command = [
-        ray_command(), "start", "--head",
+        ray_command(),
+        "start",
+        "--head",
         f"--port={cfg.gcs_port}",
         "--node-ip-address=127.0.0.1",
         f"--dashboard-host={cfg.dashboard_host}",
@@ -120,7 +122,9 @@ def start(settings: Settings) -> bool:
 def stop(settings: Settings) -> None:
     """Stop every Ray process of this machine's local cluster (Serve included)."""
     subprocess.run(
-        [ray_command(), "stop", "--force"], env=process_env(settings), capture_output=True,
+        [ray_command(), "stop", "--force"],
+        env=process_env(settings),
+        capture_output=True,
         check=False,
     )
 

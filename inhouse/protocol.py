@@ -18,10 +18,35 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from inhouse.errors import InvalidInputError, MalformedRequestError, PayloadTooLargeError
 
 MAX_JSON_DEPTH = 32
-NUMERIC_TYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
-                 "INT64", "FP16", "FP32", "FP64"}
-Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
-                   "INT64", "FP16", "FP32", "FP64", "BYTES"]
+NUMERIC_TYPES = {
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+}
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
 
 
 class _Strict(BaseModel):
@@ -188,8 +213,12 @@ def v2_response(
         "model_name": model,
         "model_version": str(version),
         "outputs": [
-            {"name": "probabilities", "shape": [n, k], "datatype": "FP32",
-             "data": probabilities.astype(np.float32).ravel().tolist()},
+            {
+                "name": "probabilities",
+                "shape": [n, k],
+                "datatype": "FP32",
+                "data": probabilities.astype(np.float32).ravel().tolist(),
+            },
             {"name": "label", "shape": [n], "datatype": "INT64", "data": labels.tolist()},
         ],
     }
@@ -208,8 +237,9 @@ def v1_response(*, probabilities: np.ndarray, class_names: list[str]) -> dict[st
     }
 
 
-def model_metadata(*, model: str, versions: list[int], n_features: int, n_classes: int
-                   ) -> dict[str, Any]:
+def model_metadata(
+    *, model: str, versions: list[int], n_features: int, n_classes: int
+) -> dict[str, Any]:
     """``GET /v2/models/{name}``: what tensors the model takes and returns."""
     return {
         "name": model,

@@ -39,8 +39,9 @@ from inhouse.registry import Registry
 from inhouse.training import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, unwrap
 
 
-
-def _all_reduce_stats(loss: float, correct: float, seen: float, device: torch.device) -> list[float]:
+def _all_reduce_stats(
+    loss: float, correct: float, seen: float, device: torch.device
+) -> list[float]:
     totals = torch.tensor([loss * seen, correct, seen], dtype=torch.float64, device=device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(totals)
@@ -78,9 +79,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            start_epoch = load_checkpoint(Path(directory), model=model, optimizer=optimizer)[
-                "epoch"
-            ] + 1
+            start_epoch = (
+                load_checkpoint(Path(directory), model=model, optimizer=optimizer)["epoch"] + 1
+            )
     model = ray.train.torch.prepare_model(model)
 
     sampler = DistributedSampler(
@@ -175,12 +176,20 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
     test = read_rows(engine, cfg.dataset, split="test", up_to_id=info.last_id)
     final = evaluate(model, test.x, test.y)
     registry = Registry(engine=engine, root=settings.registry_dir)
-    metrics = {"test_accuracy": final.accuracy, "test_loss": final.loss,
-               "train_accuracy": history["train_accuracy"], "train_seconds": seconds}
+    metrics = {
+        "test_accuracy": final.accuracy,
+        "test_loss": final.loss,
+        "train_accuracy": history["train_accuracy"],
+        "train_seconds": seconds,
+    }
     lineage = {
         "dataset": cfg.dataset,
-        "rows": {"first_id": info.first_id, "up_to_id": info.last_id,
-                 "train_rows": info.train_rows, "test_rows": info.test_rows},
+        "rows": {
+            "first_id": info.first_id,
+            "up_to_id": info.last_id,
+            "train_rows": info.train_rows,
+            "test_rows": info.test_rows,
+        },
         "config": cfg.model_dump(),
         "code_revision": _code_revision(),
         "run": run_name,
@@ -211,8 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the tabular MLP with Ray Train DDP and register it.",
     )
     parser.add_argument("--config", help="YAML settings file (see README)")
-    parser.add_argument("--crash-at-epoch", type=int, default=None,
-                        help="testing: kill one worker once at this epoch to prove resume")
+    parser.add_argument(
+        "--crash-at-epoch",
+        type=int,
+        default=None,
+        help="testing: kill one worker once at this epoch to prove resume",
+    )
     add_section_flags(parser, TrainSettings)
     return parser
 

@@ -10,7 +10,6 @@ Every error is an :mod:`inhouse.errors` class turned into its status and a JSON 
 ``{"error": "...", "code": "..."}``; nothing a client sends produces a 500.
 """
 
-
 import asyncio
 import time
 from typing import Any
@@ -29,7 +28,14 @@ from inhouse.errors import (
     PayloadTooLargeError,
     UnavailableError,
 )
-from inhouse.protocol import model_metadata, parse_json, parse_v1, parse_v2, v1_response, v2_response
+from inhouse.protocol import (
+    model_metadata,
+    parse_json,
+    parse_v1,
+    parse_v2,
+    v1_response,
+    v2_response,
+)
 
 METADATA_TTL_S = 10.0
 READY_TIMEOUT_S = 2.0
@@ -113,7 +119,9 @@ class Ingress:
     async def v2_metadata(self, name: str) -> dict[str, Any]:
         info = await self._model_info(name)
         return model_metadata(
-            model=name, versions=[info["version"]], n_features=info["n_features"],
+            model=name,
+            versions=[info["version"]],
+            n_features=info["n_features"],
             n_classes=info["n_classes"],
         )
 
@@ -128,12 +136,17 @@ class Ingress:
         handle = self._handle(name)
         info = await self._model_info(name)
         x, request_id = parse_v2(
-            await self._body(request), n_features=info["n_features"],
+            await self._body(request),
+            n_features=info["n_features"],
             max_instances=self._settings.max_instances,
         )
         result = await self._predict(handle, x)
-        return v2_response(model=name, version=result["version"], request_id=request_id,
-                           probabilities=result["probabilities"])
+        return v2_response(
+            model=name,
+            version=result["version"],
+            request_id=request_id,
+            probabilities=result["probabilities"],
+        )
 
     @app.get("/v1/models/{name}")
     async def v1_status(self, name: str) -> dict[str, Any]:
@@ -144,8 +157,11 @@ class Ingress:
     async def v1_predict(self, name: str, request: Request) -> dict[str, Any]:
         handle = self._handle(name)
         info = await self._model_info(name)
-        x = parse_v1(await self._body(request), n_features=info["n_features"],
-                     max_instances=self._settings.max_instances)
+        x = parse_v1(
+            await self._body(request),
+            n_features=info["n_features"],
+            max_instances=self._settings.max_instances,
+        )
         result = await self._predict(handle, x)
         return v1_response(probabilities=result["probabilities"], class_names=info["class_names"])
 

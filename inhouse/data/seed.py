@@ -50,7 +50,9 @@ def seed(engine: Engine, name: str) -> tuple[DatasetInfo, bool]:
     The test split is fixed (stratified, 20%, seed 0) so every run evaluates on the same rows.
     """
     if name not in BUILTIN:
-        raise InvalidInputError(f"unknown built-in data set {name!r}; choose from {sorted(BUILTIN)}")
+        raise InvalidInputError(
+            f"unknown built-in data set {name!r}; choose from {sorted(BUILTIN)}"
+        )
     with session_scope(engine) as session:
         exists = session.get(DatasetRecord, name) is not None
     if exists:

@@ -38,7 +38,7 @@ def validate_model_name(name: str) -> str:
     """Model names become directories and URL segments: refuse anything odd."""
     if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
         raise InvalidInputError(
-            f"invalid model name {name!r}: use 1-64 chars of a-z, 0-9, _ or - starting with a letter"
+            f"invalid model name {name!r}: use 1-64 of a-z, 0-9, _, - starting with a letter"
         )
     return name
 
@@ -91,7 +91,9 @@ class Registry:
         """Store a new immutable version; returns it with its number (1, 2, ...)."""
         validate_model_name(model)
         build_model(spec).load_state_dict(state_dict)  # refuse weights that do not fit the spec
-        weights = save_safetensors({k: v.detach().contiguous().cpu() for k, v in state_dict.items()})
+        weights = save_safetensors(
+            {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+        )
         digest = hashlib.sha256(weights).hexdigest()
         for _attempt in range(5):
             version = self._next_version(model)
@@ -99,8 +101,14 @@ class Registry:
             target = self.root / relative
             if target.exists():
                 shutil.rmtree(target)  # an orphan of a crash before the row was committed
-            document = {"model": model, "version": version, "spec": spec, "metrics": metrics,
-                        "lineage": lineage, "sha256": digest}
+            document = {
+                "model": model,
+                "version": version,
+                "spec": spec,
+                "metrics": metrics,
+                "lineage": lineage,
+                "sha256": digest,
+            }
             try:
                 with atomic_directory(target) as tmp:
                     (tmp / WEIGHTS_FILE).write_bytes(weights)
@@ -113,8 +121,14 @@ class Registry:
                 with session_scope(self.engine) as session:
                     session.add(
                         ModelVersionRecord(
-                            model=model, version=version, path=relative, sha256=digest,
-                            size_bytes=len(weights), spec=spec, metrics=metrics, lineage=lineage,
+                            model=model,
+                            version=version,
+                            path=relative,
+                            sha256=digest,
+                            size_bytes=len(weights),
+                            spec=spec,
+                            metrics=metrics,
+                            lineage=lineage,
                         )
                     )
             except SQLIntegrityError:
@@ -125,7 +139,9 @@ class Registry:
     def _next_version(self, model: str) -> int:
         with session_scope(self.engine) as session:
             current = session.scalar(
-                select(func.max(ModelVersionRecord.version)).where(ModelVersionRecord.model == model)
+                select(func.max(ModelVersionRecord.version)).where(
+                    ModelVersionRecord.model == model
+                )
             )
         return int(current or 0) + 1
 
@@ -149,7 +165,9 @@ class Registry:
                 alias = session.get(AliasRecord, (model, ref))
                 if alias is not None:
                     return alias.version
-        raise ModelNotFoundError(f"model {model!r} has no version {ref!r}; see `inhouse models list`")
+        raise ModelNotFoundError(
+            f"model {model!r} has no version {ref!r}; see `inhouse models list`"
+        )
 
     def get(self, model: str, ref: str = "champion") -> ModelVersion:
         """The version ``ref`` of ``model``; raises ModelNotFoundError."""

@@ -1,0 +1,289 @@
+"""Append-only, hash-chained audit log (``inhouse audit tail|verify``).
+
+Each entry's ``hash`` is SHA-256 over the canonical JSON of its fields, ``prev_hash``
+included, so altering, deleting or reordering any entry breaks every link after it.
+Appenders serialize on the chain head row: the ``UPDATE`` that bumps it takes a row lock on
+PostgreSQL and the write lock on SQLite before the head is read, so two writers can never
+extend the same link (and ``prev_hash`` is unique as a second guard).
+
+A plain hash chain is tamper-evident, not tamper-proof: someone able to rewrite the whole
+table can recompute it. Copy :attr:`VerifyReport.head_hash` somewhere else now and then
+(an anchor) to close that gap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from sqlalchemy import CursorResult, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from inhouse.access.records import (
+    CHAIN_HEAD_ID,
+    GENESIS_HASH,
+    AuditChainHead,
+    AuditRecord,
+    utcnow,
+)
+from inhouse.db import session_scope
+from inhouse.errors import InvalidInputError, UnavailableError
+
+Outcome = Literal["allow", "deny", "error"]
+OUTCOMES: frozenset[str] = frozenset({"allow", "deny", "error"})
+MAX_TAIL = 10_000
+_LIMITS = {"principal": 128, "action": 64, "resource": 128, "request_id": 128, "detail": 4000}
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the audit log, as stored."""
+
+    id: int
+    ts: datetime
+    principal: str
+    action: str
+    resource: str
+    outcome: str
+    request_id: str | None
+    detail: str | None
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``ts`` as ISO 8601 UTC)."""
+        data = asdict(self)
+        data["ts"] = _ts_text(self.ts)
+        return data
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of :meth:`AuditLog.verify`.
+
+    Attributes:
+        ok: every entry and the chain head are consistent.
+        checked: entries checked.
+        broken_at: id of the first entry that fails (or the first missing id), else None.
+        reason: one line saying what is wrong, else None.
+        head_seq: id of the last entry according to the chain head.
+        head_hash: hash of the last entry according to the chain head (anchor it elsewhere).
+    """
+
+    ok: bool
+    checked: int
+    broken_at: int | None
+    reason: str | None
+    head_seq: int
+    head_hash: str
+
+
+def _ts_text(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _clean(value: str | None, field: str) -> str | None:
+    """Make caller-supplied text safe to store: printable, bounded."""
+    if value is None:
+        return None
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    return text[: _LIMITS[field]]
+
+
+def _fields(
+    principal: str,
+    action: str,
+    resource: str,
+    outcome: str,
+    request_id: str | None,
+    detail: str | None,
+) -> dict[str, Any]:
+    if outcome not in OUTCOMES:
+        raise InvalidInputError(f"audit outcome {outcome!r} must be allow, deny or error")
+    return {
+        "principal": _clean(principal, "principal") or "-",
+        "action": _clean(action, "action") or "-",
+        "resource": _clean(resource, "resource") or "-",
+        "outcome": outcome,
+        "request_id": _clean(request_id, "request_id"),
+        "detail": _clean(detail, "detail"),
+    }
+
+
+def entry_hash(fields: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of an entry's fields, ``prev_hash`` included."""
+    payload = {k: fields[k] for k in AuditEntry.__dataclass_fields__ if k != "hash"}
+    payload["ts"] = _ts_text(payload["ts"])
+    data = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+def _entry(row: AuditRecord) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        ts=row.ts,
+        principal=row.principal,
+        action=row.action,
+        resource=row.resource,
+        outcome=row.outcome,
+        request_id=row.request_id,
+        detail=row.detail,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class AuditLog:
+    """The audit log over one database engine.
+
+    Args:
+        engine: the metadata database (tables from :mod:`inhouse.access.records`).
+        clock: returns the current aware UTC time; tests inject one.
+        retries: attempts at an append when a concurrent writer wins a race.
+    """
+
+    def __init__(
+        self, *, engine: Engine, clock: Callable[[], datetime] = utcnow, retries: int = 8
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._retries = retries
+
+    def append(
+        self,
+        *,
+        principal: str,
+        action: str,
+        resource: str,
+        outcome: Outcome,
+        request_id: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEntry:
+        """Append one entry at the end of the chain and return it.
+
+        Raises:
+            InvalidInputError: ``outcome`` is not allow, deny or error.
+            UnavailableError: the entry could not be written (fail closed: callers deny).
+        """
+        fields = _fields(principal, action, resource, outcome, request_id, detail)
+        error: Exception | None = None
+        for attempt in range(self._retries):
+            try:
+                with session_scope(self._engine) as session:
+                    return self._extend(session, fields)
+            except (IntegrityError, OperationalError) as exc:
+                error = exc
+                time.sleep(min(0.005 * 2**attempt, 0.2))
+        raise UnavailableError(f"cannot append to the audit log: {error}")
+
+    def append_in(
+        self,
+        session: Session,
+        *,
+        principal: str,
+        action: str,
+        resource: str,
+        outcome: Outcome,
+        request_id: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEntry:
+        """Append inside the caller's transaction, so a change and its entry commit together.
+
+        The chain head stays locked until that transaction ends: keep it short.
+        """
+        fields = _fields(principal, action, resource, outcome, request_id, detail)
+        return self._extend(session, fields)
+
+    def _extend(self, session: Session, fields: dict[str, Any]) -> AuditEntry:
+        # The UPDATE comes first so the lock is held before the head is read.
+        bumped: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(AuditChainHead)
+            .where(AuditChainHead.id == CHAIN_HEAD_ID)
+            .values(seq=AuditChainHead.seq + 1)
+        )
+        if bumped.rowcount == 0:
+            self._recreate_empty_head(session)
+            return self._extend(session, fields)
+        seq, prev_hash = session.execute(
+            select(AuditChainHead.seq, AuditChainHead.hash).where(
+                AuditChainHead.id == CHAIN_HEAD_ID
+            )
+        ).one()
+        row = {**fields, "id": seq, "ts": self._clock(), "prev_hash": prev_hash}
+        row["hash"] = entry_hash(row)
+        session.execute(insert(AuditRecord).values(**row))
+        session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.id == CHAIN_HEAD_ID)
+            .values(hash=row["hash"])
+        )
+        return AuditEntry(**row)
+
+    @staticmethod
+    def _recreate_empty_head(session: Session) -> None:
+        count = session.execute(select(func.count()).select_from(AuditRecord)).scalar_one()
+        if count:
+            # Rebuilding the head from the rows would hide a truncated tail: fail closed.
+            raise UnavailableError(
+                "audit chain head row is missing while the log has entries; "
+                "the log may have been tampered with: run `inhouse audit verify`"
+            )
+        session.execute(insert(AuditChainHead).values(id=CHAIN_HEAD_ID, seq=0, hash=GENESIS_HASH))
+
+    def tail(self, n: int = 20) -> list[AuditEntry]:
+        """The last ``n`` entries, oldest first."""
+        if not 1 <= n <= MAX_TAIL:
+            raise InvalidInputError(f"tail size {n} must be between 1 and {MAX_TAIL}")
+        with session_scope(self._engine) as session:
+            rows = session.scalars(select(AuditRecord).order_by(AuditRecord.id.desc()).limit(n))
+            return [_entry(r) for r in reversed(list(rows))]
+
+    def verify(self, *, batch_size: int = 1000) -> VerifyReport:
+        """Walk the chain from the start and report the first broken link, if any.
+
+        Entries appended while verifying (after the head is read) are not checked.
+        """
+        with session_scope(self._engine) as session:
+            head = session.get(AuditChainHead, CHAIN_HEAD_ID)
+            head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+            count = session.execute(select(func.count()).select_from(AuditRecord)).scalar_one()
+        checked, expected_id, prev = 0, 1, GENESIS_HASH
+
+        def report(broken_at: int | None, reason: str | None) -> VerifyReport:
+            return VerifyReport(reason is None, checked, broken_at, reason, head_seq, head_hash)
+
+        if head is None and count:
+            return report(None, f"audit chain head row is missing but {count} entries exist")
+
+        while True:
+            with session_scope(self._engine) as session:
+                rows = list(
+                    session.scalars(
+                        select(AuditRecord)
+                        .where(AuditRecord.id >= expected_id, AuditRecord.id <= head_seq)
+                        .order_by(AuditRecord.id)
+                        .limit(batch_size)
+                    )
+                )
+            for row in rows:
+                entry = _entry(row)
+                if entry.id != expected_id:
+                    return report(expected_id, f"entry {expected_id} is missing")
+                if entry.prev_hash != prev:
+                    return report(entry.id, f"entry {entry.id} does not link to its predecessor")
+                if entry_hash(asdict(entry)) != entry.hash:
+                    return report(entry.id, f"entry {entry.id} was altered: hash mismatch")
+                checked, expected_id, prev = checked + 1, expected_id + 1, entry.hash
+            if len(rows) < batch_size:
+                break
+        if expected_id <= head_seq:
+            return report(expected_id, f"entries {expected_id}..{head_seq} are missing")
+        if prev != head_hash:
+            return report(head_seq, "last entry does not match the chain head hash")
+        return report(None, None)

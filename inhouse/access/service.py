@@ -1,0 +1,182 @@
+"""AccessService: the check every HTTP route and CLI command makes before it acts.
+
+A route calls :meth:`AccessService.check` with the raw ``Authorization`` header, the action
+and the resource; it gets the :class:`~inhouse.access.permissions.Principal` back or an
+error whose HTTP status :mod:`inhouse.errors` fixes: 401 for a missing, malformed, unknown,
+expired or revoked token (or a disabled principal), 403 for a missing permission. Each
+decision is appended to the audit log before the method returns; if that write fails the
+request is refused (503, fail closed). Administration lives in :mod:`inhouse.access.admin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, or_, update
+from sqlalchemy.exc import OperationalError
+
+from inhouse.access.admin import AccessAdmin, load_principal
+from inhouse.access.audit import AuditEntry, AuditLog, Outcome
+from inhouse.access.permissions import Principal, authorize
+from inhouse.access.records import PrincipalRecord, TokenRecord, utcnow
+from inhouse.access.tokens import check_pepper, parse_authorization, verify_secret
+from inhouse.db import session_scope
+from inhouse.errors import AuthenticationError, InvalidInputError, PermissionDeniedError
+
+ANONYMOUS = "-"
+AUTHENTICATE = "auth:authenticate"
+# last_used_at is refreshed at most this often, so most requests write only the audit entry.
+LAST_USED_GRANULARITY = timedelta(seconds=60)
+
+
+class _AuthFailure(Exception):
+    """An authentication failure with what the audit entry needs (who, why)."""
+
+    def __init__(self, message: str, principal: str, detail: str) -> None:
+        super().__init__(message)
+        self.error = AuthenticationError(message)
+        self.principal = principal
+        self.detail = f"unauthenticated: {detail}"
+
+
+class AccessService(AccessAdmin):
+    """Access control over the metadata database.
+
+    Args:
+        engine: the metadata database (tables of :mod:`inhouse.access.records` created).
+        pepper: server secret of at least 32 bytes keying the token hashes
+            (:func:`inhouse.access.tokens.load_or_create_pepper`); losing it voids all tokens.
+        clock: returns the current aware UTC time; tests inject one.
+        max_token_lifetime: the longest ``expires_in`` :meth:`issue_token` accepts.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        pepper: bytes,
+        clock: Callable[[], datetime] = utcnow,
+        max_token_lifetime: timedelta = timedelta(days=365),
+    ) -> None:
+        self._engine = engine
+        self._pepper = check_pepper(pepper)
+        self._clock = clock
+        self._max_lifetime = max_token_lifetime
+        self.audit = AuditLog(engine=engine, clock=clock)
+
+    def authenticate(self, header_value: str | None, *, request_id: str | None = None) -> Principal:
+        """Resolve an ``Authorization`` header to a principal, auditing the decision.
+
+        Raises:
+            AuthenticationError: missing, malformed, unknown, expired or revoked token, or a
+                disabled principal (401).
+            UnavailableError: the audit entry could not be written (503).
+        """
+        try:
+            principal = self._authenticate(header_value)
+        except _AuthFailure as failure:
+            self._log(failure.principal, AUTHENTICATE, "-", "deny", request_id, failure.detail)
+            raise failure.error from None
+        self._log(principal.name, AUTHENTICATE, "-", "allow", request_id, _token(principal))
+        return principal
+
+    def check(
+        self, header_value: str | None, *, action: str, resource: str, request_id: str | None
+    ) -> Principal:
+        """Authenticate, authorize ``action`` on ``resource``, audit, return the principal.
+
+        Raises:
+            AuthenticationError: as :meth:`authenticate` (401).
+            PermissionDeniedError: authenticated but not allowed (403).
+            InvalidInputError: unknown action or invalid resource name (422).
+            UnavailableError: the audit entry could not be written (503, fail closed).
+        """
+        try:
+            principal = self._authenticate(header_value)
+        except _AuthFailure as failure:
+            self._log(failure.principal, action, resource, "deny", request_id, failure.detail)
+            raise failure.error from None
+        try:
+            authorize(principal, action, resource)
+        except (PermissionDeniedError, InvalidInputError) as exc:
+            why = f"{_token(principal)} {exc.code}: {exc.message}"
+            self._log(principal.name, action, resource, "deny", request_id, why)
+            raise
+        self._log(principal.name, action, resource, "allow", request_id, _token(principal))
+        return principal
+
+    def record(
+        self,
+        *,
+        principal: str,
+        action: str,
+        resource: str,
+        outcome: Outcome,
+        request_id: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEntry:
+        """Append the outcome of a privileged action (a deploy, a key rotation) to the audit."""
+        return self._log(principal, action, resource, outcome, request_id, detail)
+
+    def _log(
+        self,
+        principal: str,
+        action: str,
+        resource: str,
+        outcome: Outcome,
+        request_id: str | None,
+        detail: str | None,
+    ) -> AuditEntry:
+        return self.audit.append(
+            principal=principal,
+            action=action,
+            resource=resource,
+            outcome=outcome,
+            request_id=request_id,
+            detail=detail,
+        )
+
+    def _authenticate(self, header_value: str | None) -> Principal:
+        try:
+            parsed = parse_authorization(header_value)
+        except AuthenticationError as exc:
+            raise _AuthFailure(exc.message, ANONYMOUS, exc.message) from None
+        now = self._clock()
+        with session_scope(self._engine) as session:
+            row = session.get(TokenRecord, parsed.token_id)
+            matches = verify_secret(self._pepper, parsed, row.secret_hash if row else None)
+            if row is None or not matches:
+                raise _AuthFailure("invalid token", ANONYMOUS, f"bad token {parsed.token_id}")
+            owner = session.get(PrincipalRecord, row.principal)
+            if row.revoked_at is not None:
+                raise _AuthFailure("token revoked", row.principal, f"revoked token {row.token_id}")
+            if row.expires_at <= now:
+                raise _AuthFailure("token expired", row.principal, f"expired token {row.token_id}")
+            if owner is None or owner.disabled:
+                raise _AuthFailure("principal disabled", row.principal, f"disabled {row.token_id}")
+            principal = load_principal(session, owner.name, row.token_id)
+            last_used = row.last_used_at
+        if last_used is None or now - last_used >= LAST_USED_GRANULARITY:
+            self._touch(parsed.token_id, now)
+        return principal
+
+    def _touch(self, token_id: str, now: datetime) -> None:
+        """Refresh ``last_used_at``; best effort, a busy database must not fail a request."""
+        stale = or_(
+            TokenRecord.last_used_at.is_(None),
+            TokenRecord.last_used_at < now - LAST_USED_GRANULARITY,
+        )
+        try:
+            with session_scope(self._engine) as session:
+                session.execute(
+                    update(TokenRecord)
+                    .where(TokenRecord.token_id == token_id, stale)
+                    .values(last_used_at=now)
+                )
+        except OperationalError:
+            pass
+
+
+def _token(principal: Principal) -> str:
+    return f"token={principal.token_id}"

@@ -1,0 +1,106 @@
+"""The audit chain and the access check on PostgreSQL, with concurrent writers.
+
+Runs in a fresh schema dropped afterwards; skipped when no server answers at
+``INHOUSE_TEST_POSTGRES_URL`` (default: trust auth on 127.0.0.1:5432, database ``test``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from inhouse.access import ACCESS_TABLES, AccessService, AuditLog
+from inhouse.db import Base
+from inhouse.errors import AuthenticationError, PermissionDeniedError
+
+pytestmark = pytest.mark.integration
+
+URL = os.environ.get(
+    "INHOUSE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def pg_engine() -> Iterator[Engine]:
+    schema = f"access_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(URL, connect_args={"connect_timeout": 3})
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL unreachable at {URL}: {exc.orig}")
+    engine = create_engine(
+        URL, pool_size=8, connect_args={"options": f"-csearch_path={schema}", "connect_timeout": 3}
+    )
+    try:
+        Base.metadata.create_all(engine, tables=ACCESS_TABLES)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_concurrent_appends_on_postgres(pg_engine: Engine) -> None:
+    log = AuditLog(engine=pg_engine)
+    errors: list[BaseException] = []
+    threads_n, per_thread = 6, 15
+
+    def worker(k: int) -> None:
+        try:
+            for i in range(per_thread):
+                log.append(
+                    principal=f"t{k}",
+                    action="model:predict",
+                    resource="digits",
+                    outcome="allow",
+                    request_id=f"{k}-{i}",
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = log.verify(batch_size=16)
+    assert report.ok, report.reason
+    assert report.checked == report.head_seq == threads_n * per_thread
+    assert [e.id for e in log.tail(3)] == [88, 89, 90]
+
+    with pg_engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET resource = 'cancer' WHERE id = 42"))
+    assert log.verify().broken_at == 42
+    with pg_engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id = 42"))
+    broken = log.verify()
+    assert not broken.ok and broken.broken_at == 42 and "missing" in (broken.reason or "")
+
+
+def test_access_check_on_postgres(pg_engine: Engine) -> None:
+    service = AccessService(engine=pg_engine, pepper=b"q" * 32)
+    service.create_principal(name="alice", roles=["predictor"])
+    issued = service.issue_token(principal="alice", expires_in=timedelta(minutes=5))
+    header = f"Bearer {issued.token}"
+    assert (
+        service.check(header, action="model:predict", resource="d", request_id="1").name == "alice"
+    )
+    with pytest.raises(PermissionDeniedError):
+        service.check(header, action="model:deploy", resource="d", request_id="2")
+    service.revoke_token(token_id=issued.token_id)
+    with pytest.raises(AuthenticationError):
+        service.check(header, action="model:predict", resource="d", request_id="3")
+    info = service.list_tokens()[0]
+    assert info.expires_at.tzinfo is not None and info.last_used_at is not None
+    assert service.audit.verify().ok

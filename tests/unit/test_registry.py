@@ -1,0 +1,91 @@
+"""The registry: immutable versions, aliases, atomic writes, verified loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from inhouse.db import get_engine
+from inhouse.errors import InvalidInputError, ModelNotFoundError, StorageError
+from inhouse.models import MLPSpec, build_model
+from inhouse.registry import Registry
+
+SPEC = MLPSpec(input_dim=4, hidden=[8], num_classes=3).model_dump()
+
+
+def _register(registry: Registry, seed: int = 0) -> int:
+    torch.manual_seed(seed)
+    model = build_model(SPEC)
+    info = registry.register(
+        "iris",
+        state_dict=model.state_dict(),
+        spec=SPEC,
+        metrics={"test_accuracy": 0.9},
+        lineage={"dataset": "x"},
+    )
+    return info.version
+
+
+def test_versions_count_up_and_load_the_same_function(db_url: str, tmp_path: Path) -> None:
+    registry = Registry(engine=get_engine(db_url), root=tmp_path / "reg")
+    assert [_register(registry, s) for s in range(3)] == [1, 2, 3]
+    torch.manual_seed(1)
+    expected = build_model(SPEC).eval()
+    loaded = registry.load_module(registry.get("iris", "2"))
+    x = torch.randn(5, 4)
+    assert torch.equal(loaded(x), expected(x))
+    assert registry.resolve("iris", "latest") == 3
+    assert not list((tmp_path / "reg" / "iris").glob(".*tmp"))  # no leftovers
+
+
+def test_champion_alias_moves_and_unknown_refs_fail(sqlite_url: str, tmp_path: Path) -> None:
+    registry = Registry(engine=get_engine(sqlite_url), root=tmp_path)
+    with pytest.raises(ModelNotFoundError):
+        registry.get("iris")
+    _register(registry)
+    _register(registry)
+    registry.set_alias("iris", "champion", 1)
+    assert registry.get("iris").version == 1
+    registry.set_alias("iris", "champion", 2)
+    assert registry.aliases("iris") == {"champion": 2}
+    with pytest.raises(ModelNotFoundError):
+        registry.set_alias("iris", "champion", 9)
+    with pytest.raises(ModelNotFoundError):
+        registry.get("iris", "canary")
+
+
+def test_weights_that_do_not_fit_the_spec_are_refused(sqlite_url: str, tmp_path: Path) -> None:
+    registry = Registry(engine=get_engine(sqlite_url), root=tmp_path)
+    wrong = build_model(MLPSpec(input_dim=5, hidden=[8], num_classes=3).model_dump())
+    with pytest.raises(RuntimeError):
+        registry.register("iris", state_dict=wrong.state_dict(), spec=SPEC, metrics={}, lineage={})
+    assert registry.versions("iris") == []
+
+
+def test_tampered_weights_are_not_loaded(sqlite_url: str, tmp_path: Path) -> None:
+    registry = Registry(engine=get_engine(sqlite_url), root=tmp_path)
+    _register(registry)
+    info = registry.get("iris", "1")
+    weights = info.path / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(StorageError, match="do not match"):
+        registry.load_module(info)
+
+
+@pytest.mark.parametrize("name", ["../x", "Iris", "a/b", "", "x" * 65])
+def test_model_names_are_validated(sqlite_url: str, tmp_path: Path, name: str) -> None:
+    registry = Registry(engine=get_engine(sqlite_url), root=tmp_path)
+    with pytest.raises(InvalidInputError):
+        registry.get(name)
+
+
+def test_an_orphan_directory_from_a_crash_is_replaced(sqlite_url: str, tmp_path: Path) -> None:
+    registry = Registry(engine=get_engine(sqlite_url), root=tmp_path)
+    (tmp_path / "iris" / "v1").mkdir(parents=True)
+    (tmp_path / "iris" / "v1" / "junk").write_text("left by a crash before the commit")
+    assert _register(registry) == 1
+    assert not (tmp_path / "iris" / "v1" / "junk").exists()
