@@ -101,8 +101,9 @@ def start(settings: Settings) -> bool:
         "--include-dashboard=true",
         "--disable-usage-stats",
     ]
-    if cfg.num_cpus is not None:
-        command.append(f"--num-cpus={cfg.num_cpus}")
+    # Logical CPUs are scheduling tokens: at least 4, so a 2-worker training job fits
+    # beside the Serve replicas on a 2-core laptop.
+    command.append(f"--num-cpus={cfg.num_cpus or max(4, os.cpu_count() or 1)}")
     if cfg.num_gpus is not None:
         command.append(f"--num-gpus={cfg.num_gpus}")
     result = subprocess.run(

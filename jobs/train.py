@@ -92,6 +92,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
     writer = SummaryWriter(config["tensorboard_dir"]) if rank == 0 else None
     for epoch in range(start_epoch, config["epochs"]):
+        _maybe_crash(config, epoch)
         sampler.set_epoch(epoch)
         started = time.perf_counter()
         stats = train_one_epoch(model, loader, optimizer)
@@ -106,8 +107,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "test_loss": held_out.loss,
             "test_accuracy": held_out.accuracy,
             "epoch_seconds": time.perf_counter() - started,
+            "resumed_from_epoch": start_epoch,
         }
-        _maybe_crash(config, epoch)
         if writer is not None:
             emit(EPOCH_MARKER, metrics)
             for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
@@ -180,6 +181,7 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         "test_accuracy": final.accuracy,
         "test_loss": final.loss,
         "train_accuracy": history["train_accuracy"],
+        "resumed_from_epoch": history["resumed_from_epoch"],
         "train_seconds": seconds,
     }
     lineage = {

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import inhouse
 from inhouse.config import ServeSettings
@@ -46,6 +47,14 @@ app = FastAPI(title="inhouse inference", version=inhouse.__version__)
 @app.exception_handler(InhouseError)
 async def _inhouse_error(_request: Request, exc: InhouseError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Unknown paths and wrong methods get the same JSON error shape as everything else.
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse({"error": message, "code": code}, status_code=exc.status_code)
 
 
 @app.exception_handler(RequestValidationError)

@@ -1,13 +1,23 @@
-"""Shared fixtures: databases (SQLite file, PostgreSQL schema) and marker handling."""
+"""Shared fixtures: databases (SQLite file, PostgreSQL schema), the session's Ray cluster.
+
+One local Ray cluster per test session, started the way users start it (token auth on).
+Integration tests connect to it as a driver; e2e tests drive the same cluster through the
+CLI. Its ports differ from the demo's so a running demo is left alone.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from inhouse import local_cluster
+from inhouse.config import Settings, load_settings
 
 PG_BASE = os.environ.get("INHOUSE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -80,3 +90,56 @@ def _drop(admin: object, schema: str) -> None:
         db._engines.pop(url).dispose()
     with admin.begin() as conn:  # type: ignore[attr-defined]
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+TEST_PORTS = {
+    "INHOUSE_RAY__GCS_PORT": "6391",
+    "INHOUSE_RAY__DASHBOARD_PORT": "8266",
+    "INHOUSE_SERVE__PORT": "8001",
+}
+# Ray reads its auth mode when it is first imported, so the session's environment is set
+# here, before any test module imports ray.
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="inhouse-test-"))
+os.environ.update(TEST_PORTS)
+os.environ.pop("INHOUSE_CONFIG", None)
+os.environ.update(local_cluster.client_env(load_settings(home=str(SESSION_HOME))))
+os.environ.pop("RAY_ADDRESS", None)
+
+
+@pytest.fixture(scope="session")
+def cluster_settings() -> Settings:
+    """Settings of the session cluster: a fresh home, test ports, token auth."""
+    settings = load_settings()
+    assert settings.home == SESSION_HOME.resolve()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(cluster_settings: Settings) -> Iterator[Settings]:
+    """Start the cluster (via `ray start`, as `inhouse cluster up` does) and connect to it."""
+    import ray
+    from ray import serve
+
+    local_cluster.start(cluster_settings)
+    try:
+        ray.init(address=f"127.0.0.1:{cluster_settings.ray.gcs_port}", log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": cluster_settings.serve.port})
+        yield cluster_settings
+    finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        ray.shutdown()
+        local_cluster.stop(cluster_settings)
+
+
+@pytest.fixture()
+def serve_app(ray_cluster: Settings) -> Iterator[str]:
+    """The app name to deploy under; deleted after the test."""
+    from ray import serve
+
+    yield "inhouse"
+    serve.delete("inhouse")
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[2]

@@ -1,0 +1,121 @@
+"""The Serve app over real HTTP: both protocols, every error status, never a 500."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+
+import httpx
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from inhouse.config import Settings
+from inhouse.data import read_rows, seed
+from inhouse.db import get_engine
+from inhouse.models import MLPSpec, build_model
+from inhouse.registry import Registry
+from inhouse.training import evaluate, train_one_epoch
+from serve.app import ServeArgs, build_app
+
+pytestmark = pytest.mark.integration
+MODEL = "digits_http"
+
+
+@pytest.fixture(scope="module")
+def registered(ray_cluster: Settings) -> tuple[Settings, torch.Tensor, torch.Tensor]:
+    """A digits model trained in-process (fast) and registered as champion."""
+    engine = get_engine(ray_cluster.db_url)
+    seed(engine, "digits")
+    train, test = (read_rows(engine, "digits", split=s) for s in ("train", "test"))
+    torch.manual_seed(0)
+    spec = MLPSpec(input_dim=64, num_classes=10).model_dump()
+    model = build_model(spec)
+    model[0].fit(train.x)  # type: ignore[operator]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(5):
+        train_one_epoch(model, DataLoader(TensorDataset(train.x, train.y), 32, True), optimizer)
+    accuracy = evaluate(model, test.x, test.y).accuracy
+    registry = Registry(engine=engine, root=ray_cluster.registry_dir)
+    info = registry.register(MODEL, state_dict=model.state_dict(), spec=spec,
+                             metrics={"test_accuracy": accuracy}, lineage={"dataset": "digits"})
+    registry.set_alias(MODEL, "champion", info.version)
+    return ray_cluster, test.x, test.y
+
+
+@pytest.fixture(scope="module")
+def client(registered: tuple[Settings, torch.Tensor, torch.Tensor]) -> httpx.Client:
+    from ray import serve
+
+    settings = registered[0]
+    app = build_app(ServeArgs(models=[MODEL], home=str(settings.home)))
+    serve.run(app, name="inhouse", route_prefix="/")
+    with httpx.Client(base_url=settings.serve.url, timeout=30) as http:
+        yield http
+    serve.delete("inhouse")
+
+
+def _v2(rows: list[list[float]]) -> dict:
+    return {"id": "t", "inputs": [{"name": "input", "shape": [len(rows), 64],
+                                    "datatype": "FP32", "data": rows}]}
+
+
+def test_health_and_metadata(client: httpx.Client) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").status_code == 200
+    meta = client.get(f"/v2/models/{MODEL}").json()
+    assert meta["inputs"][0]["shape"] == [-1, 64] and meta["versions"] == ["1"]
+    assert client.get(f"/v2/models/{MODEL}/ready").json()["ready"] is True
+    assert client.get("/v2/models/nope").status_code == 404
+
+
+def test_v2_and_v1_predict_the_held_out_digits(client: httpx.Client, registered: tuple) -> None:
+    _settings, x, y = registered
+    rows = x[:100].tolist()
+    v2 = client.post(f"/v2/models/{MODEL}/infer", json=_v2(rows))
+    assert v2.status_code == 200
+    body = v2.json()
+    assert body["id"] == "t" and body["model_name"] == MODEL and body["model_version"] == "1"
+    labels = {o["name"]: o for o in body["outputs"]}["label"]["data"]
+    assert sum(int(a == b) for a, b in zip(labels, y[:100].tolist(), strict=True)) >= 93
+    v1 = client.post(f"/v1/models/{MODEL}:predict", json={"instances": rows[:10]})
+    assert v1.status_code == 200 and v1.json()["predictions"] == labels[:10]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        (f"/v2/models/{MODEL}/infer", b"{not json", 400),
+        (f"/v2/models/{MODEL}/infer", b'{"inputs": [{"name": "x", "shape": [1, 64], '
+         b'"datatype": "FP32", "data": [NaN]}]}', 400),
+        (f"/v2/models/{MODEL}/infer", json.dumps(_v2([[1.0] * 63])).encode(), 422),
+        (f"/v2/models/{MODEL}/infer", json.dumps(_v2([["a"] * 64])).encode(), 422),
+        (f"/v2/models/{MODEL}/infer", b"[" * 5000 + b"]" * 5000, 400),
+        (f"/v2/models/{MODEL}/infer", b"{" + b" " * (2 * 1024 * 1024) + b"}", 413),
+        ("/v2/models/unknown/infer", json.dumps(_v2([[1.0] * 64])).encode(), 404),
+        (f"/v1/models/{MODEL}:predict", b'{"instances": [[1, 2]]}', 422),
+        ("/v1/models/..%2F..%2Fetc:predict", b'{"instances": [[1]]}', 404),
+    ],
+)
+def test_bad_requests_get_clear_4xx(client: httpx.Client, path: str, body: bytes, status: int
+                                    ) -> None:
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+
+
+def test_replica_keeps_serving_under_concurrent_good_and_bad_load(
+    client: httpx.Client, registered: tuple
+) -> None:
+    _settings, x, _y = registered
+    good = json.dumps(_v2(x[:4].tolist())).encode()
+    bad = b'{"inputs": 3}'
+
+    def call(i: int) -> int:
+        body = bad if i % 3 == 0 else good
+        return client.post(f"/v2/models/{MODEL}/infer", content=body).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(call, range(192)))
+    assert statuses.count(422) == 64 and statuses.count(200) == 128
+    assert client.get("/v2/health/ready").status_code == 200
