@@ -50,9 +50,9 @@ def _engine(settings: Settings) -> Any:
 
 
 def _registry(settings: Settings) -> Any:
-    from inhouse.registry import Registry
+    from inhouse import services
 
-    return Registry(engine=_engine(settings), root=settings.registry_dir)
+    return services.registry(settings)
 
 
 # --- cluster -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import httpx
@@ -10,6 +11,14 @@ import httpx
 from inhouse.config import Settings
 from inhouse.console import print_table
 from inhouse.errors import InhouseError, InvalidInputError, UnavailableError
+
+
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """``Authorization`` from ``$INHOUSE_TOKEN`` or the local client token file, if any."""
+    token = os.environ.get("INHOUSE_TOKEN", "").strip()
+    if not token and settings.client_token_path.exists():
+        token = settings.client_token_path.read_text().strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def infer(settings: Settings, model: str, rows: list[list[float]]) -> dict[str, Any]:
@@ -20,7 +29,7 @@ def infer(settings: Settings, model: str, rows: list[list[float]]) -> dict[str, 
     }
     url = f"{settings.serve.url}/v2/models/{model}/infer"
     try:
-        response = httpx.post(url, json=body, timeout=30.0)
+        response = httpx.post(url, json=body, headers=auth_headers(settings), timeout=30.0)
     except httpx.HTTPError as exc:
         raise UnavailableError(f"Serve does not answer at {url} ({exc}); run `inhouse deploy`")
     if response.status_code != 200:
@@ -47,12 +56,11 @@ def predict_rows(settings: Settings, model: str, *, inline: str | None, from_tes
             raise InvalidInputError("--input must be a JSON list of rows, e.g. [[0, 1, 2]]")
         labels = [None] * len(rows)
     else:
-        from inhouse.db import get_engine
-        from inhouse.registry import Registry
-
-        engine = get_engine(settings.db_url)
-        info = Registry(engine=engine, root=settings.registry_dir).get(model)
+        from inhouse import services
         from inhouse.data import read_rows
+
+        engine = services.engine(settings)
+        info = services.registry(settings).get(model)
 
         test = read_rows(engine, info.lineage["dataset"], split="test")
         rows = test.x[:from_test].tolist()

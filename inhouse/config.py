@@ -85,6 +85,16 @@ class TrainSettings(_Section):
     promote: bool = Field(True, description="Make the new version the champion.")
 
 
+class SecuritySettings(_Section):
+    """Encryption at rest, TLS and access control."""
+
+    encrypt_at_rest: bool = Field(True, description="Envelope-encrypt artifacts/checkpoints.")
+    key_dir: Path | None = Field(None, description="Master key ring (default <home>/keys).")
+    tls_certfile: Path | None = Field(None, description="Serve HTTPS certificate (PEM).")
+    tls_keyfile: Path | None = Field(None, description="Serve HTTPS private key (PEM, 0600).")
+    require_auth: bool = Field(True, description="Serve routes need an API token.")
+
+
 class Settings(BaseSettings):
     """Everything inhouse reads; see the module docstring for where values come from."""
 
@@ -97,6 +107,7 @@ class Settings(BaseSettings):
     ray: RaySettings = Field(default_factory=RaySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -126,6 +137,14 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
+
+    @property
+    def key_dir(self) -> Path:
+        return self.security.key_dir or self.home / "keys"
+
+    @property
+    def client_token_path(self) -> Path:
+        return self.home / "client_token"
 
     @property
     def ray_token_path(self) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from inhouse import local_cluster
+from inhouse import local_cluster, services
 from inhouse.client import predict_rows
 from inhouse.config import Settings
 from inhouse.console import step
@@ -35,7 +35,8 @@ def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
     result = cli.run_job(settings, "jobs.train", cli._train_args(settings), epochs=epochs)
     with step(f"4/5 deploying {settings.train.model} v{result['version']} on Ray Serve"):
         cli.deploy(settings, [settings.train.model])
-    print("==> 5/5 predictions over HTTP (held-out test rows)")
+    print("==> 5/5 predictions over HTTP with an API token (held-out test rows)")
+    token_path = services.ensure_client_token(settings)
     predict_rows(settings, settings.train.model, inline=None, from_test=5)
     serve_url = settings.serve.url
     print()
@@ -45,6 +46,7 @@ def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
     print(f" dashboard      {settings.ray.dashboard_url}")
     print(f" serve          {serve_url}/v2/models/{result['model']}/infer  (OIP v2)")
     print(f"                {serve_url}/v1/models/{result['model']}:predict (KServe v1)")
+    print(f" api token      {token_path} (role predictor; send 'Authorization: Bearer <token>')")
     print(f" tensorboard    {result['tensorboard']}")
     print(f" retrain        {local_cluster.submit_line(settings)}")
     print(" stop           make down")

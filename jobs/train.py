@@ -29,13 +29,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
+from inhouse import services
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
+from inhouse.crypto import KeyRing
 from inhouse.data import describe, read_rows
 from inhouse.db import get_engine
 from inhouse.flags import add_section_flags, section_overrides
 from inhouse.models import MLPSpec, build_model
-from inhouse.registry import Registry
 from inhouse.training import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, unwrap
 
 
@@ -49,15 +50,16 @@ def _all_reduce_stats(
 
 
 def _maybe_crash(config: dict[str, Any], epoch: int) -> None:
-    """Fault injection for the resume test: the first attempt's rank 1 dies at this epoch."""
+    """Fault injection for the resume test: on the first attempt, one worker dies at this epoch,
+    once Ray has committed the previous epoch's checkpoint (as after a real mid-run kill)."""
     crash_epoch = config.get("crash_at_epoch")
     marker = config.get("crash_marker")
-    if crash_epoch is None or marker is None or epoch != crash_epoch:
+    if crash_epoch is None or marker is None or epoch != crash_epoch or os.path.exists(marker):
         return
+    ray.train.get_all_reported_checkpoints(timeout_s=60)  # wait for in-flight reports
     if ray.train.get_context().get_world_rank() == min(1, config["num_workers"] - 1):
-        if not os.path.exists(marker):
-            Path(marker).write_text(str(os.getpid()))
-            os._exit(1)  # a real process death, as a killed worker would be
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(1)  # a real process death, as a killed worker would be
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -76,12 +78,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     start_epoch = 0
+    keyring = KeyRing(config["key_dir"]) if config["key_dir"] else None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            start_epoch = (
-                load_checkpoint(Path(directory), model=model, optimizer=optimizer)["epoch"] + 1
+            state = load_checkpoint(
+                Path(directory), model=model, optimizer=optimizer, keyring=keyring
             )
+            start_epoch = state["epoch"] + 1
     model = ray.train.torch.prepare_model(model)
 
     sampler = DistributedSampler(
@@ -117,7 +121,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 writer.add_histogram(name, param.detach().cpu(), epoch)
             writer.flush()
             with tempfile.TemporaryDirectory() as tmp:
-                save_checkpoint(Path(tmp), model=model, optimizer=optimizer, state=metrics)
+                save_checkpoint(
+                    Path(tmp),
+                    model=model,
+                    optimizer=optimizer,
+                    state=metrics,
+                    keyring=keyring,
+                    artifact_id=config["run_name"],
+                )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
@@ -146,7 +157,10 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
     run_name = f"train-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir = settings.runs_dir / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
+    keyring = services.keyring(settings)
     loop_config = {
+        "run_name": run_name,
+        "key_dir": str(settings.key_dir) if keyring is not None else None,
         **cfg.model_dump(),
         "spec": spec,
         "db_url": settings.db_url,
@@ -173,10 +187,10 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         raise SystemExit("error: training finished without a checkpoint")
     model = build_model(spec)
     with result.checkpoint.as_directory() as directory:
-        history = load_checkpoint(Path(directory), model=model)
+        history = load_checkpoint(Path(directory), model=model, keyring=keyring)
     test = read_rows(engine, cfg.dataset, split="test", up_to_id=info.last_id)
     final = evaluate(model, test.x, test.y)
-    registry = Registry(engine=engine, root=settings.registry_dir)
+    registry = services.registry(settings)
     metrics = {
         "test_accuracy": final.accuracy,
         "test_loss": final.loss,
@@ -199,7 +213,7 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         "parent": None,
     }
     version = registry.register(
-        cfg.model, state_dict=model.state_dict(), spec=spec, metrics=metrics, lineage=lineage
+        cfg.model, module=model, spec=spec, metrics=metrics, lineage=lineage
     )
     if cfg.promote:
         registry.set_alias(cfg.model, "champion", version.version)

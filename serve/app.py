@@ -38,6 +38,7 @@ def settings_payload(settings: Settings) -> dict[str, Any]:
         "home": str(settings.home),
         "database_url": settings.database_url,
         "serve": settings.serve.model_dump(),
+        "security": settings.security.model_dump(mode="json"),
     }
 
 
@@ -63,5 +64,5 @@ def build_app(args: dict[str, Any] | ServeArgs) -> Application:
             max_ongoing_requests=serve_cfg.max_ongoing_requests,
         ).bind(name, payload, parsed.ref)
     return Ingress.options(max_ongoing_requests=serve_cfg.max_ongoing_requests * 4).bind(
-        handles, serve_cfg.model_dump()
+        handles, payload
     )

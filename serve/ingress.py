@@ -6,12 +6,16 @@ Routes (Open Inference Protocol v2 and KServe v1)::
     GET  /v2/models/{name}          GET /v2/models/{name}/ready
     POST /v2/models/{name}/infer    POST /v1/models/{name}:predict    GET /v1/models/{name}
 
-Every error is an :mod:`inhouse.errors` class turned into its status and a JSON body
-``{"error": "...", "code": "..."}``; nothing a client sends produces a 500.
+Every route but the health checks and ``GET /v2`` needs ``Authorization: Bearer <token>``
+with the permission for the model (``model:predict``, ``model:explain``); each decision is
+written to the audit log. Every error is an :mod:`inhouse.errors` class turned into its
+status and a JSON body ``{"error": "...", "code": "..."}``; nothing a client sends produces
+a 500.
 """
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,7 +26,8 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import inhouse
-from inhouse.config import ServeSettings
+from inhouse import services
+from inhouse.config import load_settings
 from inhouse.errors import (
     InhouseError,
     ModelNotFoundError,
@@ -38,6 +43,8 @@ from inhouse.protocol import (
     v2_response,
 )
 
+PREDICT = "model:predict"
+EXPLAIN = "model:explain"
 METADATA_TTL_S = 10.0
 READY_TIMEOUT_S = 2.0
 
@@ -46,7 +53,8 @@ app = FastAPI(title="inhouse inference", version=inhouse.__version__)
 
 @app.exception_handler(InhouseError)
 async def _inhouse_error(_request: Request, exc: InhouseError) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
 
 @app.exception_handler(StarletteHTTPException)
@@ -69,10 +77,25 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 class Ingress:
     """Routes requests for each model name to that model's replica deployment."""
 
-    def __init__(self, models: dict[str, DeploymentHandle], serve_settings: dict[str, Any]) -> None:
+    def __init__(self, models: dict[str, DeploymentHandle], settings: dict[str, Any]) -> None:
         self._models = models
-        self._settings = ServeSettings(**serve_settings)
+        platform = load_settings(**settings)
+        self._settings = platform.serve
+        self._access = services.access(platform) if platform.security.require_auth else None
         self._metadata: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def _authorize(self, request: Request, *, action: str, resource: str) -> str:
+        """Check the bearer token for ``action`` on ``resource``; returns the request id."""
+        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        if self._access is not None:
+            await asyncio.to_thread(
+                self._access.check,
+                request.headers.get("authorization"),
+                action=action,
+                resource=resource,
+                request_id=request_id,
+            )
+        return request_id
 
     def _handle(self, name: str) -> DeploymentHandle:
         handle = self._models.get(name)
@@ -125,7 +148,8 @@ class Ingress:
         return {"name": "inhouse", "version": inhouse.__version__, "extensions": []}
 
     @app.get("/v2/models/{name}")
-    async def v2_metadata(self, name: str) -> dict[str, Any]:
+    async def v2_metadata(self, name: str, request: Request) -> dict[str, Any]:
+        await self._authorize(request, action=PREDICT, resource=name)
         info = await self._model_info(name)
         return model_metadata(
             model=name,
@@ -135,13 +159,15 @@ class Ingress:
         )
 
     @app.get("/v2/models/{name}/ready")
-    async def v2_model_ready(self, name: str) -> JSONResponse:
+    async def v2_model_ready(self, name: str, request: Request) -> JSONResponse:
+        await self._authorize(request, action=PREDICT, resource=name)
         self._handle(name)
         ok = await self._ready(name)
         return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
     @app.post("/v2/models/{name}/infer")
     async def v2_infer(self, name: str, request: Request) -> dict[str, Any]:
+        await self._authorize(request, action=PREDICT, resource=name)
         handle = self._handle(name)
         info = await self._model_info(name)
         x, request_id = parse_v2(
@@ -158,12 +184,14 @@ class Ingress:
         )
 
     @app.get("/v1/models/{name}")
-    async def v1_status(self, name: str) -> dict[str, Any]:
+    async def v1_status(self, name: str, request: Request) -> dict[str, Any]:
+        await self._authorize(request, action=PREDICT, resource=name)
         self._handle(name)
         return {"name": name, "ready": await self._ready(name)}
 
     @app.post("/v1/models/{name}:predict")
     async def v1_predict(self, name: str, request: Request) -> dict[str, Any]:
+        await self._authorize(request, action=PREDICT, resource=name)
         handle = self._handle(name)
         info = await self._model_info(name)
         x = parse_v1(

@@ -13,10 +13,9 @@ import numpy as np
 import torch
 from ray import serve
 
+from inhouse import services
 from inhouse.config import load_settings
-from inhouse.db import get_engine
 from inhouse.errors import InvalidInputError
-from inhouse.registry import Registry
 
 
 @serve.deployment(name="model", ray_actor_options={"num_cpus": 0.5})
@@ -26,9 +25,7 @@ class ModelReplica:
     def __init__(self, model: str, settings: dict[str, Any], ref: str = "champion") -> None:
         torch.set_num_threads(1)
         self._settings = load_settings(**settings)
-        self._registry = Registry(
-            engine=get_engine(self._settings.db_url), root=self._settings.registry_dir
-        )
+        self._registry = services.registry(self._settings)
         self._model_name = model
         self._load(ref)
         self.predict_batch.set_max_batch_size(self._settings.serve.max_batch_size)

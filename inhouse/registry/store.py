@@ -1,13 +1,13 @@
 """The model registry: versioned safetensors weights plus lineage, written atomically.
 
-Layout on disk: ``<root>/<model>/v<version>/{weights.safetensors,lineage.json}``. The
+Layout on disk: ``<root>/<model>/v<version>/{<artifact>[.enc],lineage.json}`` (see
+:mod:`inhouse.registry.artifacts` for formats and encryption). The
 directory is built under a temporary name and renamed into place, then the SQL row is
 committed; a version exists only once both happened, so no reader sees half a version.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -16,21 +16,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+from torch import nn
 
 from inhouse.atomic import atomic_directory
+from inhouse.crypto import KeyRing, encrypt
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, InvalidInputError, ModelNotFoundError, StorageError
 from inhouse.models import build_model
+from inhouse.registry.artifacts import ENCRYPTED_SUFFIX, FILENAMES, decode, encode
 from inhouse.registry.records import AliasRecord, ModelVersionRecord
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 ALIAS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-WEIGHTS_FILE = "weights.safetensors"
 LINEAGE_FILE = "lineage.json"
 
 
@@ -51,6 +50,8 @@ class ModelVersion:
     version: int
     created_at: datetime
     path: Path
+    format: str
+    encrypted: bool
     sha256: str
     size_bytes: int
     spec: dict[str, Any]
@@ -64,6 +65,8 @@ class ModelVersion:
             version=record.version,
             created_at=record.created_at,
             path=root / record.path,
+            format=record.format,
+            encrypted=record.encrypted,
             sha256=record.sha256,
             size_bytes=record.size_bytes,
             spec=dict(record.spec),
@@ -75,28 +78,28 @@ class ModelVersion:
 class Registry:
     """Register, find and load model versions."""
 
-    def __init__(self, *, engine: Engine, root: Path) -> None:
+    def __init__(self, *, engine: Engine, root: Path, keyring: KeyRing | None = None) -> None:
         self.engine = engine
         self.root = Path(root)
+        self.keyring = keyring
 
     def register(
         self,
         model: str,
         *,
-        state_dict: dict[str, torch.Tensor],
+        module: nn.Module,
         spec: dict[str, Any],
         metrics: dict[str, Any],
         lineage: dict[str, Any],
+        fmt: str = "safetensors",
     ) -> ModelVersion:
-        """Store a new immutable version; returns it with its number (1, 2, ...)."""
+        """Store ``module`` as a new immutable version; returns it with its number (1, 2, ...)."""
         validate_model_name(model)
-        build_model(spec).load_state_dict(state_dict)  # refuse weights that do not fit the spec
-        weights = save_safetensors(
-            {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-        )
-        digest = hashlib.sha256(weights).hexdigest()
+        if fmt == "safetensors":
+            build_model(spec).load_state_dict(module.state_dict())  # weights must fit the spec
         for _attempt in range(5):
             version = self._next_version(model)
+            artifact = encode(module, fmt=fmt, model=model, version=version, keyring=self.keyring)
             relative = f"{model}/v{version}"
             target = self.root / relative
             if target.exists():
@@ -104,15 +107,23 @@ class Registry:
             document = {
                 "model": model,
                 "version": version,
+                "format": fmt,
                 "spec": spec,
                 "metrics": metrics,
                 "lineage": lineage,
-                "sha256": digest,
+                "sha256": artifact.sha256,
             }
             try:
                 with atomic_directory(target) as tmp:
-                    (tmp / WEIGHTS_FILE).write_bytes(weights)
-                    (tmp / LINEAGE_FILE).write_text(json.dumps(document, indent=2, default=str))
+                    (tmp / artifact.filename).write_bytes(artifact.data)
+                    lineage_bytes = json.dumps(document, indent=2, default=str).encode()
+                    if self.keyring is None:
+                        (tmp / LINEAGE_FILE).write_bytes(lineage_bytes)
+                    else:  # lineage holds data statistics: encrypted like the weights
+                        (tmp / (LINEAGE_FILE + ENCRYPTED_SUFFIX)).write_bytes(
+                            encrypt(lineage_bytes, keyring=self.keyring,
+                                    artifact_id=f"{model}/{LINEAGE_FILE}", version=version)
+                        )
             except OSError as exc:
                 if target.exists():
                     continue  # a concurrent writer took this number
@@ -124,11 +135,13 @@ class Registry:
                             model=model,
                             version=version,
                             path=relative,
-                            sha256=digest,
-                            size_bytes=len(weights),
+                            sha256=artifact.sha256,
+                            size_bytes=len(artifact.data),
                             spec=spec,
                             metrics=metrics,
                             lineage=lineage,
+                            format=fmt,
+                            encrypted=self.keyring is not None,
                         )
                     )
             except SQLIntegrityError:
@@ -211,15 +224,20 @@ class Registry:
             else:
                 record.version = version
 
-    def load_state_dict(self, info: ModelVersion) -> dict[str, torch.Tensor]:
-        """Read and verify the weights of a version (safetensors: no code execution)."""
-        data = (info.path / WEIGHTS_FILE).read_bytes()
-        if hashlib.sha256(data).hexdigest() != info.sha256:
-            raise StorageError(f"weights of {info.model} v{info.version} do not match their hash")
-        return load_safetensors(data)
-
-    def load_module(self, info: ModelVersion) -> torch.nn.Module:
-        """The ready-to-run module of a version, in eval mode."""
-        module = build_model(info.spec)
-        module.load_state_dict(self.load_state_dict(info))
-        return module.eval()
+    def load_module(self, info: ModelVersion) -> nn.Module:
+        """The ready-to-run module of a version (decrypted in memory), in eval mode."""
+        filename = FILENAMES[info.format] + (ENCRYPTED_SUFFIX if info.encrypted else "")
+        try:
+            data = (info.path / filename).read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"{info.model} v{info.version}: {filename} is missing") from None
+        return decode(
+            data,
+            fmt=info.format,
+            spec=info.spec,
+            model=info.model,
+            version=info.version,
+            sha256=info.sha256,
+            keyring=self.keyring,
+            encrypted=info.encrypted,
+        )

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 import torch
+from sqlalchemy import update
 from torch.utils.data import DataLoader, TensorDataset
 
+from inhouse import services
+from inhouse.access import AccessService, IssuedToken
+from inhouse.access.records import TokenRecord
 from inhouse.config import Settings
 from inhouse.data import read_rows, seed
 from inhouse.db import get_engine
+from inhouse.errors import NotFoundError
 from inhouse.models import MLPSpec, build_model
-from inhouse.registry import Registry
 from inhouse.training import evaluate, train_one_epoch
 from serve.app import ServeArgs, build_app
 
@@ -36,9 +41,14 @@ def registered(ray_cluster: Settings) -> tuple[Settings, torch.Tensor, torch.Ten
     for _ in range(5):
         train_one_epoch(model, DataLoader(TensorDataset(train.x, train.y), 32, True), optimizer)
     accuracy = evaluate(model, test.x, test.y).accuracy
-    registry = Registry(engine=engine, root=ray_cluster.registry_dir)
-    info = registry.register(MODEL, state_dict=model.state_dict(), spec=spec,
-                             metrics={"test_accuracy": accuracy}, lineage={"dataset": "digits"})
+    registry = services.registry(ray_cluster)
+    info = registry.register(
+        MODEL,
+        module=model,
+        spec=spec,
+        metrics={"test_accuracy": accuracy},
+        lineage={"dataset": "digits"},
+    )
     registry.set_alias(MODEL, "champion", info.version)
     return ray_cluster, test.x, test.y
 
@@ -50,14 +60,18 @@ def client(registered: tuple[Settings, torch.Tensor, torch.Tensor]) -> httpx.Cli
     settings = registered[0]
     app = build_app(ServeArgs(models=[MODEL], home=str(settings.home)))
     serve.run(app, name="inhouse", route_prefix="/")
-    with httpx.Client(base_url=settings.serve.url, timeout=30) as http:
+    token = services.ensure_client_token(settings).read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=settings.serve.url, timeout=30, headers=headers) as http:
         yield http
     serve.delete("inhouse")
 
 
 def _v2(rows: list[list[float]]) -> dict:
-    return {"id": "t", "inputs": [{"name": "input", "shape": [len(rows), 64],
-                                    "datatype": "FP32", "data": rows}]}
+    return {
+        "id": "t",
+        "inputs": [{"name": "input", "shape": [len(rows), 64], "datatype": "FP32", "data": rows}],
+    }
 
 
 def test_health_and_metadata(client: httpx.Client) -> None:
@@ -86,8 +100,11 @@ def test_v2_and_v1_predict_the_held_out_digits(client: httpx.Client, registered:
     ("path", "body", "status"),
     [
         (f"/v2/models/{MODEL}/infer", b"{not json", 400),
-        (f"/v2/models/{MODEL}/infer", b'{"inputs": [{"name": "x", "shape": [1, 64], '
-         b'"datatype": "FP32", "data": [NaN]}]}', 400),
+        (
+            f"/v2/models/{MODEL}/infer",
+            b'{"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [NaN]}]}',
+            400,
+        ),
         (f"/v2/models/{MODEL}/infer", json.dumps(_v2([[1.0] * 63])).encode(), 422),
         (f"/v2/models/{MODEL}/infer", json.dumps(_v2([["a"] * 64])).encode(), 422),
         (f"/v2/models/{MODEL}/infer", b"[" * 5000 + b"]" * 5000, 400),
@@ -97,8 +114,9 @@ def test_v2_and_v1_predict_the_held_out_digits(client: httpx.Client, registered:
         ("/v1/models/..%2F..%2Fetc:predict", b'{"instances": [[1]]}', 404),
     ],
 )
-def test_bad_requests_get_clear_4xx(client: httpx.Client, path: str, body: bytes, status: int
-                                    ) -> None:
+def test_bad_requests_get_clear_4xx(
+    client: httpx.Client, path: str, body: bytes, status: int
+) -> None:
     response = client.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     assert response.json()["error"]
@@ -119,3 +137,61 @@ def test_replica_keeps_serving_under_concurrent_good_and_bad_load(
         statuses = list(pool.map(call, range(192)))
     assert statuses.count(422) == 64 and statuses.count(200) == 128
     assert client.get("/v2/health/ready").status_code == 200
+
+
+def _token(access: AccessService, principal: str, role: str, resource: str) -> IssuedToken:
+    try:
+        access.get_principal(name=principal)
+    except NotFoundError:
+        access.create_principal(name=principal, kind="service")
+        access.assign_role(principal=principal, role=role, resource=resource)
+    return access.issue_token(principal=principal, expires_in=timedelta(days=1))
+
+
+def test_every_model_route_enforces_tokens(client: httpx.Client, registered: tuple) -> None:
+    settings = registered[0]
+    access = services.access(settings)
+    right = _token(access, "route-right", "predictor", MODEL)
+    wrong = _token(access, "route-wrong", "predictor", "another_model")
+    revoked = _token(access, "route-right", "predictor", MODEL)
+    access.revoke_token(token_id=revoked.token_id)
+    expired = _token(access, "route-right", "predictor", MODEL)
+    with access._engine.begin() as conn:  # expire it without waiting
+        conn.execute(
+            update(TokenRecord)
+            .where(TokenRecord.token_id == expired.token_id)
+            .values(expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+        )
+    body = json.dumps(_v2([[1.0] * 64])).encode()
+    routes = [
+        ("GET", f"/v2/models/{MODEL}", None),
+        ("GET", f"/v2/models/{MODEL}/ready", None),
+        ("POST", f"/v2/models/{MODEL}/infer", body),
+        ("GET", f"/v1/models/{MODEL}", None),
+        (
+            "POST",
+            f"/v1/models/{MODEL}:predict",
+            json.dumps({"instances": [[1.0] * 64]}).encode(),
+        ),
+    ]
+    cases = [
+        (None, 401),
+        ("Basic abc", 401),
+        ("Bearer " + expired.token, 401),
+        ("Bearer " + revoked.token, 401),
+        ("Bearer " + wrong.token, 403),
+        ("Bearer " + right.token, 200),
+    ]
+    for method, path, content in routes:
+        for header, status in cases:
+            headers = {"content-type": "application/json"}
+            if header is not None:
+                headers["Authorization"] = header
+            with httpx.Client(base_url=settings.serve.url, timeout=30) as anonymous:
+                response = anonymous.request(method, path, content=content, headers=headers)
+            assert response.status_code == status, (method, path, header, response.text)
+            if status == 401:
+                assert response.headers["www-authenticate"] == "Bearer"
+    report = access.audit.verify()
+    assert report.ok and report.checked >= len(routes) * len(cases)
+    assert client.get("/v2/health/live").status_code == 200  # probes stay open

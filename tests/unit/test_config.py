@@ -10,6 +10,15 @@ from inhouse.config import load_settings
 from inhouse.errors import ConfigError
 
 
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests define the environment themselves (the session sets test ports)."""
+    import os
+
+    for key in [k for k in os.environ if k.startswith("INHOUSE_")]:
+        monkeypatch.delenv(key)
+
+
 def test_precedence_flags_over_env_over_yaml(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from inhouse.crypto import KeyRing
 from inhouse.db import get_engine
-from inhouse.errors import InvalidInputError, ModelNotFoundError, StorageError
+from inhouse.errors import (
+    CryptoError,
+    IntegrityError,
+    InvalidInputError,
+    ModelNotFoundError,
+    StorageError,
+)
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
 
@@ -20,7 +27,7 @@ def _register(registry: Registry, seed: int = 0) -> int:
     model = build_model(SPEC)
     info = registry.register(
         "iris",
-        state_dict=model.state_dict(),
+        module=model,
         spec=SPEC,
         metrics={"test_accuracy": 0.9},
         lineage={"dataset": "x"},
@@ -60,7 +67,7 @@ def test_weights_that_do_not_fit_the_spec_are_refused(sqlite_url: str, tmp_path:
     registry = Registry(engine=get_engine(sqlite_url), root=tmp_path)
     wrong = build_model(MLPSpec(input_dim=5, hidden=[8], num_classes=3).model_dump())
     with pytest.raises(RuntimeError):
-        registry.register("iris", state_dict=wrong.state_dict(), spec=SPEC, metrics={}, lineage={})
+        registry.register("iris", module=wrong, spec=SPEC, metrics={}, lineage={})
     assert registry.versions("iris") == []
 
 
@@ -68,7 +75,7 @@ def test_tampered_weights_are_not_loaded(sqlite_url: str, tmp_path: Path) -> Non
     registry = Registry(engine=get_engine(sqlite_url), root=tmp_path)
     _register(registry)
     info = registry.get("iris", "1")
-    weights = info.path / "weights.safetensors"
+    weights = info.path / "weights.safetensors"  # unencrypted registry: plain file
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
@@ -89,3 +96,65 @@ def test_an_orphan_directory_from_a_crash_is_replaced(sqlite_url: str, tmp_path:
     (tmp_path / "iris" / "v1" / "junk").write_text("left by a crash before the commit")
     assert _register(registry) == 1
     assert not (tmp_path / "iris" / "v1" / "junk").exists()
+
+
+@pytest.fixture(scope="module")
+def keyring(tmp_path_factory: pytest.TempPathFactory) -> KeyRing:
+    ring = KeyRing(tmp_path_factory.mktemp("keys"))
+    ring.init()
+    return ring
+
+
+def test_encrypted_versions_never_store_plaintext(
+    sqlite_url: str, tmp_path: Path, keyring: KeyRing
+) -> None:
+    registry = Registry(engine=get_engine(sqlite_url), root=tmp_path, keyring=keyring)
+    _register(registry)
+    info = registry.get("iris", "1")
+    assert info.encrypted
+    files = sorted(p.name for p in info.path.iterdir())
+    assert files == ["lineage.json.enc", "weights.safetensors.enc"]
+    torch.manual_seed(0)
+    plain = build_model(SPEC).state_dict()
+    blob = (info.path / "weights.safetensors.enc").read_bytes()
+    for tensor in plain.values():  # no weight bytes appear in the clear
+        assert tensor.numpy().tobytes()[:16] not in blob
+    x = torch.randn(3, 4)
+    torch.manual_seed(0)
+    expected = build_model(SPEC).eval()
+    assert torch.equal(registry.load_module(info)(x), expected(x))
+
+
+def test_encrypted_version_without_the_right_key_is_not_loaded(
+    sqlite_url: str, tmp_path: Path, keyring: KeyRing
+) -> None:
+    registry = Registry(engine=get_engine(sqlite_url), root=tmp_path / "r", keyring=keyring)
+    _register(registry)
+    info = registry.get("iris", "1")
+    with pytest.raises(StorageError, match="encrypted"):
+        Registry(engine=get_engine(sqlite_url), root=tmp_path / "r").load_module(info)
+    other = KeyRing(tmp_path / "other-keys")
+    other.init()
+    with pytest.raises(CryptoError):
+        Registry(engine=registry.engine, root=tmp_path / "r", keyring=other).load_module(info)
+    path = info.path / "weights.safetensors.enc"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        registry.load_module(info)
+
+
+def test_compressed_format_round_trips(sqlite_url: str, tmp_path: Path, keyring: KeyRing) -> None:
+    from inhouse.compress import CompressionSettings, compress
+
+    spec = MLPSpec(input_dim=8, hidden=[32], num_classes=2).model_dump()
+    torch.manual_seed(0)
+    parent = build_model(spec).eval()
+    small = compress(parent, CompressionSettings(prune_amount=0.5, finetune_epochs=0))
+    registry = Registry(engine=get_engine(sqlite_url), root=tmp_path, keyring=keyring)
+    info = registry.register("tiny", module=small, spec=spec, metrics={}, lineage={},
+                             fmt="compressed")
+    assert info.format == "compressed"
+    x = torch.randn(4, 8)
+    assert torch.allclose(registry.load_module(info)(x), small(x), atol=1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -52,3 +53,28 @@ def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path: Path) -> N
     state_b = clone_opt.state_dict()["state"][0]
     assert torch.equal(state_a["exp_avg"], state_b["exp_avg"])
     assert float(state_a["step"]) == float(state_b["step"])
+
+
+def test_encrypted_checkpoint_has_no_plaintext_weights(tmp_path: Path) -> None:
+    from inhouse.crypto import KeyRing
+    from inhouse.errors import ConfigError, IntegrityError
+
+    ring = KeyRing(tmp_path / "keys")
+    ring.init()
+    spec = MLPSpec(input_dim=6, hidden=[16], num_classes=2).model_dump()
+    model = build_model(spec)
+    optimizer = torch.optim.Adam(model.parameters())
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(ckpt, model=model, optimizer=optimizer, state={"epoch": 2}, keyring=ring,
+                    artifact_id="run-1")
+    assert {p.name for p in ckpt.iterdir()} == {
+        "model.safetensors.enc", "optimizer.safetensors.enc", "state.json"}
+    clone = build_model(spec)
+    assert load_checkpoint(ckpt, model=clone, keyring=ring)["epoch"] == 2
+    assert torch.equal(clone[1].weight, model[1].weight)
+    with pytest.raises(ConfigError, match="encrypted"):
+        load_checkpoint(ckpt, model=clone)
+    state = (ckpt / "state.json").read_text().replace('"epoch": 2', '"epoch": 1')
+    (ckpt / "state.json").write_text(state)  # a checkpoint relabelled as another epoch
+    with pytest.raises(IntegrityError):
+        load_checkpoint(ckpt, model=clone, keyring=ring)
