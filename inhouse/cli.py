@@ -82,10 +82,10 @@ def cmd_cluster_status(settings: Settings, _args: argparse.Namespace) -> int:
         import httpx
 
         try:
-            ready = httpx.get(f"{settings.serve.url}/v2/health/ready", timeout=2).status_code
-            print(f"serve: {settings.serve.url} (/v2/health/ready -> {ready})")
+            ready = httpx.get(f"{settings.serve_url}/v2/health/ready", timeout=2).status_code
+            print(f"serve: {settings.serve_url} (/v2/health/ready -> {ready})")
         except httpx.HTTPError:
-            print(f"serve: not answering at {settings.serve.url}; run `inhouse deploy`")
+            print(f"serve: not answering at {settings.serve_url}; run `inhouse deploy`")
     return 0 if up else 3
 
 
@@ -288,7 +288,13 @@ def deploy(
         address=f"127.0.0.1:{settings.ray.gcs_port}", logging_level="ERROR", log_to_driver=False
     )
     try:
-        serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+        http: dict[str, Any] = {"host": settings.serve.host, "port": settings.serve.port}
+        if settings.tls:
+            http.update(
+                ssl_certfile=str(settings.security.tls_certfile),
+                ssl_keyfile=str(settings.security.tls_keyfile),
+            )
+        serve.start(http_options=http)
         args = ServeArgs(
             models=models,
             ref=ref,
@@ -308,7 +314,7 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
     with step(f"deploying {', '.join(models)} on Ray Serve"):
         deploy(settings, models, ref=args.ref, batching=args.batching)
     print(
-        f"serving at {settings.serve.url}/v2/models/<name>/infer (OIP v2) and "
+        f"serving at {settings.serve_url}/v2/models/<name>/infer (OIP v2) and "
         f"/v1/models/<name>:predict (KServe v1)"
     )
     return 0
@@ -318,6 +324,29 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse.client import predict_rows
 
     return predict_rows(settings, args.model, inline=args.input, from_test=args.from_test)
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse.crypto.cli import run_keys
+
+    args.default_key_dir = str(settings.key_dir)
+    if args.keys_action == "rotate" and not args.rewrap:
+        # Re-wrap every artifact we wrote: registry versions and training checkpoints.
+        args.rewrap = [str(p) for p in (settings.registry_dir, settings.runs_dir) if p.exists()]
+    return run_keys(args)
+
+
+def cmd_certs_init(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse.tls import init_certificates
+
+    hosts = args.host or ["localhost", "127.0.0.1"]
+    made = init_certificates(settings.tls_dir, hosts=hosts, force=args.force)
+    print(f"private CA {made.ca_cert}; server certificate {made.server_cert} for {hosts}")
+    print("serve over HTTPS (then `inhouse deploy`; restart Serve if it runs plain HTTP):")
+    print(f"  export INHOUSE_SECURITY__TLS_CERTFILE={made.server_cert}")
+    print(f"  export INHOUSE_SECURITY__TLS_KEYFILE={made.server_key}")
+    print(f"clients trust {made.ca_cert} (curl --cacert, httpx verify=)")
+    return 0
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -399,6 +428,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="send N rows of the held-out test split (default 5)",
     )
+
+    from inhouse.crypto.cli import add_keys_command
+
+    add_keys_command(commands)
+    commands.choices["keys"].set_defaults(handler=cmd_keys)
+    certs = commands.add_parser("certs", help="TLS certificates for Serve's HTTPS")
+    certs_cmds = certs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    certs_init = _add(
+        certs_cmds,
+        "init",
+        cmd_certs_init,
+        "make a private CA and a server certificate (keys mode 0600)",
+    )
+    certs_init.add_argument(
+        "--host",
+        action="append",
+        help="DNS name or IP the certificate covers (repeatable; default localhost and 127.0.0.1)",
+    )
+    certs_init.add_argument("--force", action="store_true", help="replace existing certificates")
 
     demo = _add(commands, "demo", cmd_demo, "the whole journey: cluster, data, train, serve")
     add_section_flags(demo, TrainSettings)

@@ -21,15 +21,27 @@ def auth_headers(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def tls_verify(settings: Settings) -> str | bool:
+    """Trust our private CA when it exists (``inhouse certs init``), else the system store."""
+    ca = settings.tls_dir / "ca.pem"
+    return str(ca) if settings.tls and ca.exists() else True
+
+
 def infer(settings: Settings, model: str, rows: list[list[float]]) -> dict[str, Any]:
     """POST an OIP v2 infer request; returns the decoded response or raises with the reason."""
     width = len(rows[0]) if rows else 0
     body = {
         "inputs": [{"name": "input", "shape": [len(rows), width], "datatype": "FP32", "data": rows}]
     }
-    url = f"{settings.serve.url}/v2/models/{model}/infer"
+    url = f"{settings.serve_url}/v2/models/{model}/infer"
     try:
-        response = httpx.post(url, json=body, headers=auth_headers(settings), timeout=30.0)
+        response = httpx.post(
+            url,
+            json=body,
+            headers=auth_headers(settings),
+            timeout=30.0,
+            verify=tls_verify(settings),
+        )
     except httpx.HTTPError as exc:
         raise UnavailableError(f"Serve does not answer at {url} ({exc}); run `inhouse deploy`")
     if response.status_code != 200:
@@ -74,7 +86,7 @@ def predict_rows(settings: Settings, model: str, *, inline: str | None, from_tes
     for i, label in enumerate(predicted):
         confidence = max(probs[i * width : (i + 1) * width])
         table.append([i, label, f"{confidence:.3f}", "" if labels[i] is None else labels[i]])
-    print(f"{model} v{result['model_version']} via {settings.serve.url}/v2/models/{model}/infer")
+    print(f"{model} v{result['model_version']} via {settings.serve_url}/v2/models/{model}/infer")
     print_table(["row", "predicted", "confidence", "actual"], table)
     known = [(p, a) for p, a in zip(predicted, labels, strict=True) if a is not None]
     if known:

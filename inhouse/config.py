@@ -143,6 +143,20 @@ class Settings(BaseSettings):
         return self.security.key_dir or self.home / "keys"
 
     @property
+    def tls(self) -> bool:
+        """Whether Serve speaks HTTPS (both certificate and key configured)."""
+        return bool(self.security.tls_certfile and self.security.tls_keyfile)
+
+    @property
+    def serve_url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.serve.host}:{self.serve.port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
+
+    @property
     def client_token_path(self) -> Path:
         return self.home / "client_token"
 

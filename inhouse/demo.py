@@ -38,7 +38,7 @@ def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
     print("==> 5/5 predictions over HTTP with an API token (held-out test rows)")
     token_path = services.ensure_client_token(settings)
     predict_rows(settings, settings.train.model, inline=None, from_test=5)
-    serve_url = settings.serve.url
+    serve_url = settings.serve_url
     print()
     print("=" * 72)
     print(f" model          {result['model']} v{result['version']} (champion)")

@@ -35,14 +35,17 @@ def test_demo_runs_twice_and_prints_a_working_summary(ray_cluster: Settings) -> 
     assert re.search(r"[45]/5 correct", out)
     serve_url = re.search(r"(http://\S+/v2/models/digits/infer)", out).group(1)  # type: ignore[union-attr]
     body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]}
-    assert httpx.post(serve_url, json=body, timeout=30).status_code == 200
+    assert httpx.post(serve_url, json=body, timeout=30).status_code == 401  # token required
+    token = ray_cluster.client_token_path.read_text().strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(serve_url, json=body, headers=auth, timeout=30).status_code == 200
     assert httpx.get(ray_cluster.ray.dashboard_url, timeout=10).status_code == 200
 
     again = _inhouse("demo")  # idempotent: same cluster and data, a new version served
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already running" in again.stdout and "already there" in again.stdout
     assert re.search(r"digits v2 \(champion\)", again.stdout)
-    served = httpx.post(serve_url, json=body, timeout=30).json()
+    served = httpx.post(serve_url, json=body, headers=auth, timeout=30).json()
     assert served["model_version"] == "2"
 
 
