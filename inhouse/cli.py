@@ -429,8 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="send N rows of the held-out test split (default 5)",
     )
 
+    from inhouse.access.cli import add_access_commands
     from inhouse.crypto.cli import add_keys_command
 
+    add_access_commands(commands)
     add_keys_command(commands)
     commands.choices["keys"].set_defaults(handler=cmd_keys)
     certs = commands.add_parser("certs", help="TLS certificates for Serve's HTTPS")
@@ -458,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
+        if getattr(args, "access_group", None):
+            from inhouse import services
+            from inhouse.access.cli import run_access
+
+            return run_access(args, service=services.access(settings))
         code: int = args.handler(settings, args)
         return code
     except InhouseError as exc:

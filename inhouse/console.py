@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -34,13 +34,18 @@ def progress(*, total: int, desc: str, unit: str) -> tqdm:  # type: ignore[type-
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A plain aligned table."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], *, out: TextIO | None = None
+) -> None:
+    """A plain aligned table. Control characters are shown as ``?``: cells may come from clients."""
+    stream = out or sys.stdout
+    cells = [[str(h) for h in headers]] + [
+        ["".join(ch if ch.isprintable() else "?" for ch in str(c)) for c in row] for row in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=stream)
         if n == 0:
-            print("  ".join("-" * w for w in widths))
+            print("  ".join("-" * w for w in widths), file=stream)
     if not rows:
-        print("(none)")
+        print("(none)", file=stream)
