@@ -55,6 +55,20 @@ def _registry(settings: Settings) -> Any:
     return services.registry(settings)
 
 
+def audit(settings: Settings, *, action: str, resource: str, detail: str = "") -> None:
+    """Record a privileged action of the local operator in the audit log."""
+    from inhouse import services
+    from inhouse.access.cli import local_actor
+
+    services.access(settings).record(
+        principal=local_actor(),
+        action=action,
+        resource=resource,
+        outcome="allow",
+        detail=detail or None,
+    )
+
+
 # --- cluster -------------------------------------------------------------------------------
 
 
@@ -266,6 +280,12 @@ def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0
 
 
 def cmd_train(settings: Settings, _args: argparse.Namespace) -> int:
+    audit(
+        settings,
+        action="train:submit",
+        resource=settings.train.model,
+        detail=f"data set {settings.train.dataset}",
+    )
     result = run_job(settings, "jobs.train", _train_args(settings), epochs=settings.train.epochs)
     print(
         f"registered {result['model']} v{result['version']}: test accuracy "
@@ -311,6 +331,8 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
     models = args.models or _registry(settings).models()
     if not models:
         raise UnavailableError("no model in the registry; run `inhouse train` first")
+    for model in models:
+        audit(settings, action="model:deploy", resource=model, detail=f"ref {args.ref}")
     with step(f"deploying {', '.join(models)} on Ray Serve"):
         deploy(settings, models, ref=args.ref, batching=args.batching)
     print(
@@ -330,6 +352,8 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse.crypto.cli import run_keys
 
     args.default_key_dir = str(settings.key_dir)
+    if args.keys_action != "list":
+        audit(settings, action="keys:admin", resource="*", detail=f"keys {args.keys_action}")
     if args.keys_action == "rotate" and not args.rewrap:
         # Re-wrap every artifact we wrote: registry versions and training checkpoints.
         args.rewrap = [str(p) for p in (settings.registry_dir, settings.runs_dir) if p.exists()]
