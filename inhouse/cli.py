@@ -295,6 +295,36 @@ def cmd_train(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress_args(args: argparse.Namespace) -> list[str]:
+    argv = ["--model", args.model, "--version", args.version]
+    for flag, value in (
+        ("--prune", args.prune),
+        ("--prune-steps", args.prune_steps),
+        ("--quantize", args.quantize),
+        ("--finetune-epochs", args.finetune_epochs),
+        ("--max-accuracy-drop", args.max_accuracy_drop),
+        ("--min-size-ratio", args.min_size_ratio),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.structured is not None:
+        argv.append("--structured" if args.structured else "--no-structured")
+    if not args.promote:
+        argv.append("--no-promote")
+    return argv
+
+
+def cmd_compress(settings: Settings, args: argparse.Namespace) -> int:
+    audit(settings, action="model:deploy", resource=args.model, detail="compress")
+    result = run_job(settings, "jobs.compress", _compress_args(args))
+    print(result["report_markdown"])
+    print(
+        f"registered {result['model']} v{result['version']} (compressed from "
+        f"v{result['parent_version']}): {result['message']}"
+    )
+    return 0
+
+
 def deploy(
     settings: Settings, models: list[str], *, ref: str = "champion", batching: bool = True
 ) -> None:
@@ -431,6 +461,45 @@ def build_parser() -> argparse.ArgumentParser:
     train = _add(commands, "train", cmd_train, "train a model as a Ray job and register it")
     add_section_flags(train, TrainSettings)
 
+    comp = _add(
+        commands,
+        "compress",
+        cmd_compress,
+        "prune + int8 a model version as a Ray job; serve it if it passes the gate",
+    )
+    comp.add_argument("model", help="model name")
+    comp.add_argument("--version", default="champion", help="number, alias or 'latest'")
+    comp.add_argument("--prune", type=float, help="fraction of weights set to zero (default 0.9)")
+    comp.add_argument(
+        "--structured",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="prune whole neurons instead of single weights (default: off)",
+    )
+    comp.add_argument("--prune-steps", type=int, help="pruning steps (default 3)")
+    comp.add_argument(
+        "--quantize", choices=["int8", "none"], help="weight quantization (default int8)"
+    )
+    comp.add_argument(
+        "--finetune-epochs", type=int, help="fine-tuning epochs after each pruning step (default 8)"
+    )
+    comp.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        help="gate: most accuracy points the compressed model may lose (default 0.5)",
+    )
+    comp.add_argument(
+        "--min-size-ratio",
+        type=float,
+        help="gate: least parent/compressed stored-size ratio (default none)",
+    )
+    comp.add_argument(
+        "--no-promote",
+        dest="promote",
+        action="store_false",
+        help="register without moving the champion alias",
+    )
+
     dep = _add(commands, "deploy", cmd_deploy, "serve models (default: all registered)")
     dep.add_argument("models", nargs="*", help="model names")
     dep.add_argument("--ref", default="champion", help="version or alias to serve")
@@ -455,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from inhouse.access.cli import add_access_commands
     from inhouse.crypto.cli import add_keys_command
+    from inhouse.explain.cli import add_explain_command
 
+    add_explain_command(commands)
     add_access_commands(commands)
     add_keys_command(commands)
     commands.choices["keys"].set_defaults(handler=cmd_keys)

@@ -1,4 +1,5 @@
-"""Build the inhouse Serve application: one ingress in front of one replica set per model.
+"""Build the inhouse Serve application: one ingress in front of, per model, a replica set and
+an explainer sidecar.
 
 Typed entry point for ``serve run`` / ``serve deploy`` config files::
 
@@ -14,6 +15,7 @@ from ray.serve import Application
 
 from inhouse.config import Settings, load_settings
 from inhouse.registry import validate_model_name
+from serve.explainer import Explainer
 from serve.ingress import Ingress
 from serve.model_replica import ModelReplica
 
@@ -30,6 +32,7 @@ class ServeArgs(BaseModel):
     home: str | None = Field(None, description="inhouse home (default: settings).")
     database_url: str | None = None
     batching: bool = Field(True, description="Dynamic batching (off: one request per call).")
+    max_explainer_replicas: int = Field(2, ge=1, description="Autoscaling cap per explainer.")
 
 
 def settings_payload(settings: Settings) -> dict[str, Any]:
@@ -55,7 +58,7 @@ def build_app(args: dict[str, Any] | ServeArgs) -> Application:
         settings.serve.max_batch_size = 1
     payload = settings_payload(settings)
     serve_cfg = settings.serve
-    handles = {}
+    handles, explainers = {}, {}
     for name in parsed.models:
         validate_model_name(name)
         handles[name] = ModelReplica.options(
@@ -63,6 +66,16 @@ def build_app(args: dict[str, Any] | ServeArgs) -> Application:
             num_replicas=serve_cfg.num_replicas,
             max_ongoing_requests=serve_cfg.max_ongoing_requests,
         ).bind(name, payload, parsed.ref)
+        # The explainer sidecar: its own replicas, so heavy explanations never slow
+        # predictions. Work is serialised per replica: scale out with replicas.
+        explainers[name] = Explainer.options(
+            name=f"explainer-{name}",
+            autoscaling_config={
+                "min_replicas": 1,
+                "max_replicas": parsed.max_explainer_replicas,
+                "target_ongoing_requests": 1,
+            },
+        ).bind(name, payload, parsed.ref)
     return Ingress.options(max_ongoing_requests=serve_cfg.max_ongoing_requests * 4).bind(
-        handles, payload
+        handles, payload, explainers
     )

@@ -5,6 +5,7 @@ Routes (Open Inference Protocol v2 and KServe v1)::
     GET  /v2/health/live            GET /v2/health/ready        GET /v2
     GET  /v2/models/{name}          GET /v2/models/{name}/ready
     POST /v2/models/{name}/infer    POST /v1/models/{name}:predict    GET /v1/models/{name}
+    POST /v1/models/{name}:explain  (JSON attributions; ``?format=png`` for the picture)
 
 Every route but the health checks and ``GET /v2`` needs ``Authorization: Bearer <token>``
 with the permission for the model (``model:predict``, ``model:explain``); each decision is
@@ -16,11 +17,11 @@ a 500.
 import asyncio
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,6 +35,7 @@ from inhouse.errors import (
     PayloadTooLargeError,
     UnavailableError,
 )
+from inhouse.explain.request import parse_explain, server_limits
 from inhouse.protocol import (
     model_metadata,
     parse_json,
@@ -77,12 +79,19 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 class Ingress:
     """Routes requests for each model name to that model's replica deployment."""
 
-    def __init__(self, models: dict[str, DeploymentHandle], settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        models: dict[str, DeploymentHandle],
+        settings: dict[str, Any],
+        explainers: dict[str, DeploymentHandle] | None = None,
+    ) -> None:
         self._models = models
+        self._explainers = explainers or {}
         platform = load_settings(**settings)
         self._settings = platform.serve
         self._access = services.access(platform) if platform.security.require_auth else None
         self._metadata: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._explain_limits = server_limits(max_instances=self._settings.max_instances)
 
     async def _authorize(self, request: Request, *, action: str, resource: str) -> str:
         """Check the bearer token for ``action`` on ``resource``; returns the request id."""
@@ -201,6 +210,32 @@ class Ingress:
         )
         result = await self._predict(handle, x)
         return v1_response(probabilities=result["probabilities"], class_names=info["class_names"])
+
+    @app.post("/v1/models/{name}:explain")
+    async def v1_explain(
+        self, name: str, request: Request, format: Literal["json", "png"] = "json"
+    ) -> Response:
+        await self._authorize(request, action=EXPLAIN, resource=name)
+        self._handle(name)  # 404 for unknown models
+        explainer = self._explainers.get(name)
+        if explainer is None:
+            raise ModelNotFoundError(f"model {name!r} has no explainer here")
+        info = await self._model_info(name)
+        x, method, target, options = parse_explain(
+            await self._body(request),
+            n_features=info["n_features"],
+            limits=self._explain_limits,
+            n_classes=info["n_classes"],
+        )
+        try:
+            if format == "png":
+                png: bytes = await explainer.explain_png.remote(x, method, target, options)
+                return Response(png, media_type="image/png")
+            return JSONResponse(await explainer.explain.remote(x, method, target, options))
+        except InhouseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an explainer crash is a 503, never a 500
+            raise UnavailableError(f"explainer failed: {type(exc).__name__}") from exc
 
     async def _predict(self, handle: DeploymentHandle, x: Any) -> dict[str, Any]:
         try:

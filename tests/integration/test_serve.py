@@ -62,7 +62,7 @@ def client(registered: tuple[Settings, torch.Tensor, torch.Tensor]) -> httpx.Cli
     serve.run(app, name="inhouse", route_prefix="/")
     token = services.ensure_client_token(settings).read_text().strip()
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=settings.serve.url, timeout=30, headers=headers) as http:
+    with httpx.Client(base_url=settings.serve_url, timeout=30, headers=headers) as http:
         yield http
     serve.delete("inhouse")
 
@@ -173,6 +173,11 @@ def test_every_model_route_enforces_tokens(client: httpx.Client, registered: tup
             f"/v1/models/{MODEL}:predict",
             json.dumps({"instances": [[1.0] * 64]}).encode(),
         ),
+        (
+            "POST",
+            f"/v1/models/{MODEL}:explain",
+            json.dumps({"instances": [[1.0] * 64], "options": {"n_steps": 8}}).encode(),
+        ),
     ]
     cases = [
         (None, 401),
@@ -187,7 +192,7 @@ def test_every_model_route_enforces_tokens(client: httpx.Client, registered: tup
             headers = {"content-type": "application/json"}
             if header is not None:
                 headers["Authorization"] = header
-            with httpx.Client(base_url=settings.serve.url, timeout=30) as anonymous:
+            with httpx.Client(base_url=settings.serve_url, timeout=30) as anonymous:
                 response = anonymous.request(method, path, content=content, headers=headers)
             assert response.status_code == status, (method, path, header, response.text)
             if status == 401:
@@ -195,3 +200,45 @@ def test_every_model_route_enforces_tokens(client: httpx.Client, registered: tup
     report = access.audit.verify()
     assert report.ok and report.checked >= len(routes) * len(cases)
     assert client.get("/v2/health/live").status_code == 200  # probes stay open
+
+
+def test_explainer_sidecar_answers_json_and_png(client: httpx.Client, registered: tuple) -> None:
+    _settings, x, _y = registered
+    rows = x[:2].tolist()
+    response = client.post(f"/v1/models/{MODEL}:explain", json={"instances": rows, "method": "ig"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    first = body["explanations"][0]
+    assert len(first["attributions"]) == 64 and first["prediction"]["name"]
+    values = list(first["attributions"].values())
+    assert abs(values[0]) >= abs(values[-1])  # ordered by |attribution|
+    shap = client.post(
+        f"/v1/models/{MODEL}:explain", json={"instances": rows[:1], "method": "shap"}
+    )
+    assert shap.status_code == 200 and shap.json()["method"] == "shap"
+    png = client.post(f"/v1/models/{MODEL}:explain?format=png", json={"instances": rows[:1]})
+    assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    too_big = client.post(
+        f"/v1/models/{MODEL}:explain", json={"instances": rows[:1], "options": {"n_steps": 100000}}
+    )
+    assert too_big.status_code == 413
+    assert (
+        client.post(f"/v1/models/{MODEL}:explain", json={"instances": [[1, 2]]}).status_code == 422
+    )
+    assert client.get("/v2/health/ready").status_code == 200  # predictions unaffected
+
+
+def test_explain_needs_the_explain_permission(client: httpx.Client, registered: tuple) -> None:
+    settings = registered[0]
+    access = services.access(settings)
+    try:
+        access.get_principal(name="predict-only")
+    except NotFoundError:
+        access.create_principal(name="predict-only", kind="service")
+        access.grant(principal="predict-only", action="model:predict", resource=MODEL)
+    token = access.issue_token(principal="predict-only", expires_in=timedelta(hours=1)).token
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"instances": [[1.0] * 64]}
+    with httpx.Client(base_url=settings.serve_url, timeout=30, headers=headers) as limited:
+        assert limited.post(f"/v1/models/{MODEL}:predict", json=body).status_code == 200
+        assert limited.post(f"/v1/models/{MODEL}:explain", json=body).status_code == 403

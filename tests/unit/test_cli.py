@@ -26,6 +26,14 @@ COMMANDS = [
     ["deploy"],
     ["predict"],
     ["demo"],
+    ["explain"],
+    ["compress"],
+    ["keys"],
+    ["keys", "rotate"],
+    ["certs", "init"],
+    ["principals", "create"],
+    ["tokens", "create"],
+    ["audit", "verify"],
 ]
 
 

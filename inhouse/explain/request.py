@@ -1,0 +1,247 @@
+"""KServe v1 ``:explain``: the request body, the operator's limits, and the JSON / PNG answers.
+
+Pure (no Ray, no HTTP), shared by the Serve explainer sidecar and ``inhouse explain``. The body::
+
+    {"instances": [[...], ...], "method": "ig" | "lime" | "shap", "target": 3,
+     "options": {"n_steps": 64, "n_samples": 300, "perturbations_per_eval": 64, ...}}
+
+is parsed strictly (numbers only, no unknown keys); over-limit sizes raise
+``PayloadTooLargeError`` (413), anything else wrong ``InvalidInputError`` (422). The limits are
+always the server's (``server_limits``): nothing in a body can raise them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ConfigDict, Field
+from torch import nn
+
+from inhouse.errors import InvalidInputError, PayloadTooLargeError
+from inhouse.explain.attribution import explain, parse_options
+from inhouse.explain.plots import bar_chart_png, heatmap_png, top_features
+from inhouse.explain.types import BaselineKind, ExplainLimits, Explanation, Method
+from inhouse.protocol import _Strict, _validate, parse_v1
+
+DIGITS_SHAPE = (8, 8)
+_PIXEL_NAME = re.compile(r"pixel_r?\d+_c?\d+")
+_NO_GRADIENT = re.compile(r"grad|differentiat|backward", re.IGNORECASE)
+_DEFAULT_NAME = re.compile(r"feature_\d+")  # explain()'s names when the model has none
+
+
+class ExplainRequestOptions(_Strict):
+    """What a client may tune: the fields of ``ExplainOptions`` but ``method``.
+
+    Unset fields take ``ExplainOptions``' defaults; ranges are checked there, once.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    n_steps: int | None = None
+    n_samples: int | None = None
+    perturbations_per_eval: int | None = None
+    internal_batch_size: int | None = None
+    baseline: BaselineKind | None = None
+    seed: int | None = None
+
+
+class ExplainRequest(_Strict):
+    """The body of KServe v1 ``POST /v1/models/{name}:explain``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    instances: list[list[float]] = Field(min_length=1)
+    method: Method = "ig"
+    target: int | None = Field(None, ge=0, description="Class to explain; default predicted.")
+    options: ExplainRequestOptions | None = None
+
+
+def server_limits(*, max_instances: int | None = None) -> ExplainLimits:
+    """The operator's limits: ``ExplainLimits`` defaults, instances capped by ``max_instances``."""
+    defaults = ExplainLimits()
+    if max_instances is None:
+        return defaults
+    return defaults.model_copy(update={"max_instances": min(defaults.max_instances, max_instances)})
+
+
+def parse_explain(
+    body: Any, *, n_features: int, limits: ExplainLimits, n_classes: int | None = None
+) -> tuple[np.ndarray, str, int | None, dict[str, Any]]:
+    """Validate an explain body against the model's width and the server's limits.
+
+    Returns:
+        ``(x, method, target, options)``: the ``(n, n_features)`` float32 batch, the method,
+        the target class (``None``: each row's prediction) and the options the client set.
+
+    Raises:
+        PayloadTooLargeError: too many instances, features, IG steps, samples or model rows.
+        InvalidInputError: wrong types or width, non-finite numbers, unknown keys, bad target.
+    """
+    if isinstance(body, dict) and isinstance(body.get("instances"), list):
+        count = len(body["instances"])
+        if count > limits.max_instances:  # refuse before validating every number
+            raise PayloadTooLargeError(
+                f"too many instances: {count} > limit {limits.max_instances}"
+            )
+    request: ExplainRequest = _validate(ExplainRequest, body)
+    x = parse_v1(
+        {"instances": request.instances}, n_features=n_features, max_instances=limits.max_instances
+    )
+    if request.target is not None and n_classes is not None and request.target >= n_classes:
+        raise InvalidInputError(
+            f"target {request.target} out of range: the model has {n_classes} classes"
+        )
+    options = request.options.model_dump(exclude_unset=True) if request.options else {}
+    opts = parse_options({**options, "method": request.method})
+    limits.check(
+        n_instances=x.shape[0],
+        n_features=n_features,
+        method=request.method,
+        n_steps=opts.n_steps,
+        n_samples=opts.n_samples,
+        perturbations_per_eval=opts.perturbations_per_eval,
+    )
+    return x, request.method, request.target, options
+
+
+def training_mean(module: nn.Module, n_features: int) -> np.ndarray | None:
+    """The feature means a model stores (its ``Standardize`` layer), or ``None``."""
+    for sub in module.modules():
+        mean = dict(sub.named_buffers(recurse=False)).get("mean")
+        if mean is not None and mean.numel() == n_features:
+            return mean.detach().double().cpu().reshape(-1).numpy()
+    return None
+
+
+def run_explanation(
+    module: nn.Module,
+    x: np.ndarray,
+    *,
+    method: str,
+    target: int | None,
+    options: Mapping[str, Any],
+    feature_names: Sequence[str] | None,
+    limits: ExplainLimits,
+) -> Explanation:
+    """``explain`` for a registry model: baseline ``mean`` uses the model's training mean.
+
+    Raises:
+        InvalidInputError: bad options, or ``ig`` on a version that cannot be differentiated.
+        PayloadTooLargeError: over ``limits``.
+    """
+    opts = parse_options({**options, "method": method})
+    n_features = int(x.shape[1])
+    background = None
+    if opts.baseline == "mean":
+        mean = training_mean(module, n_features)
+        if mean is None:
+            raise InvalidInputError(
+                "options.baseline 'mean' needs the training mean, which this model does not "
+                "store; use 'zeros'"
+            )
+        background = mean[None, :]
+    names = list(feature_names) if feature_names and len(feature_names) == n_features else None
+    try:
+        return explain(
+            module,
+            torch.from_numpy(np.array(x, dtype=np.float32)),  # a copy: Ray hands read-only arrays
+            target=target,
+            feature_names=names,
+            background=background,
+            options=opts,
+            limits=limits,
+        )
+    except RuntimeError as exc:
+        if method == "ig" and _NO_GRADIENT.search(str(exc)):
+            # int8 kernels (compressed versions) have no backward pass.
+            raise InvalidInputError(
+                "method 'ig' needs gradients, which this model version does not provide; "
+                "use 'shap' or 'lime'"
+            ) from exc
+        raise
+
+
+def _class_name(index: int, class_names: Sequence[str]) -> str:
+    return str(class_names[index]) if 0 <= index < len(class_names) else str(index)
+
+
+def _num(value: float) -> float:
+    return float(f"{float(value):.6g}")
+
+
+def explanation_response(
+    explanation: Explanation, *, model: str, version: int, class_names: Sequence[str]
+) -> dict[str, Any]:
+    """The JSON answer: one entry per instance plus the method's metadata.
+
+    Each instance has its prediction and target (index and name), class probabilities,
+    attributions as ``{feature: value}`` ordered by |value| (largest first), the baseline,
+    f(x) and f(baseline) at the target, and ``delta`` (IG completeness / sampling additivity).
+    """
+    n_features = explanation.attributions.shape[1]
+    instances = []
+    for i in range(explanation.n_instances):
+        predicted, target = explanation.predictions[i], explanation.targets[i]
+        probs = explanation.probabilities
+        instances.append(
+            {
+                "prediction": {"index": predicted, "name": _class_name(predicted, class_names)},
+                "target": {"index": target, "name": _class_name(target, class_names)},
+                "probabilities": None if probs is None else [_num(p) for p in probs[i]],
+                "attributions": {
+                    name: _num(value)
+                    for name, value in top_features(explanation, n_features, instance=i)
+                },
+                "baseline": [_num(b) for b in explanation.baseline[i]],
+                "target_output": _num(explanation.target_outputs[i]),
+                "baseline_output": _num(explanation.baseline_outputs[i]),
+                "delta": _num(explanation.delta[i]),
+            }
+        )
+    return {
+        "model_name": model,
+        "model_version": str(version),
+        "method": explanation.method,
+        "baseline_kind": explanation.baseline_kind,
+        "delta_kind": explanation.metadata.get("delta_kind", ""),
+        "metadata": dict(explanation.metadata),
+        "explanations": instances,
+    }
+
+
+def is_image_model(feature_names: Sequence[str], n_features: int) -> bool:
+    """Whether features are the 8x8 digits pixels (drawn as a heat map, not bars)."""
+    if n_features != DIGITS_SHAPE[0] * DIGITS_SHAPE[1]:
+        return False
+    if not feature_names or all(_DEFAULT_NAME.fullmatch(n) for n in feature_names):
+        return True
+    return all(_PIXEL_NAME.fullmatch(n) for n in feature_names)
+
+
+def explanation_png(
+    explanation: Explanation,
+    x: np.ndarray,
+    *,
+    class_names: Sequence[str],
+    instance: int = 0,
+    top_k: int = 15,
+) -> bytes:
+    """PNG of one instance: a heat map beside the input for digits, else a bar chart."""
+    target = explanation.targets[instance]
+    title = f"{explanation.metadata.get('method_name', explanation.method)}: "
+    title += f"class {_class_name(target, class_names)}"
+    if explanation.probabilities is not None:
+        title += f" (p={explanation.probabilities[instance, target]:.3f})"
+    n_features = explanation.attributions.shape[1]
+    if is_image_model(explanation.feature_names, n_features):
+        return heatmap_png(
+            explanation.attributions[instance],
+            shape=DIGITS_SHAPE,
+            image=np.asarray(x, dtype=np.float64)[instance],
+            title=title,
+        )
+    return bar_chart_png(explanation, instance=instance, top_k=top_k, title=title)
