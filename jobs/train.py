@@ -33,10 +33,13 @@ from inhouse import services
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
 from inhouse.crypto import KeyRing
-from inhouse.data import describe, read_rows
+from inhouse.data import DatasetInfo, describe, read_rows
 from inhouse.db import get_engine
+from inhouse.errors import ModelNotFoundError
+from inhouse.explain.lineage import importance_lineage
 from inhouse.flags import add_section_flags, section_overrides
 from inhouse.models import MLPSpec, build_model
+from inhouse.registry import Registry
 from inhouse.training import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, unwrap
 
 
@@ -136,6 +139,28 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         writer.close()
 
 
+def _global_explanation(
+    registry: Registry,
+    cfg: TrainSettings,
+    model: torch.nn.Module,
+    engine: Any,
+    info: DatasetInfo,
+    spec: dict[str, Any],
+) -> dict[str, Any]:
+    """Mean |SHAP| per feature on training rows, compared with the current champion's."""
+    try:
+        champion_lineage: dict[str, Any] | None = registry.get(cfg.model).lineage
+    except ModelNotFoundError:
+        champion_lineage = None
+    background = read_rows(engine, cfg.dataset, split="train", up_to_id=info.last_id).x
+    return importance_lineage(
+        model.eval(),
+        background,
+        feature_names=spec["feature_names"],
+        champion_lineage=champion_lineage,
+    )
+
+
 def _code_revision() -> str:
     return os.environ.get("INHOUSE_CODE_REVISION", "unknown")
 
@@ -212,6 +237,7 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         "run_dir": str(run_dir),
         "parent": None,
     }
+    lineage.update(_global_explanation(registry, cfg, model, engine, info, spec))
     version = registry.register(
         cfg.model, module=model, spec=spec, metrics=metrics, lineage=lineage
     )
