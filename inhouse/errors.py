@@ -13,6 +13,7 @@
     ├── ConflictError                 409  would change something immutable or already present
     ├── AuthenticationError           401  no, malformed, expired or revoked credentials
     ├── PermissionDeniedError         403  authenticated but lacking the permission
+    ├── RateLimitedError              429  a token sent more requests than its rate allows
     ├── CryptoError                   422  an artifact cannot be decrypted; nothing is loaded
     │   ├── KeyNotFoundError          422  the key id in the header is not in the key ring
     │   ├── IntegrityError            422  tampered, truncated, reordered or spliced data
@@ -87,6 +88,15 @@ class AuthenticationError(InhouseError):
 class PermissionDeniedError(InhouseError):
     status_code = 403
     code = "permission_denied"
+
+
+class RateLimitedError(InhouseError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class CryptoError(InhouseError):
