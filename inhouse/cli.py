@@ -55,12 +55,22 @@ def _registry(settings: Settings) -> Any:
     return services.registry(settings)
 
 
-def audit(settings: Settings, *, action: str, resource: str, detail: str = "") -> None:
-    """Record a privileged action of the local operator in the audit log."""
+def authorize(settings: Settings, *, action: str, resource: str, detail: str = "") -> None:
+    """Check and audit an operation before doing it.
+
+    With ``$INHOUSE_TOKEN`` set (automation, other users) the token must hold the permission
+    (401/403 otherwise). Without it the caller is the local owner of the state directory,
+    the trust boundary of a single machine, and the action is recorded under that name.
+    """
     from inhouse import services
     from inhouse.access.cli import local_actor
 
-    services.access(settings).record(
+    service = services.access(settings)
+    token = os.environ.get("INHOUSE_TOKEN", "").strip()
+    if token:
+        service.check(f"Bearer {token}", action=action, resource=resource, request_id=None)
+        return
+    service.record(
         principal=local_actor(),
         action=action,
         resource=resource,
@@ -116,6 +126,7 @@ def cmd_data_seed(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse.data import seed
 
     for name in args.names:
+        authorize(settings, action="data:write", resource=name, detail="seed")
         with step(f"seeding {name}"):
             info, created = seed(_engine(settings), name)
         state = "created" if created else "already there"
@@ -132,6 +143,7 @@ def cmd_data_list(settings: Settings, _args: argparse.Namespace) -> int:
     engine = _engine(settings)
     rows = []
     for name in list_datasets(engine):
+        authorize(settings, action="data:read", resource=name, detail="list")
         info = describe(engine, name)
         rows.append(
             [
@@ -280,7 +292,7 @@ def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0
 
 
 def cmd_train(settings: Settings, _args: argparse.Namespace) -> int:
-    audit(
+    authorize(
         settings,
         action="train:submit",
         resource=settings.train.model,
@@ -315,7 +327,7 @@ def _compress_args(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_compress(settings: Settings, args: argparse.Namespace) -> int:
-    audit(settings, action="model:deploy", resource=args.model, detail="compress")
+    authorize(settings, action="model:deploy", resource=args.model, detail="compress")
     result = run_job(settings, "jobs.compress", _compress_args(args))
     print(result["report_markdown"])
     print(
@@ -362,7 +374,7 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
     if not models:
         raise UnavailableError("no model in the registry; run `inhouse train` first")
     for model in models:
-        audit(settings, action="model:deploy", resource=model, detail=f"ref {args.ref}")
+        authorize(settings, action="model:deploy", resource=model, detail=f"ref {args.ref}")
     with step(f"deploying {', '.join(models)} on Ray Serve"):
         deploy(settings, models, ref=args.ref, batching=args.batching)
     print(
@@ -378,12 +390,30 @@ def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
     return predict_rows(settings, args.model, inline=args.input, from_test=args.from_test)
 
 
+def cmd_tensorboard(settings: Settings, args: argparse.Namespace) -> int:
+    import subprocess
+
+    binary = Path(sys.executable).parent / "tensorboard"
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    print(f"TensorBoard on {settings.runs_dir}: http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    command = [
+        str(binary),
+        "--logdir",
+        str(settings.runs_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+    ]
+    return subprocess.run(command, check=False).returncode
+
+
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse.crypto.cli import run_keys
 
     args.default_key_dir = str(settings.key_dir)
     if args.keys_action != "list":
-        audit(settings, action="keys:admin", resource="*", detail=f"keys {args.keys_action}")
+        authorize(settings, action="keys:admin", resource="*", detail=f"keys {args.keys_action}")
     if args.keys_action == "rotate" and not args.rewrap:
         # Re-wrap every artifact we wrote: registry versions and training checkpoints.
         args.rewrap = [str(p) for p in (settings.registry_dir, settings.runs_dir) if p.exists()]
@@ -521,6 +551,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="send N rows of the held-out test split (default 5)",
     )
+
+    board = _add(
+        commands,
+        "tensorboard",
+        cmd_tensorboard,
+        "start TensorBoard on the runs directory, bound to 127.0.0.1",
+    )
+    board.add_argument("--port", type=int, default=6006, help="TCP port (default 6006)")
 
     from inhouse.access.cli import add_access_commands
     from inhouse.crypto.cli import add_keys_command

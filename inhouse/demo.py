@@ -32,10 +32,10 @@ def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
         f"==> 3/5 training {settings.train.model} as a Ray job ({epochs} epochs, "
         f"{settings.train.num_workers} DDP workers)"
     )
-    cli.audit(settings, action="train:submit", resource=settings.train.model, detail="demo")
+    cli.authorize(settings, action="train:submit", resource=settings.train.model, detail="demo")
     result = cli.run_job(settings, "jobs.train", cli._train_args(settings), epochs=epochs)
     with step(f"4/5 deploying {settings.train.model} v{result['version']} on Ray Serve"):
-        cli.audit(settings, action="model:deploy", resource=settings.train.model, detail="demo")
+        cli.authorize(settings, action="model:deploy", resource=settings.train.model, detail="demo")
         cli.deploy(settings, [settings.train.model])
     print("==> 5/5 predictions over HTTP with an API token (held-out test rows)")
     token_path = services.ensure_client_token(settings)

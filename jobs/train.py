@@ -98,6 +98,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         TensorDataset(train.x, train.y), batch_size=config["batch_size"], sampler=sampler
     )
     writer = SummaryWriter(config["tensorboard_dir"]) if rank == 0 else None
+    if writer is not None and start_epoch == 0:
+        writer.add_graph(unwrap(model), train.x[:1].to(device))
     for epoch in range(start_epoch, config["epochs"]):
         _maybe_crash(config, epoch)
         sampler.set_epoch(epoch)

@@ -76,3 +76,29 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "train.epochs" in result.stderr and "--epochs" in result.stderr
+
+
+def test_operations_with_a_token_need_its_permission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import timedelta
+
+    from inhouse import services
+    from inhouse.config import load_settings
+
+    home = ["--home", str(tmp_path)]
+    access = services.access(load_settings(home=str(tmp_path)))
+    access.create_principal(name="viewer", kind="user", roles=["predictor"])
+    token = access.issue_token(principal="viewer", expires_in=timedelta(hours=1)).token
+    monkeypatch.setenv("INHOUSE_TOKEN", token)
+    assert main([*home, "data", "seed", "digits"]) == 2  # predictors may not write data
+    assert "permission" in capsys.readouterr().err.lower()
+    assert main([*home, "train", "--epochs", "1"]) == 2  # refused before any cluster call
+    monkeypatch.setenv("INHOUSE_TOKEN", "ih_0000000000000000_" + "x" * 43)
+    assert main([*home, "data", "list"]) == 2
+    assert "invalid token" in capsys.readouterr().err
+    monkeypatch.delenv("INHOUSE_TOKEN")
+    assert main([*home, "data", "seed", "digits"]) == 0  # the local owner
+    entries = access.audit.tail(20)
+    assert {e.outcome for e in entries} >= {"allow", "deny"}
+    assert any(e.principal.startswith("local:") and e.action == "data:write" for e in entries)
