@@ -92,7 +92,7 @@ def test_operations_with_a_token_need_its_permission(
     token = access.issue_token(principal="viewer", expires_in=timedelta(hours=1)).token
     monkeypatch.setenv("INHOUSE_TOKEN", token)
     assert main([*home, "data", "seed", "digits"]) == 2  # predictors may not write data
-    assert "permission" in capsys.readouterr().err.lower()
+    assert "lacks 'data:write'" in capsys.readouterr().err
     assert main([*home, "train", "--epochs", "1"]) == 2  # refused before any cluster call
     monkeypatch.setenv("INHOUSE_TOKEN", "ih_0000000000000000_" + "x" * 43)
     assert main([*home, "data", "list"]) == 2
