@@ -95,7 +95,7 @@ def test_operations_with_a_token_need_its_permission(
     assert "lacks 'data:write'" in capsys.readouterr().err
     assert main([*home, "train", "--epochs", "1"]) == 2  # refused before any cluster call
     monkeypatch.setenv("INHOUSE_TOKEN", "ih_0000000000000000_" + "x" * 43)
-    assert main([*home, "data", "list"]) == 2
+    assert main([*home, "data", "seed", "breast_cancer"]) == 2
     assert "invalid token" in capsys.readouterr().err
     monkeypatch.delenv("INHOUSE_TOKEN")
     assert main([*home, "data", "seed", "digits"]) == 0  # the local owner
