@@ -39,6 +39,29 @@ def test_ddp_training_from_postgres_reaches_target_and_registers(
     assert events and events[0].stat().st_size > 1000  # scalars and histograms
 
 
+def _plaintext_tensor_files(root: Path) -> list[Path]:
+    """Files that parse as a safetensors header: plaintext weights on disk."""
+    found = []
+    for path in root.rglob("*"):
+        if not path.is_file() or path.stat().st_size < 16:
+            continue
+        head = path.read_bytes()[:4096]
+        size = int.from_bytes(head[:8], "little")
+        if 0 < size < 10**8 and head[8:9] == b"{" and b'"dtype"' in head[8 : 8 + size]:
+            found.append(path)
+    return found
+
+
+def test_no_plaintext_weights_left_on_disk(ray_cluster: Settings) -> None:
+    """After the training runs above: checkpoints and registry hold only sealed tensors."""
+    assert ray_cluster.security.encrypt_at_rest
+    checkpoints = list(ray_cluster.runs_dir.rglob("model.safetensors.enc"))
+    assert checkpoints, "the runs wrote encrypted checkpoints"
+    assert list(ray_cluster.registry_dir.rglob("weights.safetensors.enc"))
+    for root in (ray_cluster.runs_dir, ray_cluster.registry_dir):
+        assert _plaintext_tensor_files(root) == []
+
+
 def test_a_killed_worker_resumes_from_its_last_checkpoint(
     ray_cluster: Settings, pg_url: str
 ) -> None:
