@@ -63,6 +63,8 @@ class ServeSettings(_Section):
     batch_wait_timeout_s: float = Field(0.002, ge=0, le=1)
     max_ongoing_requests: int = Field(64, ge=1, description="Per replica; Ray's 5 is too low.")
     num_replicas: int = Field(1, ge=1)
+    rate_limit_per_s: float = Field(500.0, ge=0, description="Requests/s per token; 0: no limit.")
+    rate_limit_burst: int = Field(1000, ge=1, description="Requests a token may send at once.")
 
     @property
     def url(self) -> str:

@@ -15,6 +15,7 @@ a 500.
 """
 
 import asyncio
+import math
 import time
 import uuid
 from typing import Any, Literal
@@ -28,11 +29,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import inhouse
 from inhouse import services
+from inhouse.access import RateLimiter
 from inhouse.config import load_settings
 from inhouse.errors import (
     InhouseError,
     ModelNotFoundError,
     PayloadTooLargeError,
+    RateLimitedError,
     UnavailableError,
 )
 from inhouse.explain.request import parse_explain, server_limits
@@ -55,8 +58,12 @@ app = FastAPI(title="inhouse inference", version=inhouse.__version__)
 
 @app.exception_handler(InhouseError)
 async def _inhouse_error(_request: Request, exc: InhouseError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+    headers: dict[str, str] = {}
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers or None)
 
 
 @app.exception_handler(StarletteHTTPException)
@@ -90,6 +97,11 @@ class Ingress:
         platform = load_settings(**settings)
         self._settings = platform.serve
         self._access = services.access(platform) if platform.security.require_auth else None
+        self._limiter = (
+            RateLimiter(self._settings.rate_limit_per_s, self._settings.rate_limit_burst)
+            if self._access is not None and self._settings.rate_limit_per_s > 0
+            else None
+        )
         self._metadata: dict[str, tuple[float, dict[str, Any]]] = {}
         self._explain_limits = server_limits(max_instances=self._settings.max_instances)
 
@@ -103,6 +115,7 @@ class Ingress:
                 action=action,
                 resource=resource,
                 request_id=request_id,
+                rate_limiter=self._limiter,
             )
         return request_id
 

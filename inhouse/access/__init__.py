@@ -12,20 +12,41 @@ Typical use in an HTTP route or CLI command::
 
 ``check`` raises :class:`~inhouse.errors.AuthenticationError` (401) or
 :class:`~inhouse.errors.PermissionDeniedError` (403) and audits every decision.
+Then a :class:`RateLimiter` keyed by ``principal.token_id`` may refuse with
+:class:`~inhouse.errors.RateLimitedError` (429). :mod:`inhouse.access.policy` syncs the
+database to a YAML policy file (GitOps).
 """
 
 from inhouse.access.audit import AuditEntry, AuditLog, VerifyReport
 from inhouse.access.permissions import (
     ACTIONS,
+    ROLE_DESCRIPTIONS,
     ROLES,
     Grant,
     Principal,
     RoleBinding,
     authorize,
+    format_permission,
+    format_role_binding,
     is_allowed,
     match_resource,
+    parse_permission,
+    parse_role_binding,
     validate_name,
 )
+from inhouse.access.policy import (
+    Policy,
+    PolicyChange,
+    PolicyDiff,
+    PrincipalPolicy,
+    apply_policy,
+    diff_policy,
+    dump_policy,
+    export_policy,
+    load_policy,
+    parse_policy,
+)
+from inhouse.access.ratelimit import RateLimiter
 from inhouse.access.records import ACCESS_TABLES
 from inhouse.access.service import AccessService
 from inhouse.access.tokens import IssuedToken, TokenInfo, load_or_create_pepper
@@ -34,18 +55,34 @@ __all__ = [
     "ACCESS_TABLES",
     "ACTIONS",
     "ROLES",
+    "ROLE_DESCRIPTIONS",
     "AccessService",
     "AuditEntry",
     "AuditLog",
     "Grant",
     "IssuedToken",
+    "Policy",
+    "PolicyChange",
+    "PolicyDiff",
     "Principal",
+    "PrincipalPolicy",
+    "RateLimiter",
     "RoleBinding",
     "TokenInfo",
     "VerifyReport",
+    "apply_policy",
     "authorize",
+    "diff_policy",
+    "dump_policy",
+    "export_policy",
+    "format_permission",
+    "format_role_binding",
     "is_allowed",
     "load_or_create_pepper",
+    "load_policy",
     "match_resource",
+    "parse_permission",
+    "parse_policy",
+    "parse_role_binding",
     "validate_name",
 ]

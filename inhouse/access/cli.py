@@ -1,6 +1,9 @@
-"""``inhouse principals|tokens|audit``: access control and the audit log from the command line.
+"""``inhouse principals|tokens|audit|access``: access control and audit from the command line.
 
-``inhouse/cli.py`` mounts the three groups with :func:`add_access_commands` and, when
+``inhouse access apply FILE`` syncs the database to a YAML policy (GitOps, see
+:mod:`inhouse.access.policy`) and ``inhouse access export`` prints the current one.
+
+``inhouse/cli.py`` mounts the groups with :func:`add_access_commands` and, when
 ``args.access_group`` is set, dispatches to :func:`run_access` with an
 :class:`~inhouse.access.service.AccessService` it builds from the settings.
 
@@ -25,23 +28,31 @@ from typing import Any, TextIO
 from sqlalchemy import select
 
 from inhouse.access.audit import MAX_TAIL, AuditEntry
-from inhouse.access.permissions import ACTIONS, ROLES, validate_pattern, validate_role
+from inhouse.access.permissions import (
+    ACTIONS,
+    ROLE_DESCRIPTIONS,
+    ROLES,
+    parse_permission,
+    parse_role_binding,
+    validate_pattern,
+)
+from inhouse.access.policy import apply_policy, diff_policy, dump_policy, export_policy, load_policy
 from inhouse.access.records import GrantRecord, PrincipalRecord, RoleBindingRecord, utcnow
 from inhouse.access.service import AccessService
 from inhouse.access.tokens import TokenInfo
 from inhouse.atomic import atomic_write_bytes
 from inhouse.console import print_table
 from inhouse.db import session_scope
-from inhouse.errors import ConfigError, InhouseError, StorageError
+from inhouse.errors import ConfigError, InhouseError, InvalidInputError, StorageError
 
-GROUPS = ("principals", "tokens", "audit")
+GROUPS = ("principals", "tokens", "audit", "access")
 DEFAULT_EXPIRES_DAYS = 90
 _ACTION_LIST = ", ".join(sorted(ACTIONS))
 _RESOURCE_HELP = "resource pattern: a name such as 'digits', with '*' wildcards ('digits-*', '*')"
 
 
 def add_access_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``principals``, ``tokens`` and ``audit`` on an argparse sub-parser set."""
+    """Register ``principals``, ``tokens``, ``audit`` and ``access`` on a sub-parser set."""
     principals = _group(subparsers, "principals", "users and service accounts, roles and grants")
     acts = principals.add_subparsers(dest="access_action", required=True, metavar="ACTION")
     create = _cmd(acts, "create", "create a principal, optionally with built-in roles")
@@ -63,15 +74,26 @@ def add_access_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     )
     lst = _cmd(acts, "list", "list principals with their kind, state, roles and grants")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    for verb, text in (("grant", "grant one action"), ("revoke", "remove a direct grant of")):
-        cmd = _cmd(acts, verb, f"{text} on a resource pattern to a principal")
+    for verb, text in (
+        ("grant", "grant a permission to"),
+        ("revoke", "remove a direct grant from"),
+    ):
+        cmd = _cmd(
+            acts,
+            verb,
+            f"{text} a principal: 'model:predict:fraud-*', or 'model:predict fraud-*'",
+        )
         cmd.add_argument("name", help="principal name")
         cmd.add_argument(
             "perm_action",
-            metavar="ACTION",
-            help=f"one of {_ACTION_LIST}; or '<domain>:*' or '*' for many",
+            metavar="PERMISSION",
+            help=f"ACTION[:RESOURCE]; ACTION is one of {_ACTION_LIST}, or '<domain>:*' or '*'",
         )
-        cmd.add_argument("resource", help=_RESOURCE_HELP)
+        cmd.add_argument(
+            "resource",
+            nargs="?",
+            help=_RESOURCE_HELP + "; the older form, instead of ':RESOURCE' (default '*')",
+        )
     disable = _cmd(acts, "disable", "disable a principal: its tokens stop working at once")
     disable.add_argument("name", help="principal name")
     _cmd(acts, "roles", "list the built-in roles and the actions each includes")
@@ -109,6 +131,24 @@ def add_access_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     )
     tail.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _cmd(acts, "verify", "check the whole hash chain; exit 1 naming the first broken entry")
+
+    access = _group(subparsers, "access", "the access policy as a YAML file (GitOps)")
+    acts = access.add_subparsers(dest="access_action", required=True, metavar="ACTION")
+    apply = _cmd(
+        acts,
+        "apply",
+        "make principals, roles and grants match a policy file, in one audited transaction",
+    )
+    apply.add_argument("policy_file", metavar="FILE", help="YAML policy ('access export' format)")
+    apply.add_argument(
+        "--prune",
+        action="store_true",
+        help="also disable principals the file does not list (never deletes, tokens untouched)",
+    )
+    apply.add_argument(
+        "--dry-run", action="store_true", help="print the changes without making them"
+    )
+    _cmd(acts, "export", "print the current access policy as YAML (no tokens)")
 
 
 def _group(subparsers: Any, name: str, text: str) -> argparse.ArgumentParser:
@@ -160,7 +200,7 @@ def run_access(
 
 
 def _principals_create(args: argparse.Namespace, service: AccessService, out: TextIO) -> int:
-    bindings = sorted({_role_binding(spec) for spec in args.roles})
+    bindings = sorted({parse_role_binding(spec) for spec in args.roles})
     everywhere = [role for role, resource in bindings if resource == "*"]
     scoped = [(role, resource) for role, resource in bindings if resource != "*"]
     actor = local_actor()
@@ -170,12 +210,6 @@ def _principals_create(args: argparse.Namespace, service: AccessService, out: Te
     roles = ", ".join(f"{role} on {resource}" for role, resource in bindings) or "none"
     print(f"created {args.kind} {args.name} (roles: {roles})", file=out)
     return 0
-
-
-def _role_binding(spec: str) -> tuple[str, str]:
-    """``ROLE[:RESOURCE]`` → (role, pattern), validated before anything is written."""
-    role, _, resource = spec.partition(":")
-    return validate_role(role), validate_pattern(resource or "*")
 
 
 def _principals_list(args: argparse.Namespace, service: AccessService, out: TextIO) -> int:
@@ -220,19 +254,30 @@ def _principals_list(args: argparse.Namespace, service: AccessService, out: Text
     return 0
 
 
+def _permission(args: argparse.Namespace) -> tuple[str, str]:
+    """``ACTION[:RESOURCE]`` or the older ``ACTION RESOURCE`` → (action, pattern)."""
+    action, resource = parse_permission(args.perm_action)
+    if args.resource is None:
+        return action, resource
+    if args.perm_action != action:
+        raise InvalidInputError(
+            f"permission {args.perm_action!r} already names a resource pattern: "
+            f"drop the extra argument {args.resource!r}"
+        )
+    return action, validate_pattern(args.resource)
+
+
 def _principals_grant(args: argparse.Namespace, service: AccessService, out: TextIO) -> int:
-    service.grant(
-        principal=args.name, action=args.perm_action, resource=args.resource, actor=local_actor()
-    )
-    print(f"granted {args.perm_action} on {args.resource} to {args.name}", file=out)
+    action, resource = _permission(args)
+    service.grant(principal=args.name, action=action, resource=resource, actor=local_actor())
+    print(f"granted {action} on {resource} to {args.name}", file=out)
     return 0
 
 
 def _principals_revoke(args: argparse.Namespace, service: AccessService, out: TextIO) -> int:
-    service.revoke_grant(
-        principal=args.name, action=args.perm_action, resource=args.resource, actor=local_actor()
-    )
-    print(f"revoked {args.perm_action} on {args.resource} from {args.name}", file=out)
+    action, resource = _permission(args)
+    service.revoke_grant(principal=args.name, action=action, resource=resource, actor=local_actor())
+    print(f"revoked {action} on {resource} from {args.name}", file=out)
     return 0
 
 
@@ -243,7 +288,11 @@ def _principals_disable(args: argparse.Namespace, service: AccessService, out: T
 
 
 def _principals_roles(args: argparse.Namespace, service: AccessService, out: TextIO) -> int:
-    _table(("ROLE", "ACTIONS"), [(r, ", ".join(sorted(a))) for r, a in ROLES.items()], out)
+    _table(
+        ("ROLE", "ACTIONS", "FOR"),
+        [(r, ", ".join(sorted(a)), ROLE_DESCRIPTIONS.get(r, "")) for r, a in ROLES.items()],
+        out,
+    )
     print(f"\nactions: {_ACTION_LIST}", file=out)
     return 0
 
@@ -362,6 +411,32 @@ def _audit_verify(args: argparse.Namespace, service: AccessService, out: TextIO)
     return 1
 
 
+# --- access policy ---------------------------------------------------------------------------
+
+
+def _access_apply(args: argparse.Namespace, service: AccessService, out: TextIO) -> int:
+    policy = load_policy(args.policy_file)
+    if args.dry_run:
+        diff = diff_policy(service, policy, prune=args.prune)
+    else:
+        diff = apply_policy(service, policy, actor=local_actor(), prune=args.prune)
+    for change in diff.changes:
+        print(change.describe(), file=out)
+    changes = f"{len(diff)} change" + ("" if len(diff) == 1 else "s")
+    if diff.empty:
+        print(f"no changes: the database matches {args.policy_file}", file=out)
+    elif diff.applied:
+        print(f"applied {changes} from {args.policy_file}", file=out)
+    else:
+        print(f"dry run: {changes} would be applied; nothing was written", file=out)
+    return 0
+
+
+def _access_export(args: argparse.Namespace, service: AccessService, out: TextIO) -> int:
+    out.write(dump_policy(export_policy(service)))
+    return 0
+
+
 _HANDLERS = {
     ("principals", "create"): _principals_create,
     ("principals", "list"): _principals_list,
@@ -374,6 +449,8 @@ _HANDLERS = {
     ("tokens", "revoke"): _tokens_revoke,
     ("audit", "tail"): _audit_tail,
     ("audit", "verify"): _audit_verify,
+    ("access", "apply"): _access_apply,
+    ("access", "export"): _access_export,
 }
 
 

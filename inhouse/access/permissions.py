@@ -1,8 +1,10 @@
 """Actions, built-in roles, resource patterns and the pure :func:`authorize` decision.
 
 A permission is an action (``model:predict``) on a resource pattern (``digits``, ``digits-*``
-or ``*``). Roles bundle actions; a principal holds roles, each bound to a resource pattern,
-and direct grants. Nothing here touches the database, so every decision is unit-testable.
+or ``*``), written ``action[:pattern]`` (``model:predict:fraud-*``, ``keys:admin``; see
+:func:`parse_permission`). Roles bundle actions; a principal holds roles, each bound to a
+resource pattern (``role[:pattern]``, e.g. ``service:fraud-*``), and direct grants. Nothing
+here touches the database, so every decision is unit-testable.
 
 Resource names are validated strictly (``^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$``): no slashes,
 no leading dot, so a name taken from a URL can never traverse a path. Patterns may add ``*``
@@ -41,10 +43,23 @@ _DOMAINS = frozenset(a.split(":", 1)[0] for a in ACTIONS)
 
 ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset({WILDCARD}),
+    "ml-engineer": frozenset({"model:*", "train:submit", "data:read", "data:write", "audit:read"}),
+    "analyst": frozenset({"model:predict", "model:explain", "data:read"}),
+    "service": frozenset({"model:predict"}),
     "operator": frozenset({"model:*", "train:submit", "data:read", "audit:read"}),
     "predictor": frozenset({"model:predict", "model:explain"}),
     "trainer": frozenset({"train:submit", "data:read", "data:write"}),
     "auditor": frozenset({"audit:read"}),
+}
+ROLE_DESCRIPTIONS: dict[str, str] = {
+    "admin": "everything, including principals, tokens and keys",
+    "ml-engineer": "train, deploy and query models; read and write data; read the audit log",
+    "analyst": "query and explain models, read data",
+    "service": "a program that only calls predict",
+    "operator": "deploy and query models, submit training, read data and the audit log",
+    "predictor": "query and explain models",
+    "trainer": "submit training, read and write data",
+    "auditor": "read the audit log",
 }
 
 
@@ -100,6 +115,55 @@ def validate_role(role: str) -> str:
     if role not in ROLES:
         raise InvalidInputError(f"unknown role {_shown(role)}: use one of {', '.join(ROLES)}")
     return role
+
+
+def parse_permission(text: str) -> tuple[str, str]:
+    """Split ``action[:resource-pattern]`` into ``(action, pattern)``; pattern default ``*``.
+
+    ``model:predict:fraud-*`` -> ``("model:predict", "fraud-*")``, ``keys:admin`` ->
+    ``("keys:admin", "*")``; the action may be ``domain:*`` or ``*`` (``*:digits``).
+
+    Raises:
+        InvalidInputError: unknown action or invalid pattern (one line, naming ``text``).
+    """
+    if not isinstance(text, str):
+        raise InvalidInputError(f"invalid permission {_shown(text)}: expected a string")
+    if text == WILDCARD or text.startswith(WILDCARD + ":"):
+        action, has_pattern, pattern = text.partition(":")
+    else:
+        domain, colon, rest = text.partition(":")
+        verb, has_pattern, pattern = rest.partition(":")
+        action = f"{domain}:{verb}" if colon else domain
+    try:
+        validate_action(action, allow_wildcard=True)
+        return action, validate_pattern(pattern) if has_pattern else WILDCARD
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"invalid permission {_shown(text)} (write 'action[:resource-pattern]', "
+            f"e.g. 'model:predict:fraud-*'): {exc.message}"
+        ) from None
+
+
+def format_permission(action: str, resource: str = WILDCARD) -> str:
+    """The ``action[:pattern]`` text of a grant (``:*`` left out), the inverse of parsing."""
+    return action if resource == WILDCARD else f"{action}:{resource}"
+
+
+def parse_role_binding(text: str) -> tuple[str, str]:
+    """Split ``role[:resource-pattern]`` (``service:fraud-*``) into ``(role, pattern)``.
+
+    Raises:
+        InvalidInputError: unknown role or invalid pattern.
+    """
+    if not isinstance(text, str):
+        raise InvalidInputError(f"invalid role {_shown(text)}: expected a string")
+    role, has_pattern, pattern = text.partition(":")
+    return validate_role(role), validate_pattern(pattern) if has_pattern else WILDCARD
+
+
+def format_role_binding(role: str, resource: str = WILDCARD) -> str:
+    """The ``role[:pattern]`` text of a role binding (``:*`` left out)."""
+    return role if resource == WILDCARD else f"{role}:{resource}"
 
 
 @lru_cache(maxsize=1024)

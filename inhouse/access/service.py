@@ -3,7 +3,8 @@
 A route calls :meth:`AccessService.check` with the raw ``Authorization`` header, the action
 and the resource; it gets the :class:`~inhouse.access.permissions.Principal` back or an
 error whose HTTP status :mod:`inhouse.errors` fixes: 401 for a missing, malformed, unknown,
-expired or revoked token (or a disabled principal), 403 for a missing permission. Each
+expired or revoked token (or a disabled principal), 429 for a token over its rate (when a
+:class:`~inhouse.access.ratelimit.RateLimiter` is passed), 403 for a missing permission. Each
 decision is appended to the audit log before the method returns; if that write fails the
 request is refused (503, fail closed). Administration lives in :mod:`inhouse.access.admin`.
 """
@@ -19,10 +20,16 @@ from sqlalchemy.exc import OperationalError
 from inhouse.access.admin import AccessAdmin, load_principal
 from inhouse.access.audit import AuditEntry, AuditLog, Outcome
 from inhouse.access.permissions import Principal, authorize
+from inhouse.access.ratelimit import RateLimiter
 from inhouse.access.records import PrincipalRecord, TokenRecord, utcnow
 from inhouse.access.tokens import check_pepper, parse_authorization, verify_secret
 from inhouse.db import session_scope
-from inhouse.errors import AuthenticationError, InvalidInputError, PermissionDeniedError
+from inhouse.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
 
 ANONYMOUS = "-"
 AUTHENTICATE = "auth:authenticate"
@@ -82,12 +89,22 @@ class AccessService(AccessAdmin):
         return principal
 
     def check(
-        self, header_value: str | None, *, action: str, resource: str, request_id: str | None
+        self,
+        header_value: str | None,
+        *,
+        action: str,
+        resource: str,
+        request_id: str | None,
+        rate_limiter: RateLimiter | None = None,
     ) -> Principal:
-        """Authenticate, authorize ``action`` on ``resource``, audit, return the principal.
+        """Authenticate, rate-limit, authorize ``action`` on ``resource``, audit; return who.
+
+        With ``rate_limiter``, the authenticated token id is charged before authorizing, so
+        a refused request is audited as ``deny`` (not ``allow``) in the same single write.
 
         Raises:
             AuthenticationError: as :meth:`authenticate` (401).
+            RateLimitedError: the token is over ``rate_limiter``'s rate (429).
             PermissionDeniedError: authenticated but not allowed (403).
             InvalidInputError: unknown action or invalid resource name (422).
             UnavailableError: the audit entry could not be written (503, fail closed).
@@ -98,8 +115,10 @@ class AccessService(AccessAdmin):
             self._log(failure.principal, action, resource, "deny", request_id, failure.detail)
             raise failure.error from None
         try:
+            if rate_limiter is not None:
+                rate_limiter.check(principal.token_id or principal.name)
             authorize(principal, action, resource)
-        except (PermissionDeniedError, InvalidInputError) as exc:
+        except (RateLimitedError, PermissionDeniedError, InvalidInputError) as exc:
             why = f"{_token(principal)} {exc.code}: {exc.message}"
             self._log(principal.name, action, resource, "deny", request_id, why)
             raise

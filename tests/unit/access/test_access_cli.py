@@ -134,10 +134,83 @@ def test_printed_token_grant_revoke_disable(cli: Runner, service: AccessService)
     ]
 
 
+def test_grant_in_permission_form(cli: Runner, service: AccessService) -> None:
+    cli("principals", "create", "carol")
+    header = "Bearer " + cli("tokens", "create", "--principal", "carol")[1].strip().splitlines()[-1]
+    code, out = cli("principals", "grant", "carol", "model:predict:fraud-*")
+    assert code == 0 and "granted model:predict on fraud-* to carol" in out
+    assert cli("principals", "grant", "carol", "keys:admin")[0] == 0
+    service.check(header, action="model:predict", resource="fraud-v2", request_id=None)
+    service.check(header, action="keys:admin", resource="*", request_id=None)
+    with pytest.raises(PermissionDeniedError):
+        service.check(header, action="model:predict", resource="digits", request_id=None)
+    assert cli("principals", "revoke", "carol", "model:predict:fraud-*")[0] == 0
+    assert cli("principals", "revoke", "carol", "keys:admin", "*")[0] == 0  # the older form
+    assert service.get_principal(name="carol").grants == frozenset()
+
+
+POLICY = """
+principals:
+  - name: fraud-service
+    kind: service
+    roles: ["service:fraud-*"]
+    permissions: ["model:explain:fraud-v2"]
+"""
+
+
+def test_access_apply_dry_run_export_and_prune(
+    cli: Runner, service: AccessService, tmp_path: Path
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    service.create_principal(name="old-bot", kind="service")
+    code, out = cli("access", "apply", str(path), "--dry-run", "--prune")
+    assert code == 0 and "dry run: 4 changes" in out and "nothing was written" in out
+    assert "+ principal fraud-service (service)" in out and "old-bot: disable" in out
+    assert [p["name"] for p in json.loads(cli("principals", "list", "--json")[1])] == ["old-bot"]
+
+    code, out = cli("access", "apply", str(path))
+    assert code == 0 and f"applied 3 changes from {path}" in out
+    assert "+ role service:fraud-* -> fraud-service" in out
+    assert "+ permission model:explain:fraud-v2 -> fraud-service" in out
+    code, out = cli("access", "apply", str(path))
+    assert code == 0 and out.strip() == f"no changes: the database matches {path}"
+    entries = json.loads(cli("audit", "tail", "--json")[1])
+    assert [e["action"] for e in entries[-3:]] == ["access:admin"] * 3
+    assert entries[-1]["principal"] == local_actor()
+
+    code, out = cli("access", "export")
+    assert code == 0 and "fraud-service" in out and "old-bot" in out
+    exported = tmp_path / "exported.yaml"
+    exported.write_text(out)
+    assert cli("access", "apply", str(exported), "--prune")[1].startswith("no changes")
+
+    code, out = cli("access", "apply", str(path), "--prune")
+    assert code == 0 and "applied 1 change from" in out
+    listed = {p["name"]: p for p in json.loads(cli("principals", "list", "--json")[1])}
+    assert listed["old-bot"]["disabled"] and not listed["fraud-service"]["disabled"]
+
+
+def test_access_apply_reports_bad_policy_on_one_line(
+    cli: Runner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("principals:\n  - name: x\n    roles: [wizard]\n")
+    capsys.readouterr()
+    assert cli("access", "apply", str(path))[0] == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: {path}: principals[0] ('x'), field 'roles[0]': unknown role")
+
+
 def test_roles_lists_builtin_roles(cli: Runner) -> None:
     code, out = cli("principals", "roles")
     assert code == 0
     assert "predictor" in out and "model:explain, model:predict" in out and "access:admin" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "ml-engineer" in lines and "analyst" in lines and "service" in lines
+    assert "model:predict" in lines["service"] and "model:explain" not in lines["service"]
+    assert "data:read" in lines["analyst"] and "data:write" in lines["ml-engineer"]
 
 
 @pytest.mark.parametrize(
@@ -147,6 +220,10 @@ def test_roles_lists_builtin_roles(cli: Runner) -> None:
         (("principals", "create", "x", "--role", "predictor:../etc"), "invalid resource pattern"),
         (("principals", "grant", "nobody", "model:predict", "digits"), "no principal"),
         (("principals", "grant", "x", "model:fly", "digits"), "unknown action"),
+        (("principals", "grant", "x", "model:predict:a", "b"), "already names a resource"),
+        (("principals", "grant", "x", "model:predict:../x"), "invalid permission"),
+        (("principals", "revoke", "x", "model:predict:a"), "no model:predict on a"),
+        (("access", "apply", "/nonexistent/policy.yaml"), "cannot read policy file"),
         (("tokens", "create", "--principal", "nobody"), "no principal"),
         (("tokens", "create", "--principal", "x", "--expires-days", "3650"), "at most"),
         (("tokens", "revoke", "0123456789abcdef"), "no token"),
@@ -211,6 +288,9 @@ COMMANDS = [
     ("audit",),
     ("audit", "tail"),
     ("audit", "verify"),
+    ("access",),
+    ("access", "apply"),
+    ("access", "export"),
 ]
 
 

@@ -12,9 +12,13 @@ from inhouse.access.permissions import (
     RoleBinding,
     authorize,
     expand_roles,
+    format_permission,
+    format_role_binding,
     is_allowed,
     match_action,
     match_resource,
+    parse_permission,
+    parse_role_binding,
     validate_action,
     validate_name,
     validate_pattern,
@@ -82,7 +86,16 @@ def test_action_validation() -> None:
 
 
 def test_builtin_roles_only_use_known_actions() -> None:
-    assert set(ROLES) == {"admin", "operator", "predictor", "trainer", "auditor"}
+    assert set(ROLES) == {
+        "admin",
+        "ml-engineer",
+        "analyst",
+        "service",
+        "operator",
+        "predictor",
+        "trainer",
+        "auditor",
+    }
     for actions in ROLES.values():
         for action in actions:
             validate_action(action, allow_wildcard=True)
@@ -133,3 +146,73 @@ def test_authorize_raises_403_or_422() -> None:
         authorize(carol, "model:predict", "../digits")
     with pytest.raises(InvalidInputError):
         authorize(carol, "model:teleport", "digits")
+
+
+def test_issue_roles() -> None:
+    def principal(role: str) -> Principal:
+        return Principal(name="p", roles=frozenset({RoleBinding(role)}))
+
+    svc = principal("service")
+    assert ROLES["service"] == {"model:predict"}
+    assert is_allowed(svc, "model:predict", "fraud-v2")
+    assert not is_allowed(svc, "model:explain", "fraud-v2")
+    analyst = principal("analyst")
+    for action in ("model:predict", "model:explain", "data:read"):
+        assert is_allowed(analyst, action, "digits")
+    for action in ("data:write", "model:deploy", "train:submit"):
+        assert not is_allowed(analyst, action, "digits")
+    eng = principal("ml-engineer")
+    for action in ("model:deploy", "model:predict", "train:submit", "data:write", "audit:read"):
+        assert is_allowed(eng, action, "digits")
+    for action in ("keys:admin", "access:admin", "privacy:admin"):
+        assert not is_allowed(eng, action, "*")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("model:predict:fraud-*", ("model:predict", "fraud-*")),
+        ("data:read:digits", ("data:read", "digits")),
+        ("keys:admin", ("keys:admin", "*")),
+        ("model:*", ("model:*", "*")),
+        ("model:*:digits", ("model:*", "digits")),
+        ("*", ("*", "*")),
+        ("*:digits-*", ("*", "digits-*")),
+        ("audit:read:*", ("audit:read", "*")),
+    ],
+)
+def test_parse_permission(text: str, expected: tuple[str, str]) -> None:
+    assert parse_permission(text) == expected
+    # format is the inverse, leaving out the default ':*'
+    assert parse_permission(format_permission(*expected)) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "model",
+        "model:fly",
+        "model:predict:",
+        "model:predict:../etc",
+        "model:predict:a:b",
+        "nuke:*",
+        "*:",
+        ":digits",
+        "model:predict:dig?ts",
+    ],
+)
+def test_parse_permission_refuses(text: str) -> None:
+    with pytest.raises(InvalidInputError) as exc:
+        parse_permission(text)
+    assert "invalid permission" in exc.value.message and "\n" not in exc.value.message
+
+
+def test_parse_role_binding() -> None:
+    assert parse_role_binding("service:fraud-*") == ("service", "fraud-*")
+    assert parse_role_binding("ml-engineer") == ("ml-engineer", "*")
+    assert format_role_binding("analyst", "*") == "analyst"
+    assert format_role_binding("analyst", "digits") == "analyst:digits"
+    for bad in ("wizard", "service:", "service:a/b", "service:a:b", ""):
+        with pytest.raises(InvalidInputError):
+            parse_role_binding(bad)

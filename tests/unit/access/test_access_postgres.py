@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from inhouse.access import ACCESS_TABLES, AccessService, AuditLog
+from inhouse.access.policy import apply_policy, diff_policy, parse_policy
 from inhouse.db import Base
 from inhouse.errors import AuthenticationError, PermissionDeniedError
 
@@ -104,3 +105,32 @@ def test_access_check_on_postgres(pg_engine: Engine) -> None:
     info = service.list_tokens()[0]
     assert info.expires_at.tzinfo is not None and info.last_used_at is not None
     assert service.audit.verify().ok
+
+
+def test_concurrent_policy_applies_on_postgres(pg_engine: Engine) -> None:
+    service = AccessService(engine=pg_engine, pepper=b"q" * 32)
+    policy = parse_policy(
+        "principals:\n"
+        + "".join(
+            f"  - name: svc{i}\n    roles: ['service:m{i}-*']\n    permissions: [data:read]\n"
+            for i in range(5)
+        )
+    )
+    made: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            made.append(len(apply_policy(service, policy, actor="ci")))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(made) == [0, 0, 0, 15]  # the lock serializes them: one does all the work
+    assert diff_policy(service, policy, prune=True).empty
+    assert service.audit.verify().ok and service.audit.verify().checked == 15
