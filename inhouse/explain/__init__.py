@@ -1,7 +1,8 @@
 """Explanations of model predictions, through Captum, behind one interface.
 
 ``explain(model, inputs, method=...)`` gives per-feature attributions by Integrated Gradients
-(default), LIME or KernelSHAP; ``explain_text`` gives token attributions for transformers;
+(default, Captum's), LIME or KernelSHAP (ours, vectorised: ``lime``, ``kernel_shap``; Captum's
+with ``backend="captum"``); ``explain_text`` gives token attributions for transformers;
 ``global_importance`` gives mean |SHAP| per feature for a model version, and
 ``compare_importance`` / ``rank_correlation`` compare versions; ``plots`` draws PNGs.
 """
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
         dataset_feature_names,
         pixel_feature_names,
     )
-    from inhouse.explain.global_importance import (
+    from inhouse.explain.importance import (
         GlobalImportance,
         ImportanceComparison,
         compare_importance,
@@ -42,18 +43,20 @@ if TYPE_CHECKING:
     )
 
 # Imported on first use: Captum, matplotlib and friends cost seconds, and the CLI
-# builds its parser from inhouse.explain.cli without needing them.
+# builds its parser from inhouse.explain.cli without needing them. The module of
+# ``global_importance`` is ``importance``, not ``global_importance``: importing a submodule
+# binds it as an attribute of this package, which would shadow the function of that name.
 _WHERE = {
     "explain": "inhouse.explain.attribution",
     "parse_options": "inhouse.explain.attribution",
     "BREAST_CANCER_FEATURES": "inhouse.explain.features",
     "dataset_feature_names": "inhouse.explain.features",
     "pixel_feature_names": "inhouse.explain.features",
-    "GlobalImportance": "inhouse.explain.global_importance",
-    "ImportanceComparison": "inhouse.explain.global_importance",
-    "compare_importance": "inhouse.explain.global_importance",
-    "global_importance": "inhouse.explain.global_importance",
-    "rank_correlation": "inhouse.explain.global_importance",
+    "GlobalImportance": "inhouse.explain.importance",
+    "ImportanceComparison": "inhouse.explain.importance",
+    "compare_importance": "inhouse.explain.importance",
+    "global_importance": "inhouse.explain.importance",
+    "rank_correlation": "inhouse.explain.importance",
     "PNG_MAGIC": "inhouse.explain.plots",
     "bar_chart_png": "inhouse.explain.plots",
     "format_top_features": "inhouse.explain.plots",

@@ -1,4 +1,9 @@
-"""``explain``: one interface over Captum's Integrated Gradients, LIME and KernelSHAP.
+"""``explain``: one interface over Integrated Gradients, LIME and KernelSHAP.
+
+Integrated Gradients is Captum's. LIME and KernelSHAP are ours by default (``backend="inhouse"``:
+``inhouse.explain.lime`` and ``inhouse.explain.kernel_shap``, the same mathematics vectorised over
+samples and instances); ``backend="captum"`` runs Captum's ``Lime`` and ``KernelShap`` instead,
+one instance at a time, for comparison.
 
 The model is any ``torch.nn.Module`` returning logits (rows, classes); probabilities are their
 softmax. It is put in eval mode for the call and its previous mode restored afterwards. Parameter
@@ -21,6 +26,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from inhouse.errors import InvalidInputError
+from inhouse.explain._coalitions import make_generator
 from inhouse.explain._inputs import (
     ForwardFn,
     as_batch,
@@ -34,12 +40,16 @@ from inhouse.explain._inputs import (
     resolve_targets,
     to_tensor,
 )
+from inhouse.explain.kernel_shap import kernel_shap
+from inhouse.explain.lime import lime
 from inhouse.explain.types import (
     METHOD_NAMES,
     ExplainLimits,
     ExplainOptions,
     Explanation,
 )
+
+BACKENDS = ("inhouse", "captum")
 
 
 def explain(
@@ -53,6 +63,7 @@ def explain(
     background: Any = None,
     options: ExplainOptions | Mapping[str, Any] | None = None,
     limits: ExplainLimits | None = None,
+    backend: str = "inhouse",
 ) -> Explanation:
     """Attribute the model's output for each instance to its input features.
 
@@ -68,6 +79,8 @@ def explain(
         background: sample whose mean is the baseline when ``options.baseline == "mean"``.
         options: ``ExplainOptions`` or a mapping of its fields.
         limits: operator limits; defaults to ``ExplainLimits()``.
+        backend: ``inhouse`` (vectorised LIME / KernelSHAP) or ``captum`` (Captum's, one
+            instance at a time). Integrated Gradients is Captum's either way.
 
     Returns:
         The ``Explanation``, with the completeness delta (IG) or additivity gap (LIME/SHAP).
@@ -80,6 +93,8 @@ def explain(
     chosen = method if method is not None else opts.method
     if chosen not in ("ig", "lime", "shap"):
         raise InvalidInputError(f"unknown method {chosen!r}; use 'ig', 'lime' or 'shap'")
+    if backend not in BACKENDS:
+        raise InvalidInputError(f"unknown backend {backend!r}; use 'inhouse' or 'captum'")
     limits = limits if limits is not None else ExplainLimits()
     device, dtype = model_device_dtype(model)
     started = time.perf_counter()
@@ -103,8 +118,11 @@ def explain(
         base_outputs = checked_forward(forward, base)
         if chosen == "ig":
             attr, params = _integrated_gradients(forward, batch, base, targets, opts, limits)
+        elif backend == "captum":
+            attr, params = _sampled_captum(forward, chosen, batch, base, targets, opts)
         else:
-            attr, params = _sampled(forward, chosen, batch, base, targets, opts)
+            at_x, at_base = pick(outputs, targets), pick(base_outputs, targets)
+            attr, params = _sampled(forward, chosen, batch, base, targets, opts, at_x, at_base)
     runtime_ms = (time.perf_counter() - started) * 1000.0
 
     attributions = attr.detach().reshape(n_rows, -1).double().cpu().numpy()
@@ -177,6 +195,7 @@ def _integrated_gradients(
             internal_batch_size=batch_size,
         )
     params = {
+        "backend": "captum",
         "n_steps": opts.n_steps,
         "integration": "gausslegendre",
         "internal_batch_size": batch_size,
@@ -192,7 +211,47 @@ def _sampled(
     base: torch.Tensor,
     targets: list[int],
     opts: ExplainOptions,
+    fx: torch.Tensor,
+    fb: torch.Tensor,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Our vectorised LIME / KernelSHAP over the whole batch at once."""
+    generator = make_generator(opts.seed)
+    if method == "lime":
+        attr, params = lime(
+            forward,
+            batch,
+            base,
+            targets,
+            n_samples=opts.n_samples,
+            perturbations_per_eval=opts.perturbations_per_eval,
+            generator=generator,
+        )
+    else:
+        attr, params = kernel_shap(
+            forward,
+            batch,
+            base,
+            targets,
+            input_outputs=fx,
+            baseline_outputs=fb,
+            n_samples=opts.n_samples,
+            perturbations_per_eval=opts.perturbations_per_eval,
+            generator=generator,
+        )
+    params["seed"] = opts.seed
+    return attr, params
+
+
+def _sampled_captum(
+    forward: ForwardFn,
+    method: str,
+    batch: torch.Tensor,
+    base: torch.Tensor,
+    targets: list[int],
+    opts: ExplainOptions,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Captum's Lime / KernelShap, one instance (one surrogate) at a time."""
+
     def no_grad_forward(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return forward(x)
@@ -212,6 +271,7 @@ def _sampled(
             )
             rows.append(cast(torch.Tensor, attr))
     params: dict[str, Any] = {
+        "backend": "captum",
         "n_samples": opts.n_samples,
         "perturbations_per_eval": opts.perturbations_per_eval,
         "forward_passes_per_instance": math.ceil(opts.n_samples / opts.perturbations_per_eval),

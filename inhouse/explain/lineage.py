@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from inhouse.explain.global_importance import (
+from inhouse.explain.importance import (
     GlobalImportance,
     compare_importance,
     global_importance,

@@ -16,7 +16,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from inhouse.errors import InvalidInputError
-from inhouse.explain.global_importance import GlobalImportance
+from inhouse.explain.importance import GlobalImportance
 from inhouse.explain.types import Explanation, FloatArray
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,15 +5,17 @@ Pure (no Ray, no HTTP), shared by the Serve explainer sidecar and ``inhouse expl
     {"instances": [[...], ...], "method": "ig" | "lime" | "shap", "target": 3,
      "options": {"n_steps": 64, "n_samples": 300, "perturbations_per_eval": 64, ...}}
 
-is parsed strictly (numbers only, no unknown keys); over-limit sizes raise
-``PayloadTooLargeError`` (413), anything else wrong ``InvalidInputError`` (422). The limits are
-always the server's (``server_limits``): nothing in a body can raise them.
+is parsed strictly (numbers only, no unknown keys). Everything wrong is ``InvalidInputError``
+(422), over-limit instances, steps, samples or batch sizes included: those are refused before
+any work is done. (A body over the HTTP size limit is the ingress's 413, not ours.) The limits
+are always the server's (``server_limits``): nothing in a body can raise them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -78,34 +80,50 @@ def parse_explain(
         the target class (``None``: each row's prediction) and the options the client set.
 
     Raises:
-        PayloadTooLargeError: too many instances, features, IG steps, samples or model rows.
-        InvalidInputError: wrong types or width, non-finite numbers, unknown keys, bad target.
+        InvalidInputError: wrong types or width, non-finite numbers, unknown keys, bad target;
+            too many instances, features, IG steps, samples, perturbations per forward pass or
+            model rows (over ``limits``).
     """
     if isinstance(body, dict) and isinstance(body.get("instances"), list):
         count = len(body["instances"])
         if count > limits.max_instances:  # refuse before validating every number
-            raise PayloadTooLargeError(
-                f"too many instances: {count} > limit {limits.max_instances}"
-            )
+            raise InvalidInputError(f"too many instances: {count} > limit {limits.max_instances}")
     request: ExplainRequest = _validate(ExplainRequest, body)
-    x = parse_v1(
-        {"instances": request.instances}, n_features=n_features, max_instances=limits.max_instances
-    )
+    with over_limit_is_invalid():
+        x = parse_v1(
+            {"instances": request.instances},
+            n_features=n_features,
+            max_instances=limits.max_instances,
+        )
     if request.target is not None and n_classes is not None and request.target >= n_classes:
         raise InvalidInputError(
             f"target {request.target} out of range: the model has {n_classes} classes"
         )
     options = request.options.model_dump(exclude_unset=True) if request.options else {}
     opts = parse_options({**options, "method": request.method})
-    limits.check(
-        n_instances=x.shape[0],
-        n_features=n_features,
-        method=request.method,
-        n_steps=opts.n_steps,
-        n_samples=opts.n_samples,
-        perturbations_per_eval=opts.perturbations_per_eval,
-    )
+    with over_limit_is_invalid():
+        limits.check(
+            n_instances=x.shape[0],
+            n_features=n_features,
+            method=request.method,
+            n_steps=opts.n_steps,
+            n_samples=opts.n_samples,
+            perturbations_per_eval=opts.perturbations_per_eval,
+        )
     return x, request.method, request.target, options
+
+
+@contextmanager
+def over_limit_is_invalid() -> Iterator[None]:
+    """Report ``ExplainLimits`` violations as ``InvalidInputError`` (422), message unchanged.
+
+    Over the HTTP API an abusive sample, step or batch count is a wrong request content (422),
+    not a body too large to read (413).
+    """
+    try:
+        yield
+    except PayloadTooLargeError as exc:
+        raise InvalidInputError(exc.message) from exc
 
 
 def training_mean(module: nn.Module, n_features: int) -> np.ndarray | None:
@@ -130,8 +148,8 @@ def run_explanation(
     """``explain`` for a registry model: baseline ``mean`` uses the model's training mean.
 
     Raises:
-        InvalidInputError: bad options, or ``ig`` on a version that cannot be differentiated.
-        PayloadTooLargeError: over ``limits``.
+        InvalidInputError: bad options, over ``limits``, or ``ig`` on a version that cannot be
+            differentiated.
     """
     opts = parse_options({**options, "method": method})
     n_features = int(x.shape[1])
@@ -146,15 +164,16 @@ def run_explanation(
         background = mean[None, :]
     names = list(feature_names) if feature_names and len(feature_names) == n_features else None
     try:
-        return explain(
-            module,
-            torch.from_numpy(np.array(x, dtype=np.float32)),  # a copy: Ray hands read-only arrays
-            target=target,
-            feature_names=names,
-            background=background,
-            options=opts,
-            limits=limits,
-        )
+        with over_limit_is_invalid():
+            return explain(
+                module,
+                torch.from_numpy(np.array(x, dtype=np.float32)),  # a copy: Ray's are read-only
+                target=target,
+                feature_names=names,
+                background=background,
+                options=opts,
+                limits=limits,
+            )
     except RuntimeError as exc:
         if method == "ig" and _NO_GRADIENT.search(str(exc)):
             # int8 kernels (compressed versions) have no backward pass.

@@ -221,7 +221,7 @@ def test_explainer_sidecar_answers_json_and_png(client: httpx.Client, registered
     too_big = client.post(
         f"/v1/models/{MODEL}:explain", json={"instances": rows[:1], "options": {"n_steps": 100000}}
     )
-    assert too_big.status_code == 413
+    assert too_big.status_code == 422  # refused before any work
     assert (
         client.post(f"/v1/models/{MODEL}:explain", json={"instances": [[1, 2]]}).status_code == 422
     )

@@ -1,4 +1,5 @@
-"""The v1 ``:explain`` body: strict parsing, 413 / 422 with one-line messages, the JSON answer."""
+"""The v1 ``:explain`` body: strict parsing, 422 with one-line messages (over-limit requests
+included), the JSON answer."""
 
 from __future__ import annotations
 
@@ -92,11 +93,35 @@ def test_bad_bodies_are_422(payload: Any, fragment: str) -> None:
         (body(method="lime", options={"perturbations_per_eval": 4096}), "perturbations"),
     ],
 )
-def test_over_limit_bodies_are_413(payload: Any, fragment: str) -> None:
-    with pytest.raises(PayloadTooLargeError, match=fragment) as info:
+def test_over_limit_bodies_are_422(payload: Any, fragment: str) -> None:
+    with pytest.raises(InvalidInputError, match=fragment) as info:
         parse_explain(payload, n_features=3, limits=LIMITS)
-    assert info.value.status_code == 413
+    assert info.value.status_code == 422
+    assert not isinstance(info.value, PayloadTooLargeError)
     assert "\n" not in info.value.message
+
+
+def test_over_limit_model_rows_are_422() -> None:
+    tight = LIMITS.model_copy(update={"max_model_rows": 100})
+    payload = body(method="shap", options={"n_samples": 60})  # 2 instances x 60 samples
+    with pytest.raises(InvalidInputError, match="model rows") as info:
+        parse_explain(payload, n_features=3, limits=tight)
+    assert info.value.status_code == 422
+
+
+def test_run_explanation_over_limits_is_422(mlp: nn.Module) -> None:
+    tight = LIMITS.model_copy(update={"max_n_samples": 10})
+    with pytest.raises(InvalidInputError, match="n_samples") as info:
+        run_explanation(
+            mlp,
+            np.zeros((1, 4), dtype=np.float32),
+            method="lime",
+            target=None,
+            options={"n_samples": 11},
+            feature_names=None,
+            limits=tight,
+        )
+    assert info.value.status_code == 422
 
 
 def test_server_limits_cap_instances_but_never_raise_them() -> None:
