@@ -233,6 +233,7 @@ def _train_args(settings: Settings) -> list[str]:
     ]
     argv.append("--use-gpu" if cfg.use_gpu else "--no-use-gpu")
     argv.append("--promote" if cfg.promote else "--no-promote")
+    argv.append("--compress" if cfg.compress else "--no-compress")
     return argv
 
 
@@ -301,8 +302,12 @@ def cmd_train(settings: Settings, _args: argparse.Namespace) -> int:
     result = run_job(settings, "jobs.train", _train_args(settings), epochs=settings.train.epochs)
     print(
         f"registered {result['model']} v{result['version']}: test accuracy "
-        f"{result['test_accuracy']:.4f}" + (" (champion)" if result["champion"] else "")
+        f"{result['test_accuracy']:.4f}"
     )
+    if result["compressed"]:
+        print(f"compressed v{result['compressed']['version']}: {result['compressed']['message']}")
+    if result["served_version"] is not None:
+        print(f"champion (served): v{result['served_version']}")
     print(f"TensorBoard: {result['tensorboard']}")
     return 0
 

@@ -85,6 +85,9 @@ class TrainSettings(_Section):
     seed: int = 0
     max_failures: int = Field(2, ge=0, description="Worker failures survived by resuming.")
     promote: bool = Field(True, description="Make the new version the champion.")
+    compress: bool = Field(
+        True, description="Also register a pruned+int8 version; serve it if it passes the gate."
+    )
 
 
 class SecuritySettings(_Section):

@@ -34,7 +34,8 @@ def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
     )
     cli.authorize(settings, action="train:submit", resource=settings.train.model, detail="demo")
     result = cli.run_job(settings, "jobs.train", cli._train_args(settings), epochs=epochs)
-    with step(f"4/5 deploying {settings.train.model} v{result['version']} on Ray Serve"):
+    served = result["served_version"]
+    with step(f"4/5 deploying {settings.train.model} v{served} (the champion) on Ray Serve"):
         cli.authorize(settings, action="model:deploy", resource=settings.train.model, detail="demo")
         cli.deploy(settings, [settings.train.model])
     print("==> 5/5 predictions over HTTP with an API token (held-out test rows)")
@@ -43,8 +44,21 @@ def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
     serve_url = settings.serve_url
     print()
     print("=" * 72)
-    print(f" model          {result['model']} v{result['version']} (champion)")
-    print(f" test accuracy  {result['test_accuracy']:.4f} on {info.test_rows} held-out rows")
+    compressed = result["compressed"]
+    print(f" model          {result['model']} v{served} (champion)")
+    if compressed and compressed["version"] == served:
+        print(
+            f" compression    v{served} = v{result['version']} pruned 90% + int8: "
+            f"{compressed['size_ratio']:.1f}x smaller, gate passed"
+        )
+        print(
+            f" test accuracy  {compressed['test_accuracy']:.4f} on {info.test_rows} held-out rows "
+            f"(float v{result['version']}: {result['test_accuracy']:.4f})"
+        )
+    else:
+        if compressed:
+            print(f" compression    {compressed['message']}")
+        print(f" test accuracy  {result['test_accuracy']:.4f} on {info.test_rows} held-out rows")
     print(f" dashboard      {settings.ray.dashboard_url}")
     print(f" serve          {serve_url}/v2/models/{result['model']}/infer  (OIP v2)")
     print(f"                {serve_url}/v1/models/{result['model']}:predict (KServe v1)")

@@ -62,9 +62,14 @@ def ensure_client_token(settings: Settings, *, principal: str = "local-client") 
     try:
         service.get_principal(name=principal)
     except NotFoundError:
-        service.create_principal(name=principal, kind="service", roles=["predictor"],
-                                 actor="local:setup")
-    issued = service.issue_token(principal=principal, expires_in=timedelta(days=90),
-                                 description="local CLI and demo client", actor="local:setup")
+        service.create_principal(
+            name=principal, kind="service", roles=["predictor"], actor="local:setup"
+        )
+    issued = service.issue_token(
+        principal=principal,
+        expires_in=timedelta(days=90),
+        description="local CLI and demo client",
+        actor="local:setup",
+    )
     atomic_write_bytes(path, issued.token.encode(), mode=0o600)
     return path

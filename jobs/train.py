@@ -163,6 +163,24 @@ def _global_explanation(
     )
 
 
+def _compress(registry: Registry, engine: Any, cfg: TrainSettings, version: int) -> dict[str, Any]:
+    """Prune + int8 the new version; the compressed one becomes champion if it passes the gate."""
+    from inhouse.compress import CompressionSettings, GateSettings
+    from inhouse.compress.versioning import compress_version
+
+    result = compress_version(
+        registry=registry,
+        engine=engine,
+        model=cfg.model,
+        ref=str(version),
+        settings=CompressionSettings(),
+        gate=GateSettings(),
+        promote=cfg.promote,
+    )
+    keys = ("version", "promoted", "message", "test_accuracy", "size_ratio", "fidelity")
+    return {key: result[key] for key in keys} | {"gate_passed": result["gate"]["passed"]}
+
+
 def _code_revision() -> str:
     return os.environ.get("INHOUSE_CODE_REVISION", "unknown")
 
@@ -245,7 +263,11 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
     )
     if cfg.promote:
         registry.set_alias(cfg.model, "champion", version.version)
+    compressed = _compress(registry, engine, cfg, version.version) if cfg.compress else None
+    served = registry.resolve(cfg.model, "champion") if cfg.promote else None
     return {
+        "compressed": compressed,
+        "served_version": served,
         "model": cfg.model,
         "version": version.version,
         "champion": cfg.promote,
@@ -288,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         f"trained {summary['model']} v{summary['version']}: "
         f"test accuracy {summary['test_accuracy']:.4f} in {summary['train_seconds']} s"
     )
+    if summary["compressed"]:
+        print(f"compressed v{summary['compressed']['version']}: {summary['compressed']['message']}")
     return 0
 
 

@@ -121,8 +121,12 @@ class Registry:
                         (tmp / LINEAGE_FILE).write_bytes(lineage_bytes)
                     else:  # lineage holds data statistics: encrypted like the weights
                         (tmp / (LINEAGE_FILE + ENCRYPTED_SUFFIX)).write_bytes(
-                            encrypt(lineage_bytes, keyring=self.keyring,
-                                    artifact_id=f"{model}/{LINEAGE_FILE}", version=version)
+                            encrypt(
+                                lineage_bytes,
+                                keyring=self.keyring,
+                                artifact_id=f"{model}/{LINEAGE_FILE}",
+                                version=version,
+                            )
                         )
             except OSError as exc:
                 if target.exists():

@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _inhouse(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "inhouse.cli", *args], cwd=ROOT, capture_output=True, text=True,
-        env=env or dict(os.environ), timeout=600, check=False,
+        [sys.executable, "-m", "inhouse.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        timeout=600,
+        check=False,
     )
 
 
@@ -31,6 +36,7 @@ def test_demo_runs_twice_and_prints_a_working_summary(ray_cluster: Settings) -> 
     accuracy = float(re.search(r"test accuracy\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
     assert accuracy >= 0.95
     assert ray_cluster.ray.dashboard_url in out and "tensorboard --logdir" in out
+    assert re.search(r"digits v2 \(champion\)", out) and "gate passed" in out
     assert "ray job submit" in out and "make down" in out
     assert re.search(r"[45]/5 correct", out)
     serve_url = re.search(r"(http://\S+/v2/models/digits/infer)", out).group(1)  # type: ignore[union-attr]
@@ -44,25 +50,48 @@ def test_demo_runs_twice_and_prints_a_working_summary(ray_cluster: Settings) -> 
     again = _inhouse("demo")  # idempotent: same cluster and data, a new version served
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already running" in again.stdout and "already there" in again.stdout
-    assert re.search(r"digits v2 \(champion\)", again.stdout)
+    assert re.search(r"digits v4 \(champion\)", again.stdout)  # v3 float, v4 compressed
     served = httpx.post(serve_url, json=body, headers=auth, timeout=30).json()
-    assert served["model_version"] == "2"
+    assert served["model_version"] == "4"
 
 
 def test_ray_job_submit_needs_the_token(ray_cluster: Settings) -> None:
     ray = str(Path(sys.executable).parent / "ray")
     address = ray_cluster.ray.dashboard_url
-    job = ["job", "submit", "--address", address, "--working-dir", ".", "--",
-           "python", "-m", "jobs.train", "--epochs", "1", "--no-promote", "--model", "digits_cli"]
+    job = [
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        ".",
+        "--",
+        "python",
+        "-m",
+        "jobs.train",
+        "--epochs",
+        "1",
+        "--no-promote",
+        "--model",
+        "digits_cli",
+    ]
     anonymous = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     anonymous["HOME"] = str(ray_cluster.home / "nobody")  # no ~/.ray/auth_token either
-    refused = subprocess.run([ray, *job], cwd=ROOT, env=anonymous, capture_output=True,
-                             text=True, timeout=120, check=False)
+    refused = subprocess.run(
+        [ray, *job],
+        cwd=ROOT,
+        env=anonymous,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert refused.returncode != 0
     assert "Authentication" in refused.stderr + refused.stdout
     assert httpx.get(f"{address}/api/jobs/", timeout=10).status_code == 401
 
-    accepted = subprocess.run([ray, *job], cwd=ROOT, capture_output=True, text=True,
-                              timeout=600, check=False)
+    accepted = subprocess.run(
+        [ray, *job], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
     assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-2000:]
     assert "trained digits_cli v1" in accepted.stdout

@@ -29,8 +29,12 @@ def test_ddp_training_from_postgres_reaches_target_and_registers(
     summary = train.run(settings)
     assert summary["test_accuracy"] >= 0.95
     registry = services.registry(settings)
-    info = registry.get("digits_pg")  # the champion
-    assert info.version == summary["version"]
+    info = registry.get("digits_pg", str(summary["version"]))  # the float version
+    champion = registry.get("digits_pg")  # served: the compressed one, which passed the gate
+    assert summary["compressed"]["gate_passed"] and champion.format == "compressed"
+    assert champion.version == summary["served_version"] == summary["compressed"]["version"]
+    assert champion.lineage["parent"]["version"] == info.version
+    assert champion.metrics["test_accuracy"] >= 0.95
     assert info.lineage["rows"]["train_rows"] == 1437 and info.lineage["dataset"] == "digits"
     assert info.metrics["test_accuracy"] == pytest.approx(summary["test_accuracy"])
     importance = info.lineage["global_importance"]
