@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from inhouse.errors import StorageError
 
@@ -33,15 +34,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` atomically with the given file mode (e.g. 0o600 for secrets)."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a file that replaces ``path`` atomically, with ``mode``, only if the block succeeds.
+
+    For artifacts too large to build in memory first; :func:`atomic_write_bytes` is the
+    one-shot form.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
@@ -56,6 +62,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int =
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically with the given file mode (e.g. 0o600 for secrets)."""
+    with atomic_writer(path, mode=mode) as handle:
+        handle.write(data)
 
 
 @contextlib.contextmanager

@@ -13,12 +13,8 @@ import asyncio
 from typing import Any
 
 import numpy as np
-import torch
 from ray import serve
 
-from inhouse import services
-from inhouse.config import load_settings
-from inhouse.errors import InvalidInputError
 from inhouse.explain import Explanation
 from inhouse.explain.request import (
     explanation_png,
@@ -27,45 +23,25 @@ from inhouse.explain.request import (
     server_limits,
 )
 from inhouse.registry import ModelVersion
+from serve.versioned import VersionedModel
 
 
 @serve.deployment(name="explainer", ray_actor_options={"num_cpus": 0.5})
-class Explainer:
+class Explainer(VersionedModel):
     """Explains one model's predictions (the version named by ``ref``, default the champion)."""
 
     def __init__(self, model: str, settings: dict[str, Any], ref: str = "champion") -> None:
-        torch.set_num_threads(1)
-        self._settings = load_settings(**settings)
-        self._registry = services.registry(self._settings)
-        self._model_name = model
+        self._init_model(model, settings, ref)
         # Server-side limits only: a request body can never raise them.
         self._limits = server_limits(max_instances=self._settings.serve.max_instances)
         # One explanation at a time per replica: the work is CPU-bound and the replica has
         # half a core; more replicas (autoscaling) is how throughput grows.
         self._busy = asyncio.Semaphore(1)
-        self._load(ref)
-
-    def _load(self, ref: str) -> None:
-        info = self._registry.get(self._model_name, ref)
-        self._module = self._registry.load_module(info)
-        self._info = info
-
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Explain a different version: ``{"ref": "champion" | "<n>"}``."""
-        ref = str(user_config.get("ref", "champion"))
-        if ref != str(self._info.version):
-            self._load(ref)
 
     def metadata(self) -> dict[str, Any]:
         """Model name, served version, input width, class and feature names."""
-        spec = self._info.spec
         return {
-            "model": self._model_name,
-            "version": self._info.version,
-            "n_features": int(spec["input_dim"]),
-            "n_classes": int(spec["num_classes"]),
-            "class_names": list(spec.get("class_names", [])),
-            "feature_names": list(spec.get("feature_names", [])),
+            **self._model_metadata(),
             "methods": ["ig", "lime", "shap"],
             "limits": self._limits.model_dump(),
         }
@@ -76,9 +52,7 @@ class Explainer:
         # Take the module and its version together: a reconfigure during the work must not
         # label one version's explanation with another's number.
         module, info = self._module, self._info
-        expected = int(info.spec["input_dim"])
-        if x.ndim != 2 or x.shape[1] != expected:
-            raise InvalidInputError(f"expected shape [n, {expected}], got {list(x.shape)}")
+        self._check_width(x, info)
         async with self._busy:
             explanation = await asyncio.to_thread(
                 run_explanation,

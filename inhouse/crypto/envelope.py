@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from inhouse.atomic import atomic_writer
 from inhouse.crypto import format as fmt
-from inhouse.crypto._io import atomic_writer
 from inhouse.crypto.format import ArtifactHeader
 from inhouse.crypto.keyring import KeyRing
 from inhouse.crypto.manifest import KeyState
