@@ -15,6 +15,7 @@ a 500.
 """
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -29,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import inhouse
 from inhouse import services
-from inhouse.access import RateLimiter
+from inhouse.access import RateLimiter, RequestAuthorizer
 from inhouse.config import load_settings
 from inhouse.errors import (
     InhouseError,
@@ -102,22 +103,34 @@ class Ingress:
             if self._access is not None and self._settings.rate_limit_per_s > 0
             else None
         )
+        # Cached token checks (a few µs) and audit entries written in batches by a thread;
+        # revocations and grant changes apply within the cache TTL (1 s).
+        self._authorizer = (
+            RequestAuthorizer(self._access, rate_limiter=self._limiter)
+            if self._access is not None
+            else None
+        )
         self._metadata: dict[str, tuple[float, dict[str, Any]]] = {}
         self._explain_limits = server_limits(max_instances=self._settings.max_instances)
 
     async def _authorize(self, request: Request, *, action: str, resource: str) -> str:
         """Check the bearer token for ``action`` on ``resource``; returns the request id."""
         request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        if self._access is not None:
-            await asyncio.to_thread(
-                self._access.check,
+        if self._authorizer is not None:
+            await self._authorizer.authorize_async(
                 request.headers.get("authorization"),
                 action=action,
                 resource=resource,
                 request_id=request_id,
-                rate_limiter=self._limiter,
             )
         return request_id
+
+    def __del__(self) -> None:
+        # Serve calls __del__ on replica shutdown: write the last queued audit entries.
+        authorizer = getattr(self, "_authorizer", None)
+        if authorizer is not None:
+            with contextlib.suppress(UnavailableError):
+                authorizer.close()
 
     def _handle(self, name: str) -> DeploymentHandle:
         handle = self._models.get(name)

@@ -11,13 +11,18 @@ Typical use in an HTTP route or CLI command::
     )
 
 ``check`` raises :class:`~inhouse.errors.AuthenticationError` (401) or
-:class:`~inhouse.errors.PermissionDeniedError` (403) and audits every decision.
+:class:`~inhouse.errors.PermissionDeniedError` (403) and audits every decision, one
+database transaction per call (right for the CLI). A server answering many requests uses a
+:class:`RequestAuthorizer` instead: same decisions and audit entries, tokens cached for
+``cache_ttl_s`` and audit entries written in batches by a background thread
+(:mod:`inhouse.access.fastpath`).
 Then a :class:`RateLimiter` keyed by ``principal.token_id`` may refuse with
 :class:`~inhouse.errors.RateLimitedError` (429). :mod:`inhouse.access.policy` syncs the
 database to a YAML policy file (GitOps).
 """
 
-from inhouse.access.audit import AuditEntry, AuditLog, VerifyReport
+from inhouse.access.audit import AuditEntry, AuditEvent, AuditLog, VerifyReport
+from inhouse.access.fastpath import RequestAuthorizer
 from inhouse.access.permissions import (
     ACTIONS,
     ROLE_DESCRIPTIONS,
@@ -58,6 +63,7 @@ __all__ = [
     "ROLE_DESCRIPTIONS",
     "AccessService",
     "AuditEntry",
+    "AuditEvent",
     "AuditLog",
     "Grant",
     "IssuedToken",
@@ -67,6 +73,7 @@ __all__ = [
     "Principal",
     "PrincipalPolicy",
     "RateLimiter",
+    "RequestAuthorizer",
     "RoleBinding",
     "TokenInfo",
     "VerifyReport",

@@ -12,6 +12,7 @@ from inhouse import services
 from inhouse.config import Settings
 from inhouse.models import MLPSpec, build_model
 from serve.app import ServeArgs, build_app
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,11 @@ def test_a_token_over_its_rate_gets_429(
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
         assert limited.json()["code"] == "rate_limited"
         assert call(tokens[1]).status_code == 200  # buckets are per token
-        denied = [e for e in access.audit.tail(20) if e.outcome == "deny"]
-        assert any("rate" in (e.detail or "") for e in denied)
+        wait_for(  # audit entries are written in batches by the ingress
+            lambda: any(
+                e.outcome == "deny" and "rate" in (e.detail or "") for e in access.audit.tail(20)
+            ),
+            what="the rate-limit denial in the audit log",
+        )
     finally:
         serve.delete("ratelimit")

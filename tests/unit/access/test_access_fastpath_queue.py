@@ -115,10 +115,10 @@ def test_thousand_decisions_from_eight_threads_land_in_order(
     fast.close()
     assert errors == []
     rows = audit_rows(engine)
-    decisions = [r for r in rows if r.request_id and r.request_id.startswith("t")]
+    decisions = [r for r in rows if (r.request_id or "").startswith("t")]
     assert len(decisions) == threads_n * per_thread
     for k in range(threads_n):
-        mine = [r.request_id for r in decisions if r.request_id.startswith(f"t{k}-")]
+        mine = [r.request_id for r in decisions if (r.request_id or "").startswith(f"t{k}-")]
         assert mine == [f"t{k}-{i:03d}" for i in range(per_thread)]  # each thread's order kept
     assert [r.id for r in rows] == list(range(1, len(rows) + 1))
     assert all(a.ts <= b.ts for a, b in zip(decisions, decisions[1:], strict=False))

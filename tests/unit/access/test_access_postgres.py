@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from inhouse.access import ACCESS_TABLES, AccessService, AuditLog
+from inhouse.access import ACCESS_TABLES, AccessService, AuditLog, RequestAuthorizer
 from inhouse.access.policy import apply_policy, diff_policy, parse_policy
 from inhouse.db import Base
 from inhouse.errors import AuthenticationError, PermissionDeniedError
@@ -134,3 +134,41 @@ def test_concurrent_policy_applies_on_postgres(pg_engine: Engine) -> None:
     assert sorted(made) == [0, 0, 0, 15]  # the lock serializes them: one does all the work
     assert diff_policy(service, policy, prune=True).empty
     assert service.audit.verify().ok and service.audit.verify().checked == 15
+
+
+def test_batched_audit_from_two_replicas_on_postgres(pg_engine: Engine) -> None:
+    service = AccessService(engine=pg_engine, pepper=b"q" * 32)
+    service.create_principal(name="alice", roles=["predictor"])
+    header = f"Bearer {service.issue_token(principal='alice', expires_in=timedelta(hours=1)).token}"
+    # Two ingress replicas flushing batches while the CLI path appends one entry at a time.
+    replicas = [RequestAuthorizer(service, flush_interval_s=0.002) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def serve(k: int) -> None:
+        try:
+            for i in range(150):
+                replicas[k % 2].authorize(
+                    header, action="model:predict", resource="d", request_id=f"{k}-{i}"
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def cli() -> None:
+        try:
+            for i in range(20):
+                service.check(header, action="model:predict", resource="d", request_id=f"c-{i}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=serve, args=(k,)) for k in range(4)]
+    threads.append(threading.Thread(target=cli))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for replica in replicas:
+        replica.close()
+    assert errors == []
+    report = service.audit.verify(batch_size=64)
+    assert report.ok, report.reason
+    assert report.checked == 2 + 4 * 150 + 20  # setup, the decisions, the checks
