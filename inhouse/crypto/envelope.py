@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -41,19 +41,50 @@ def _oaep(label: bytes) -> padding.OAEP:
     )
 
 
-def _rechunk(source: Plaintext, chunk_size: int) -> Iterator[tuple[bytes, bool]]:
+def _rechunk(source: Plaintext, chunk_size: int) -> Iterator[tuple[bytes | memoryview, bool]]:
     """Yield ``(piece, is_final)``: full chunks, then one final chunk of 0..chunk_size bytes."""
-    parts: Iterable[bytes] = (
-        [bytes(source)] if isinstance(source, bytes | bytearray | memoryview) else source
-    )
+    if isinstance(source, bytes | bytearray | memoryview):
+        # Zero-copy slices of an in-memory buffer: copying dominated the cost before.
+        view = memoryview(source).cast("B")
+        total = len(view)
+        starts = range(0, total, chunk_size) if total else range(1)
+        for start in starts:
+            end = min(start + chunk_size, total)
+            yield view[start:end], end == total
+        return
     buf = bytearray()
-    for part in parts:
+    for part in source:
         buf += part
         # Emit only when more bytes are known to follow, so the last chunk gets the final flag.
         while len(buf) > chunk_size:
             yield bytes(buf[:chunk_size]), False
             del buf[:chunk_size]
     yield bytes(buf), True
+
+
+class _Pieces:
+    """A write-only sink that keeps the pieces and joins them once (no BytesIO copies)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
+        return len(data)
+
+
+class _BufferReader:
+    """``read(n)`` over an in-memory artifact; large reads are zero-copy memoryviews."""
+
+    def __init__(self, blob: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(blob).cast("B")
+        self._pos = 0
+
+    def read(self, size: int = -1) -> Any:
+        end = len(self._view) if size < 0 else min(self._pos + size, len(self._view))
+        piece = self._view[self._pos : end]
+        self._pos = end
+        return piece if len(piece) > 4096 else bytes(piece)
 
 
 def _read_chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
@@ -96,9 +127,9 @@ def _seal(
             index=index,
             final=final,
         )
-        out.write(
-            fmt.encode_frame(final=final, nonce=nonce, ciphertext=aead.encrypt(nonce, piece, aad))
-        )
+        ciphertext = aead.encrypt(nonce, piece, aad)
+        out.write(fmt.frame_head(final=final, nonce=nonce, length=len(ciphertext)))
+        out.write(ciphertext)
     return header
 
 
@@ -174,16 +205,16 @@ def encrypt(
     chunk_size: int = fmt.DEFAULT_CHUNK_SIZE,
 ) -> bytes:
     """Encrypt bytes (or an iterable of byte pieces) under the key ring's active key."""
-    out = io.BytesIO()
+    out = _Pieces()
     _seal(
-        out,
+        out,  # type: ignore[arg-type]
         plaintext,
         keyring=keyring,
         artifact_id=artifact_id,
         version=version,
         chunk_size=chunk_size,
     )
-    return out.getvalue()
+    return b"".join(out.parts)
 
 
 def decrypt(blob: bytes, *, keyring: KeyRing, artifact_id: str, version: int) -> bytes:
@@ -192,8 +223,10 @@ def decrypt(blob: bytes, *, keyring: KeyRing, artifact_id: str, version: int) ->
     Raises:
         UnsupportedFormatError, KeyNotFoundError, IntegrityError: nothing is returned.
     """
-    stream = io.BytesIO(blob)
-    return b"".join(_open(stream, keyring=keyring, artifact_id=artifact_id, version=version))
+    stream = _BufferReader(blob)
+    return b"".join(
+        _open(stream, keyring=keyring, artifact_id=artifact_id, version=version)  # type: ignore[arg-type]
+    )
 
 
 def encrypt_file(

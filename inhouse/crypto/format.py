@@ -189,10 +189,14 @@ def chunk_aad(
     )
 
 
+def frame_head(*, final: bool, nonce: bytes, length: int) -> bytes:
+    """The fixed part of a chunk frame: flag, nonce and ciphertext length."""
+    return _FRAME.pack(FLAG_FINAL if final else FLAG_MORE, nonce, length)
+
+
 def encode_frame(*, final: bool, nonce: bytes, ciphertext: bytes) -> bytes:
     """One chunk frame: flag, nonce, length and AES-GCM ciphertext with its tag."""
-    flag = FLAG_FINAL if final else FLAG_MORE
-    return _FRAME.pack(flag, nonce, len(ciphertext)) + ciphertext
+    return frame_head(final=final, nonce=nonce, length=len(ciphertext)) + ciphertext
 
 
 def read_frame(stream: BinaryIO, *, chunk_size: int) -> tuple[bool, bytes, bytes] | None:
