@@ -60,11 +60,13 @@ class ServeSettings(_Section):
     max_body_bytes: int = Field(1 * MiB, ge=1024, description="Largest request body accepted.")
     max_instances: int = Field(1024, ge=1, description="Largest batch in one request.")
     max_batch_size: int = Field(32, ge=1, description="Dynamic batching: rows per model call.")
-    batch_wait_timeout_s: float = Field(0.002, ge=0, le=1)
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0, le=1, description="Wait for more rows (0: batch only what is already queued)."
+    )
     max_ongoing_requests: int = Field(64, ge=1, description="Per replica; Ray's 5 is too low.")
     num_replicas: int = Field(1, ge=1)
-    rate_limit_per_s: float = Field(500.0, ge=0, description="Requests/s per token; 0: no limit.")
-    rate_limit_burst: int = Field(1000, ge=1, description="Requests a token may send at once.")
+    rate_limit_per_s: float = Field(1000.0, ge=0, description="Requests/s per token; 0: no limit.")
+    rate_limit_burst: int = Field(2000, ge=1, description="Requests a token may send at once.")
 
     @property
     def url(self) -> str:

@@ -9,6 +9,7 @@ authenticate, and this environment's ``bin`` first on ``PATH`` so ``python -m jo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from inhouse.atomic import atomic_write_bytes
 from inhouse.config import Settings
@@ -120,14 +122,37 @@ def start(settings: Settings) -> bool:
     return True
 
 
+def _ours(arg: str, gcs_port: int) -> bool:
+    if arg == f"--gcs_server_port={gcs_port}":
+        return True
+    flag, _, value = arg.partition("=")
+    return flag in ("--gcs-address", "--gcs_address") and value.endswith(f":{gcs_port}")
+
+
+def _cluster_processes(gcs_port: int) -> list[psutil.Process]:
+    """The processes started for the cluster on ``gcs_port`` (GCS, raylet, agents, dashboard)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(_ours(arg, gcs_port) for arg in process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
 def stop(settings: Settings) -> None:
-    """Stop every Ray process of this machine's local cluster (Serve included)."""
-    subprocess.run(
-        [ray_command(), "stop", "--force"],
-        env=process_env(settings),
-        capture_output=True,
-        check=False,
-    )
+    """Stop this cluster (the one on our GCS port) and everything on it, Serve included.
+
+    Other Ray clusters on the machine are left alone: only processes started for our GCS
+    port are signalled; their workers exit when their raylet goes.
+    """
+    processes = _cluster_processes(settings.ray.gcs_port)
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _gone, alive = psutil.wait_procs(processes, timeout=10)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def submit_line(settings: Settings, entrypoint: str = "python -m jobs.train") -> str:
