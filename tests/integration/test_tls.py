@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,11 @@ pytestmark = pytest.mark.integration
 TLS_PORT = 8002
 
 
-def test_serve_over_https_with_the_private_ca(ray_cluster: Settings, tmp_path: Path) -> None:
+def test_https_with_tokens_for_predict_and_explain(
+    ray_cluster: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTPS: 401 / 403 / 200 / 429 for both predict and explain; untrusted CA and plain
+    HTTP on the TLS port fail."""
     from ray import serve
 
     made = init_certificates(tmp_path / "tls", hosts=["127.0.0.1", "localhost"])
@@ -29,7 +34,16 @@ def test_serve_over_https_with_the_private_ca(ray_cluster: Settings, tmp_path: P
         "tls_model", module=build_model(spec), spec=spec, metrics={}, lineage={}
     )
     registry.set_alias("tls_model", "champion", info.version)
-    token = services.ensure_client_token(ray_cluster).read_text().strip()
+    access = services.access(ray_cluster)
+    for name, resource in (("tls-right", "tls_model"), ("tls-wrong", "other_model")):
+        access.create_principal(name=name, kind="service")
+        access.assign_role(principal=name, role="predictor", resource=resource)
+    token = {
+        name: access.issue_token(principal=name, expires_in=timedelta(hours=1)).token
+        for name in ("tls-right", "tls-wrong")
+    }
+    monkeypatch.setenv("INHOUSE_SERVE__RATE_LIMIT_PER_S", "0.2")
+    monkeypatch.setenv("INHOUSE_SERVE__RATE_LIMIT_BURST", "6")
     serve.shutdown()
     try:
         serve.start(
@@ -46,15 +60,28 @@ def test_serve_over_https_with_the_private_ca(ray_cluster: Settings, tmp_path: P
             route_prefix="/",
         )
         url = f"https://127.0.0.1:{TLS_PORT}"
-        body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1] * 4}]}
-        response = httpx.post(
-            f"{url}/v2/models/tls_model/infer",
-            json=body,
-            timeout=30,
-            verify=str(made.ca_cert),
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert response.status_code == 200 and response.json()["model_name"] == "tls_model"
+        routes = {
+            "predict": (
+                "/v2/models/tls_model/infer",
+                {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1] * 4}]},
+            ),
+            "explain": ("/v1/models/tls_model:explain", {"instances": [[1.0] * 4]}),
+        }
+        with httpx.Client(base_url=url, verify=str(made.ca_cert), timeout=30) as client:
+
+            def status(route: str, bearer: str | None) -> int:
+                path, body = routes[route]
+                headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+                return client.post(path, json=body, headers=headers).status_code
+
+            for route in routes:
+                assert status(route, None) == 401
+                assert status(route, token["tls-wrong"]) == 403
+                assert status(route, token["tls-right"]) == 200
+            # The right token has spent 2 of its burst of 6; 4 more pass, then 429.
+            spent = [status("predict", token["tls-right"]) for _ in range(5)]
+            assert spent == [200, 200, 200, 200, 429]
+            assert status("explain", token["tls-right"]) == 429
         with pytest.raises(httpx.ConnectError):  # not trusted without our CA
             httpx.get(f"{url}/v2/health/live", timeout=10)
         with pytest.raises(httpx.HTTPError):  # no plaintext on the TLS port

@@ -153,8 +153,9 @@ def test_compressed_format_round_trips(sqlite_url: str, tmp_path: Path, keyring:
     parent = build_model(spec).eval()
     small = compress(parent, CompressionSettings(prune_amount=0.5, finetune_epochs=0))
     registry = Registry(engine=get_engine(sqlite_url), root=tmp_path, keyring=keyring)
-    info = registry.register("tiny", module=small, spec=spec, metrics={}, lineage={},
-                             fmt="compressed")
+    info = registry.register(
+        "tiny", module=small, spec=spec, metrics={}, lineage={}, fmt="compressed"
+    )
     assert info.format == "compressed"
     x = torch.randn(4, 8)
     assert torch.allclose(registry.load_module(info)(x), small(x), atol=1e-6)

@@ -65,10 +65,19 @@ def test_encrypted_checkpoint_has_no_plaintext_weights(tmp_path: Path) -> None:
     model = build_model(spec)
     optimizer = torch.optim.Adam(model.parameters())
     ckpt = tmp_path / "ckpt"
-    save_checkpoint(ckpt, model=model, optimizer=optimizer, state={"epoch": 2}, keyring=ring,
-                    artifact_id="run-1")
+    save_checkpoint(
+        ckpt,
+        model=model,
+        optimizer=optimizer,
+        state={"epoch": 2},
+        keyring=ring,
+        artifact_id="run-1",
+    )
     assert {p.name for p in ckpt.iterdir()} == {
-        "model.safetensors.enc", "optimizer.safetensors.enc", "state.json"}
+        "model.safetensors.enc",
+        "optimizer.safetensors.enc",
+        "state.json",
+    }
     clone = build_model(spec)
     assert load_checkpoint(ckpt, model=clone, keyring=ring)["epoch"] == 2
     assert torch.equal(clone[1].weight, model[1].weight)

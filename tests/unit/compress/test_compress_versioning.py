@@ -188,6 +188,20 @@ def test_a_failed_gate_keeps_the_parent_champion_and_records_why(plain_world: Wo
     assert failed.lineage["gate"]["reasons"] == summary["gate"]["reasons"]
 
 
+def test_the_default_gate_refuses_a_deliberately_over_pruned_model(plain_world: World) -> None:
+    summary = compress_version(
+        registry=plain_world.registry,
+        engine=plain_world.engine,
+        model=MODEL,
+        ref=str(plain_world.parent_version),
+        settings=CompressionSettings(prune_amount=0.99, prune_steps=1, finetune_epochs=0),
+        gate=GateSettings(),  # accuracy may drop at most 0.5 points
+    )
+    assert summary["accuracy_drop_points"] > 0.5
+    assert summary["gate"]["passed"] is False and "accuracy drops" in summary["gate"]["reasons"][0]
+    assert plain_world.registry.get(MODEL).version == plain_world.parent_version  # still served
+
+
 def test_no_promote_registers_without_moving_the_champion(plain_world: World) -> None:
     summary = compress_version(
         registry=plain_world.registry,
