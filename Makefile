@@ -44,7 +44,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check inhouse jobs serve actors tests benchmarks
-	$(BIN)/mypy inhouse
+	$(BIN)/mypy --follow-imports=silent inhouse
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -289,7 +289,8 @@ def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0
     if status != JobStatus.SUCCEEDED or result is None:
         tail = "\n".join(logs.splitlines()[-15:])
         raise UnavailableError(f"job {job_id} {status}; last log lines:\n{tail}")
-    return result
+    summary: dict[str, Any] = result
+    return summary
 
 
 def cmd_train(settings: Settings, _args: argparse.Namespace) -> int:
@@ -352,7 +353,7 @@ def deploy(
     from serve.app import APP_NAME, ServeArgs, build_app
 
     ray.init(
-        address=f"127.0.0.1:{settings.ray.gcs_port}", logging_level="ERROR", log_to_driver=False
+        address=f"127.0.0.1:{settings.ray.gcs_port}", logging_level=logging.ERROR, log_to_driver=False
     )
     try:
         http: dict[str, Any] = {"host": settings.serve.host, "port": settings.serve.port}

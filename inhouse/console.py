@@ -29,8 +29,8 @@ def step(title: str) -> Iterator[None]:
     print(f"    done ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
-def progress(*, total: int, desc: str, unit: str) -> tqdm:  # type: ignore[type-arg]
-    """A progress bar on stderr (hidden when stderr is not a terminal and total is 0)."""
+def progress(*, total: int, desc: str, unit: str) -> tqdm:
+    """A progress bar on stderr."""
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 

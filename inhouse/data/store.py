@@ -137,7 +137,7 @@ def insert_rows(conn: Connection, name: str, rows: list[dict[str, object]]) -> t
     before = conn.execute(select(func.max(table.c.id))).scalar()
     conn.execute(insert(table), rows)
     after = conn.execute(select(func.max(table.c.id))).scalar()
-    return (int(before or 0) + 1, int(after))
+    return (int(before or 0) + 1, int(after or 0))
 
 
 def append_rows(

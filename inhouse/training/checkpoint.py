@@ -82,8 +82,7 @@ def save_checkpoint(
     epoch = int(state.get("epoch", 0))
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
-    sealing = {"keyring": keyring, "artifact_id": artifact_id, "epoch": epoch}
-    _write(directory / MODEL_FILE, weights, **sealing)
+    _write(directory / MODEL_FILE, weights, keyring=keyring, artifact_id=artifact_id, epoch=epoch)
     opt_state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
@@ -94,7 +93,8 @@ def save_checkpoint(
                 tensors[name] = value.detach().contiguous().cpu()
             else:
                 scalars[name] = value
-    _write(directory / OPTIMIZER_FILE, tensors, **sealing)
+    _write(directory / OPTIMIZER_FILE, tensors, keyring=keyring, artifact_id=artifact_id,
+           epoch=epoch)
     document = {
         "state": state,
         "param_groups": opt_state["param_groups"],
