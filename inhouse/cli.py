@@ -353,7 +353,9 @@ def deploy(
     from serve.app import APP_NAME, ServeArgs, build_app
 
     ray.init(
-        address=f"127.0.0.1:{settings.ray.gcs_port}", logging_level=logging.ERROR, log_to_driver=False
+        address=f"127.0.0.1:{settings.ray.gcs_port}",
+        logging_level=logging.ERROR,
+        log_to_driver=False,
     )
     try:
         http: dict[str, Any] = {"host": settings.serve.host, "port": settings.serve.port}
