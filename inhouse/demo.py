@@ -6,8 +6,6 @@ a few real predictions over HTTP → summary. Every step is idempotent, so rerun
 
 from __future__ import annotations
 
-from typing import Any
-
 from inhouse import local_cluster, services
 from inhouse.client import predict_rows
 from inhouse.config import Settings
@@ -15,8 +13,11 @@ from inhouse.console import step
 from inhouse.data import seed
 
 
-def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
-    """Run every step; ``cli`` is the CLI module (it owns the Ray-touching helpers)."""
+def run_demo(settings: Settings, *, epochs: int) -> int:
+    """Run every step and print the summary."""
+    from inhouse.cli.commands import authorize
+    from inhouse.cli.ray_ops import deploy, run_job, train_args
+
     with step("1/5 local Ray cluster (token auth, dashboard on 127.0.0.1)"):
         started = local_cluster.start(settings)
         print(f"    {'started' if started else 'already running'}: {settings.ray.dashboard_url}")
@@ -32,12 +33,12 @@ def run_demo(settings: Settings, cli: Any, *, epochs: int) -> int:
         f"==> 3/5 training {settings.train.model} as a Ray job ({epochs} epochs, "
         f"{settings.train.num_workers} DDP workers)"
     )
-    cli.authorize(settings, action="train:submit", resource=settings.train.model, detail="demo")
-    result = cli.run_job(settings, "jobs.train", cli._train_args(settings), epochs=epochs)
+    authorize(settings, action="train:submit", resource=settings.train.model, detail="demo")
+    result = run_job(settings, "jobs.train", train_args(settings), epochs=epochs)
     served = result["served_version"]
     with step(f"4/5 deploying {settings.train.model} v{served} (the champion) on Ray Serve"):
-        cli.authorize(settings, action="model:deploy", resource=settings.train.model, detail="demo")
-        cli.deploy(settings, [settings.train.model])
+        authorize(settings, action="model:deploy", resource=settings.train.model, detail="demo")
+        deploy(settings, [settings.train.model])
     print("==> 5/5 predictions over HTTP with an API token (held-out test rows)")
     token_path = services.ensure_client_token(settings)
     predict_rows(settings, settings.train.model, inline=None, from_test=5)

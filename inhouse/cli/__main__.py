@@ -1,0 +1,7 @@
+"""``python -m inhouse.cli``."""
+
+import sys
+
+from inhouse.cli import main
+
+sys.exit(main())

@@ -1,0 +1,159 @@
+"""The CLI's Ray-facing operations: submit and follow jobs, deploy the Serve app.
+
+Ray is imported inside these functions only, so ``inhouse --help`` and the local commands start
+fast and the core stays Ray-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from inhouse import local_cluster
+from inhouse.config import Settings
+from inhouse.console import EPOCH_MARKER, RESULT_MARKER, progress
+from inhouse.errors import UnavailableError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def train_args(settings: Settings) -> list[str]:
+    cfg = settings.train
+    argv = [
+        "--dataset",
+        cfg.dataset,
+        "--model",
+        cfg.model,
+        "--epochs",
+        str(cfg.epochs),
+        "--batch-size",
+        str(cfg.batch_size),
+        "--lr",
+        str(cfg.lr),
+        "--num-workers",
+        str(cfg.num_workers),
+        "--seed",
+        str(cfg.seed),
+        "--max-failures",
+        str(cfg.max_failures),
+        "--hidden",
+        *map(str, cfg.hidden),
+    ]
+    argv.append("--use-gpu" if cfg.use_gpu else "--no-use-gpu")
+    argv.append("--promote" if cfg.promote else "--no-promote")
+    argv.append("--compress" if cfg.compress else "--no-compress")
+    return argv
+
+
+def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0) -> dict[str, Any]:
+    """Submit ``python -m <module> <argv>`` as a Ray job, follow it, return its result line."""
+    import shlex
+
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    if not local_cluster.dashboard_up(settings):
+        raise UnavailableError(
+            f"no cluster answers at {settings.ray.dashboard_url}; run `inhouse cluster up`"
+        )
+    client = JobSubmissionClient(settings.ray.dashboard_url)
+    env = local_cluster.client_env(settings)
+    env.pop("RAY_ADDRESS")
+    revision = os.popen(
+        f"git -C {shlex.quote(str(PROJECT_ROOT))} rev-parse --short HEAD 2>/dev/null"
+    )
+    env["INHOUSE_CODE_REVISION"] = revision.read().strip() or "unknown"
+    job_id = client.submit_job(
+        entrypoint=shlex.join(["python", "-m", module, *argv]),
+        runtime_env={
+            "working_dir": str(PROJECT_ROOT),
+            "env_vars": env,
+            "excludes": [".venv", ".git", "benchmarks/results"],
+        },
+    )
+    print(f"submitted Ray job {job_id}; watch it at {settings.ray.dashboard_url}/#/jobs/{job_id}")
+    seen, result, epochs_done = 0, None, 0
+    bar = progress(total=epochs, desc="epochs", unit="epoch") if epochs else None
+    while True:
+        status = client.get_job_status(job_id)
+        logs = client.get_job_logs(job_id)
+        for line in logs.splitlines()[seen:]:
+            if EPOCH_MARKER in line and bar is not None:
+                metrics = json.loads(line.split(EPOCH_MARKER, 1)[1])
+                if metrics["epoch"] + 1 > epochs_done:  # Ray may echo a line twice
+                    bar.update(metrics["epoch"] + 1 - epochs_done)
+                    epochs_done = metrics["epoch"] + 1
+                    bar.set_postfix(
+                        loss=f"{metrics['train_loss']:.3f}",
+                        test_acc=f"{metrics['test_accuracy']:.3f}",
+                    )
+            elif RESULT_MARKER in line:
+                result = json.loads(line.split(RESULT_MARKER, 1)[1])
+        seen = len(logs.splitlines())
+        if status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+            break
+        time.sleep(1.0)
+    if bar is not None:
+        bar.close()
+    if status != JobStatus.SUCCEEDED or result is None:
+        tail = "\n".join(logs.splitlines()[-15:])
+        raise UnavailableError(f"job {job_id} {status}; last log lines:\n{tail}")
+    summary: dict[str, Any] = result
+    return summary
+
+
+def compress_args(args: argparse.Namespace) -> list[str]:
+    argv = ["--model", args.model, "--version", args.version]
+    for flag, value in (
+        ("--prune", args.prune),
+        ("--prune-steps", args.prune_steps),
+        ("--quantize", args.quantize),
+        ("--finetune-epochs", args.finetune_epochs),
+        ("--max-accuracy-drop", args.max_accuracy_drop),
+        ("--min-size-ratio", args.min_size_ratio),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.structured is not None:
+        argv.append("--structured" if args.structured else "--no-structured")
+    if not args.promote:
+        argv.append("--no-promote")
+    return argv
+
+
+def deploy(
+    settings: Settings, models: list[str], *, ref: str = "champion", batching: bool = True
+) -> None:
+    """Deploy (or update) the Serve application for ``models`` on the running cluster."""
+    import ray
+    from ray import serve
+
+    from serve.app import APP_NAME, ServeArgs, build_app
+
+    ray.init(
+        address=f"127.0.0.1:{settings.ray.gcs_port}",
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+    )
+    try:
+        http: dict[str, Any] = {"host": settings.serve.host, "port": settings.serve.port}
+        if settings.tls:
+            http.update(
+                ssl_certfile=str(settings.security.tls_certfile),
+                ssl_keyfile=str(settings.security.tls_keyfile),
+            )
+        serve.start(http_options=http)
+        args = ServeArgs(
+            models=models,
+            ref=ref,
+            home=str(settings.home),
+            database_url=settings.database_url,
+            batching=batching,
+        )
+        serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+    finally:
+        ray.shutdown()
