@@ -117,6 +117,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "test_accuracy": held_out.accuracy,
             "epoch_seconds": time.perf_counter() - started,
             "resumed_from_epoch": start_epoch,
+            "backend": dist.get_backend() if dist.is_initialized() else "none",
+            "device": str(device),
         }
         if writer is not None:
             emit(EPOCH_MARKER, metrics)
@@ -275,6 +277,8 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         "train_seconds": round(seconds, 2),
         "epochs": cfg.epochs,
         "num_workers": cfg.num_workers,
+        "backend": history.get("backend"),
+        "device": history.get("device"),
         "tensorboard": f"tensorboard --logdir {run_dir / 'tensorboard'}",
         "run_dir": str(run_dir),
     }
