@@ -20,6 +20,7 @@ from inhouse.console import EPOCH_MARKER, RESULT_MARKER, progress
 from inhouse.errors import UnavailableError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SUBMIT_TIMEOUT_S = 90.0
 
 
 def train_args(settings: Settings) -> list[str]:
@@ -50,6 +51,19 @@ def train_args(settings: Settings) -> list[str]:
     return argv
 
 
+def _submit(client: Any, **job: Any) -> str:
+    """Submit, waiting out a just-started head whose job agent is not up yet."""
+    deadline = time.monotonic() + SUBMIT_TIMEOUT_S
+    while True:
+        try:
+            job_id: str = client.submit_job(**job)
+            return job_id
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise UnavailableError(f"cannot submit the job: {exc}") from None
+            time.sleep(1.0)
+
+
 def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0) -> dict[str, Any]:
     """Submit ``python -m <module> <argv>`` as a Ray job, follow it, return its result line."""
     import shlex
@@ -67,7 +81,8 @@ def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0
         f"git -C {shlex.quote(str(PROJECT_ROOT))} rev-parse --short HEAD 2>/dev/null"
     )
     env["INHOUSE_CODE_REVISION"] = revision.read().strip() or "unknown"
-    job_id = client.submit_job(
+    job_id = _submit(
+        client,
         entrypoint=shlex.join(["python", "-m", module, *argv]),
         runtime_env={
             "working_dir": str(PROJECT_ROOT),
