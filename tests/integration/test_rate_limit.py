@@ -35,7 +35,7 @@ def test_a_token_over_its_rate_gets_429(
         access.issue_token(principal="rl-client", expires_in=timedelta(hours=1)).token
         for _ in range(2)
     ]
-    monkeypatch.setenv("INHOUSE_SERVE__RATE_LIMIT_PER_S", "0.5")
+    monkeypatch.setenv("INHOUSE_SERVE__RATE_LIMIT_PER_S", "0.01")
     monkeypatch.setenv("INHOUSE_SERVE__RATE_LIMIT_BURST", "3")
     app = build_app(ServeArgs(models=["rl_model"], home=str(ray_cluster.home)))
     serve.run(app, name="ratelimit", route_prefix="/rl")

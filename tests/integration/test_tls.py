@@ -42,7 +42,7 @@ def test_https_with_tokens_for_predict_and_explain(
         name: access.issue_token(principal=name, expires_in=timedelta(hours=1)).token
         for name in ("tls-right", "tls-wrong")
     }
-    monkeypatch.setenv("INHOUSE_SERVE__RATE_LIMIT_PER_S", "0.2")
+    monkeypatch.setenv("INHOUSE_SERVE__RATE_LIMIT_PER_S", "0.01")
     monkeypatch.setenv("INHOUSE_SERVE__RATE_LIMIT_BURST", "6")
     serve.shutdown()
     try:
