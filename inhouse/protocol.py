@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,20 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from inhouse.errors import InvalidInputError, MalformedRequestError, PayloadTooLargeError
 
 MAX_JSON_DEPTH = 32
-NUMERIC_TYPES = {
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-}
 Datatype = Literal[
     "BOOL",
     "UINT8",
@@ -47,6 +33,8 @@ Datatype = Literal[
     "FP64",
     "BYTES",
 ]
+# Tensors we can feed a model: every v2 datatype but BOOL and BYTES.
+NUMERIC_TYPES = frozenset(get_args(Datatype)) - {"BOOL", "BYTES"}
 
 
 class _Strict(BaseModel):
@@ -170,7 +158,7 @@ def parse_v2(body: Any, *, n_features: int, max_instances: int) -> tuple[np.ndar
     """Validate a v2 infer body; returns the ``(n, n_features)`` float32 batch and request id."""
     request: InferenceRequest = _validate(InferenceRequest, body)
     tensor = request.inputs[0]
-    if tensor.datatype not in NUMERIC_TYPES or tensor.datatype == "BOOL":
+    if tensor.datatype not in NUMERIC_TYPES:
         raise InvalidInputError(f"inputs[0].datatype {tensor.datatype} is not a numeric type")
     shape = tensor.shape
     if len(shape) == 1:
