@@ -6,15 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from inhouse import services
 from inhouse.compress import CompressionSettings, GateSettings
 from inhouse.config import Settings, load_settings
-from inhouse.data import describe, read_rows, seed
-from inhouse.models import MLPSpec, Standardize, build_mlp
-from inhouse.training import evaluate, train_one_epoch
+from inhouse.data import read_rows, seed
 from jobs import compress
+from tests.digits_parent import train_parent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -22,46 +20,18 @@ MODEL = "digits_compressed_job"
 
 
 def _register_parent(settings: Settings) -> int:
-    """Train the spec's MLP in-process (Adam 3e-3, 10 epochs, batch 32); register as champion."""
+    """Train the spec's MLP in-process and register it as champion."""
     engine = services.engine(settings)
     seed(engine, "digits")
-    info = describe(engine, "digits")
-    train = read_rows(engine, "digits", split="train", up_to_id=info.last_id)
-    test = read_rows(engine, "digits", split="test", up_to_id=info.last_id)
-    mlp = MLPSpec(
-        input_dim=info.n_features,
-        num_classes=len(info.class_names),
-        feature_names=info.feature_names,
-        class_names=info.class_names,
-    )
-    spec = mlp.model_dump()
-    torch.manual_seed(0)
-    model = build_mlp(mlp)
-    standardize = model[0]
-    assert isinstance(standardize, Standardize)
-    standardize.fit(train.x)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    loader = DataLoader(
-        TensorDataset(train.x, train.y),
-        batch_size=32,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(0),
-    )
-    for _ in range(10):
-        train_one_epoch(model, loader, optimizer)
-    accuracy = evaluate(model, test.x, test.y).accuracy
-    assert accuracy >= 0.95
+    parent = train_parent(engine)
+    assert parent.test_accuracy >= 0.95
     registry = services.registry(settings)
     version = registry.register(
         MODEL,
-        module=model,
-        spec=spec,
-        metrics={"test_accuracy": accuracy},
-        lineage={
-            "dataset": "digits",
-            "rows": {"first_id": info.first_id, "up_to_id": info.last_id},
-            "parent": None,
-        },
+        module=parent.module,
+        spec=parent.spec,
+        metrics={"test_accuracy": parent.test_accuracy},
+        lineage=parent.lineage,
     )
     registry.set_alias(MODEL, "champion", version.version)
     return version.version

@@ -5,77 +5,30 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from sqlalchemy import Engine
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from inhouse.compress import CompressionSettings, GateSettings, compress
 from inhouse.compress.versioning import compress_version, probe_rows
 from inhouse.crypto import KeyRing
-from inhouse.data import describe, read_rows, seed
+from inhouse.data import read_rows, seed
 from inhouse.db import get_engine
 from inhouse.errors import InvalidInputError, ModelNotFoundError
-from inhouse.models import MLPSpec, Standardize, build_mlp
 from inhouse.registry import Registry
-from inhouse.training import evaluate, train_one_epoch
+from tests.digits_parent import Parent, train_parent
 
 MODEL = "digits"
 # Cheap settings for tests that check the flow, not the target.
 QUICK = CompressionSettings(prune_amount=0.5, prune_steps=1, finetune_epochs=1)
 
 
-@dataclass(frozen=True)
-class Parent:
-    module: nn.Module
-    spec: dict[str, Any]
-    lineage: dict[str, Any]
-    test_accuracy: float
-
-
-def _train_parent(engine: Engine) -> Parent:
-    """The spec's MLP on seeded digits: Adam 3e-3, 10 epochs, batch 32."""
-    info = describe(engine, "digits")
-    train = read_rows(engine, "digits", split="train", up_to_id=info.last_id)
-    test = read_rows(engine, "digits", split="test", up_to_id=info.last_id)
-    mlp = MLPSpec(
-        input_dim=info.n_features,
-        num_classes=len(info.class_names),
-        feature_names=info.feature_names,
-        class_names=info.class_names,
-    )
-    spec = mlp.model_dump()
-    torch.manual_seed(0)
-    model = build_mlp(mlp)
-    standardize = model[0]
-    assert isinstance(standardize, Standardize)
-    standardize.fit(train.x)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    loader = DataLoader(
-        TensorDataset(train.x, train.y),
-        batch_size=32,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(0),
-    )
-    for _ in range(10):
-        train_one_epoch(model, loader, optimizer)
-    accuracy = evaluate(model, test.x, test.y).accuracy
-    lineage = {
-        "dataset": "digits",
-        "rows": {"first_id": info.first_id, "up_to_id": info.last_id},
-        "parent": None,
-    }
-    return Parent(model.eval(), spec, lineage, accuracy)
-
-
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory: pytest.TempPathFactory) -> Parent:
     engine = get_engine(f"sqlite:///{tmp_path_factory.mktemp('train') / 'data.db'}")
     seed(engine, "digits")
-    trained = _train_parent(engine)
+    trained = train_parent(engine)
     assert trained.test_accuracy >= 0.95
     return trained
 
