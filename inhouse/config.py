@@ -37,6 +37,8 @@ class RaySettings(_Section):
     gcs_port: int = Field(6390, ge=1024, le=65535, description="GCS port of the local head.")
     dashboard_host: str = Field("127.0.0.1", description="Dashboard/Jobs API bind address.")
     dashboard_port: int = Field(8265, ge=1024, le=65535)
+    agent_port: int = Field(52365, ge=1024, le=65535, description="Dashboard agent HTTP port.")
+    client_port: int = Field(10001, ge=1024, le=65535, description="Ray Client server port.")
     num_cpus: int | None = Field(None, ge=1, description="CPUs the local head offers.")
     num_gpus: int | None = Field(None, ge=0)
 

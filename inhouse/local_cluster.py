@@ -100,6 +100,8 @@ def start(settings: Settings) -> bool:
         "--node-ip-address=127.0.0.1",
         f"--dashboard-host={cfg.dashboard_host}",
         f"--dashboard-port={cfg.dashboard_port}",
+        f"--dashboard-agent-listen-port={cfg.agent_port}",
+        f"--ray-client-server-port={cfg.client_port}",
         "--include-dashboard=true",
         "--disable-usage-stats",
     ]

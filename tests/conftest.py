@@ -92,10 +92,14 @@ def _drop(admin: object, schema: str) -> None:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
+# INHOUSE_TEST_PORT_OFFSET lets two test sessions (e.g. two checkouts) run side by side.
+_OFFSET = int(os.environ.get("INHOUSE_TEST_PORT_OFFSET", "0")) * 10
 TEST_PORTS = {
-    "INHOUSE_RAY__GCS_PORT": "6391",
-    "INHOUSE_RAY__DASHBOARD_PORT": "8266",
-    "INHOUSE_SERVE__PORT": "8001",
+    "INHOUSE_RAY__GCS_PORT": str(6391 + _OFFSET),
+    "INHOUSE_RAY__DASHBOARD_PORT": str(8266 + _OFFSET),
+    "INHOUSE_RAY__AGENT_PORT": str(52366 + _OFFSET),
+    "INHOUSE_RAY__CLIENT_PORT": str(10002 + _OFFSET),
+    "INHOUSE_SERVE__PORT": str(8001 + _OFFSET),
 }
 # Ray reads its auth mode when it is first imported, so the session's environment is set
 # here, before any test module imports ray.
