@@ -98,7 +98,7 @@ TEST_PORTS = {
     "INHOUSE_RAY__GCS_PORT": str(6391 + _OFFSET),
     "INHOUSE_RAY__DASHBOARD_PORT": str(8266 + _OFFSET),
     "INHOUSE_RAY__AGENT_PORT": str(52366 + _OFFSET),
-    "INHOUSE_RAY__CLIENT_PORT": str(10002 + _OFFSET),
+    "INHOUSE_RAY__CLIENT_PORT": str(20001 + _OFFSET),
     "INHOUSE_SERVE__PORT": str(8001 + _OFFSET),
 }
 # Ray reads its auth mode when it is first imported, so the session's environment is set
