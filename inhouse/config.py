@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -66,9 +73,51 @@ class ServeSettings(_Section):
         0.0, ge=0, le=1, description="Wait for more rows (0: batch only what is already queued)."
     )
     max_ongoing_requests: int = Field(64, ge=1, description="Per replica; Ray's 5 is too low.")
-    num_replicas: int = Field(1, ge=1)
+    num_replicas: int = Field(1, ge=1, description="Model replicas when autoscaling is off.")
+    autoscaling: bool = Field(
+        False, description="Scale model replicas between min_replicas and max_replicas on load."
+    )
+    min_replicas: int = Field(1, ge=1, description="Autoscaling floor (replicas kept when idle).")
+    max_replicas: int = Field(4, ge=1, description="Autoscaling ceiling.")
+    target_ongoing_requests: float = Field(
+        16.0, gt=0, description="Autoscaling aims at this many in-flight requests per replica."
+    )
+    upscale_delay_s: float = Field(
+        5.0, ge=0, description="Load must stay above target this long before adding replicas."
+    )
+    downscale_delay_s: float = Field(
+        30.0, ge=0, description="Load must stay below target this long before removing replicas."
+    )
+    look_back_period_s: float = Field(
+        30.0, gt=0, description="Autoscaling averages the load over this window."
+    )
+    metrics_interval_s: float = Field(
+        10.0, gt=0, description="How often replicas and handles report their load to Serve."
+    )
     rate_limit_per_s: float = Field(1000.0, ge=0, description="Requests/s per token; 0: no limit.")
     rate_limit_burst: int = Field(2000, ge=1, description="Requests a token may send at once.")
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> ServeSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
+            )
+        return self
+
+    def autoscaling_config(self) -> dict[str, float] | None:
+        """Serve's ``autoscaling_config`` for the model replicas; None when it is off."""
+        if not self.autoscaling:
+            return None
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+            "look_back_period_s": self.look_back_period_s,
+            "metrics_interval_s": self.metrics_interval_s,
+        }
 
     @property
     def url(self) -> str:
@@ -91,6 +140,19 @@ class TrainSettings(_Section):
     promote: bool = Field(True, description="Make the new version the champion.")
     compress: bool = Field(
         True, description="Also register a pruned+int8 version; serve it if it passes the gate."
+    )
+    dp: bool = Field(False, description="Differentially private training (Opacus DP-SGD).")
+    noise_multiplier: float | None = Field(
+        None, gt=0, description="DP: Gaussian noise / clipping norm (or give --target-epsilon)."
+    )
+    target_epsilon: float | None = Field(
+        None, gt=0, description="DP: noise is chosen so the planned epochs spend this epsilon."
+    )
+    target_delta: float = Field(1e-5, gt=0, lt=1, description="DP: delta of the guarantee.")
+    max_grad_norm: float = Field(1.0, gt=0, description="DP: per-sample gradient clipping norm.")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="DP: privacy accountant.")
+    dp_bounds: Path | None = Field(
+        None, description="DP: JSON of public per-feature bounds {feature: [lo, hi]}."
     )
 
 

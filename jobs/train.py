@@ -40,7 +40,14 @@ from inhouse.explain.lineage import importance_lineage
 from inhouse.flags import add_section_flags, section_overrides
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
-from inhouse.training import evaluate, load_checkpoint, save_checkpoint, train_one_epoch, unwrap
+from inhouse.training import (
+    evaluate,
+    load_checkpoint,
+    private_run,
+    save_checkpoint,
+    train_one_epoch,
+)
+from inhouse.training.dp import DPPlan, PrivateTraining, make_private
 
 
 def _all_reduce_stats(
@@ -77,10 +84,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     torch.manual_seed(config["seed"])
     model = build_model(config["spec"])
-    model[0].fit(train.x)  # type: ignore[operator]
+    plan = DPPlan(**config["dp_plan"]) if config.get("dp_plan") else None
+    if plan is not None:  # DP: scale by public bounds, never by private statistics
+        model[0].set_bounds(*map(torch.tensor, config["dp_scaling"]))  # type: ignore[operator]
+    else:
+        model[0].fit(train.x)  # type: ignore[operator]
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     start_epoch = 0
+    state: dict[str, Any] = {}
     keyring = KeyRing(config["key_dir"]) if config["key_dir"] else None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -89,26 +101,37 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 Path(directory), model=model, optimizer=optimizer, keyring=keyring
             )
             start_epoch = state["epoch"] + 1
-    model = ray.train.torch.prepare_model(model)
-
-    sampler = DistributedSampler(
-        TensorDataset(train.x, train.y), num_replicas=world, rank=rank, seed=config["seed"]
-    )
-    loader = DataLoader(
-        TensorDataset(train.x, train.y), batch_size=config["batch_size"], sampler=sampler
-    )
+    base = model
     writer = SummaryWriter(config["tensorboard_dir"]) if rank == 0 else None
-    if writer is not None and start_epoch == 0:
-        writer.add_graph(unwrap(model), train.x[:1].to(device))
+    if writer is not None and start_epoch == 0:  # before Opacus adds its hooks
+        writer.add_graph(base, train.x[:1].to(device))
+    dataset = TensorDataset(train.x, train.y)
+    sampler: DistributedSampler[Any] | None = None
+    private: PrivateTraining | None = None
+    if plan is not None:
+        private = make_private(
+            model=model,
+            optimizer=optimizer,
+            dataset=dataset,
+            plan=plan,
+            distributed=world > 1,
+            accountant_state=state.get("accountant"),
+        )
+        model, optimizer, loader = private.model, private.optimizer, private.loader
+    else:
+        model = ray.train.torch.prepare_model(model)
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=config["seed"])
+        loader = DataLoader(dataset, batch_size=config["batch_size"], sampler=sampler)
     for epoch in range(start_epoch, config["epochs"]):
         _maybe_crash(config, epoch)
-        sampler.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         started = time.perf_counter()
         stats = train_one_epoch(model, loader, optimizer)
         loss_sum, correct, seen = _all_reduce_stats(
             stats.loss, stats.accuracy * stats.samples, stats.samples, device
         )
-        held_out = evaluate(unwrap(model), test.x, test.y)
+        held_out = evaluate(base, test.x, test.y)
         metrics = {
             "epoch": epoch,
             "train_loss": loss_sum / seen,
@@ -120,19 +143,23 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "backend": dist.get_backend() if dist.is_initialized() else "none",
             "device": str(device),
         }
+        if private is not None and plan is not None:
+            metrics["epsilon"] = private.epsilon(plan.delta) if writer is not None else 0.0
+            metrics["dp_steps"] = private.steps()
         if writer is not None:
             emit(EPOCH_MARKER, metrics)
-            for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
-                writer.add_scalar(key.replace("_", "/", 1), metrics[key], epoch)
-            for name, param in unwrap(model).named_parameters():
+            for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epsilon"):
+                if key in metrics:
+                    writer.add_scalar(key.replace("_", "/", 1), metrics[key], epoch)
+            for name, param in base.named_parameters():
                 writer.add_histogram(name, param.detach().cpu(), epoch)
             writer.flush()
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(
                     Path(tmp),
-                    model=model,
-                    optimizer=optimizer,
-                    state=metrics,
+                    model=base,
+                    optimizer=getattr(optimizer, "original_optimizer", optimizer),
+                    state=metrics | ({"accountant": private.accountant_state()} if private else {}),
                     keyring=keyring,
                     artifact_id=config["run_name"],
                 )
@@ -150,13 +177,24 @@ def _global_explanation(
     engine: Any,
     info: DatasetInfo,
     spec: dict[str, Any],
+    privacy: private_run.PrivateRun,
 ) -> dict[str, Any]:
-    """Mean |SHAP| per feature on training rows, compared with the current champion's."""
+    """Mean |SHAP| per feature on training rows, compared with the current champion's.
+
+    A DP version is explained on points drawn from its public feature bounds instead: the
+    attributions of private rows would be a release the privacy budget does not cover.
+    """
     try:
         champion_lineage: dict[str, Any] | None = registry.get(cfg.model).lineage
     except ModelNotFoundError:
         champion_lineage = None
-    background = read_rows(engine, cfg.dataset, split="train", up_to_id=info.last_id).x
+    if privacy.bounds is not None:
+        lo, hi = (torch.tensor(b) for b in privacy.bounds)
+        background = lo + (hi - lo) * torch.rand(
+            256, len(lo), generator=torch.Generator().manual_seed(0)
+        )
+    else:
+        background = read_rows(engine, cfg.dataset, split="train", up_to_id=info.last_id).x
     return importance_lineage(
         model.eval(),
         background,
@@ -166,16 +204,21 @@ def _global_explanation(
 
 
 def _compress(registry: Registry, engine: Any, cfg: TrainSettings, version: int) -> dict[str, Any]:
-    """Prune + int8 the new version; the compressed one becomes champion if it passes the gate."""
+    """Prune + int8 the new version; the compressed one becomes champion if it passes the gate.
+
+    A DP version is only quantized: pruning fine-tunes on the rows without noise, which
+    would spend privacy the ledger never charged; int8 alone is post-processing.
+    """
     from inhouse.compress import CompressionSettings, GateSettings
     from inhouse.compress.versioning import compress_version
 
+    settings = CompressionSettings(prune_amount=0.0, finetune_epochs=0) if cfg.dp else None
     result = compress_version(
         registry=registry,
         engine=engine,
         model=cfg.model,
         ref=str(version),
-        settings=CompressionSettings(),
+        settings=settings or CompressionSettings(),
         gate=GateSettings(),
         promote=cfg.promote,
     )
@@ -205,7 +248,11 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
     run_dir = settings.runs_dir / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     keyring = services.keyring(settings)
+    privacy = private_run.prepare(
+        engine=engine, cfg=cfg, info=info, run_name=run_name, num_workers=cfg.num_workers
+    )
     loop_config = {
+        **privacy.worker_config(),
         "run_name": run_name,
         "key_dir": str(settings.key_dir) if keyring is not None else None,
         **cfg.model_dump(),
@@ -228,7 +275,11 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         ),
     )
     started = time.perf_counter()
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except BaseException:
+        privacy.fail(engine)
+        raise
     seconds = time.perf_counter() - started
     if result.checkpoint is None:
         raise SystemExit("error: training finished without a checkpoint")
@@ -259,10 +310,12 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         "run_dir": str(run_dir),
         "parent": None,
     }
-    lineage.update(_global_explanation(registry, cfg, model, engine, info, spec))
+    lineage["privacy"] = privacy.lineage(history)
+    lineage.update(_global_explanation(registry, cfg, model, engine, info, spec, privacy))
     version = registry.register(
         cfg.model, module=model, spec=spec, metrics=metrics, lineage=lineage
     )
+    privacy.settle(engine, history, version.version)
     if cfg.promote:
         registry.set_alias(cfg.model, "champion", version.version)
     compressed = _compress(registry, engine, cfg, version.version) if cfg.compress else None
@@ -278,6 +331,7 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         "epochs": cfg.epochs,
         "num_workers": cfg.num_workers,
         "backend": history.get("backend"),
+        "privacy": lineage["privacy"],
         "device": history.get("device"),
         "tensorboard": f"tensorboard --logdir {run_dir / 'tensorboard'}",
         "run_dir": str(run_dir),

@@ -42,6 +42,12 @@ class Standardize(nn.Module):
         self.mean.copy_(x.mean(dim=0))
         self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
+    def set_bounds(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        """Scale by public bounds instead of data statistics (DP): ``[lo, hi] -> [-1, 1]``."""
+        half = (hi - lo) / 2
+        self.mean.copy_((hi + lo) / 2)
+        self.std.copy_(torch.where(half > 1e-12, half, torch.ones_like(half)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 

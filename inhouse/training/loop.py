@@ -32,7 +32,8 @@ def train_one_epoch(
         loss = loss_fn(logits, y)
         loss.backward()
         optimizer.step()
-        total_loss += float(loss.detach()) * len(y)
+        if len(y):  # Poisson sampling (DP) can draw an empty batch; it still takes its step
+            total_loss += float(loss.detach()) * len(y)
         correct += int((logits.argmax(dim=1) == y).sum())
         seen += len(y)
     return EpochStats(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), samples=seen)

@@ -1,0 +1,123 @@
+"""The driver's side of a training run's privacy: plan, charge the ledger, record lineage.
+
+Before any worker reads a row, a DP run is planned (noise, sample rate, steps) and its
+spend reserved in the privacy ledger, which refuses a run that would overspend the data
+set's budget; a non-DP run on a budgeted data set is refused unless an admin exempted it.
+After training, the charge is settled with the steps actually run and the version it made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from inhouse.config import TrainSettings
+from inhouse.data import DatasetInfo
+from inhouse.data.bounds import public_bounds
+from inhouse.errors import InvalidInputError
+from inhouse.training.dp import DPPlan, dp_lineage, plan_dp
+
+
+@dataclass
+class PrivateRun:
+    """One run's privacy state on the driver (``plan`` is None for a non-DP run)."""
+
+    plan: DPPlan | None
+    charge_id: int | None = None
+    bounds: tuple[list[float], list[float]] | None = None
+    bounds_source: str = ""
+
+    def worker_config(self) -> dict[str, Any]:
+        """What the workers need: the plan and the public feature scaling."""
+        if self.plan is None:
+            return {"dp_plan": None, "dp_scaling": None}
+        return {"dp_plan": self.plan.__dict__, "dp_scaling": self.bounds}
+
+    def lineage(self, history: dict[str, Any]) -> dict[str, Any]:
+        """The version's privacy lineage, from the accountant the final checkpoint holds."""
+        if self.plan is None:
+            return {"dp": False}
+        return {
+            "dp": True,
+            "charge_id": self.charge_id,
+            **dp_lineage(
+                self.plan,
+                epsilon=float(history.get("epsilon", 0.0)),
+                steps=_steps(history),
+                bounds_source=self.bounds_source,
+            ),
+        }
+
+    def settle(self, engine: Engine, history: dict[str, Any], version: int | None) -> None:
+        """Charge the steps actually run, and the version they made, to the ledger."""
+        if self.plan is None or self.charge_id is None:
+            return
+        from inhouse.privacy import PrivacyLedger
+
+        PrivacyLedger(engine).settle(self.charge_id, steps=_steps(history), version=version)
+
+
+    def fail(self, engine: Engine) -> None:
+        """A run that died: its planned spend stays charged (its checkpoints exist)."""
+        if self.plan is None or self.charge_id is None:
+            return
+        from inhouse.privacy import PrivacyLedger
+
+        PrivacyLedger(engine).settle(
+            self.charge_id, steps=self.plan.steps, version=None, status="failed"
+        )
+
+
+def _steps(history: dict[str, Any]) -> int:
+    accountant = history.get("accountant") or {}
+    return sum(int(entry[2]) for entry in accountant.get("history", []))
+
+
+def prepare(
+    *, engine: Engine, cfg: TrainSettings, info: DatasetInfo, run_name: str, num_workers: int
+) -> PrivateRun:
+    """Plan and reserve a DP run, or check that a non-DP run may touch this data set."""
+    from inhouse.privacy import Mechanism, PrivacyLedger
+
+    ledger = PrivacyLedger(engine)
+    if not cfg.dp:
+        ledger.check_non_dp(dataset=cfg.dataset, model=cfg.model, run=run_name)
+        return PrivateRun(plan=None)
+    if info.first_id is None or info.last_id is None:
+        raise InvalidInputError(f"data set {cfg.dataset!r} has no rows to train on")
+    budget = ledger.budget(cfg.dataset)
+    delta = budget.delta if budget is not None else cfg.target_delta  # account at the budget's
+    lo, hi, source = public_bounds(
+        dataset=cfg.dataset, feature_names=info.feature_names, bounds_file=cfg.dp_bounds
+    )
+    plan = plan_dp(
+        train_rows=info.train_rows,
+        batch_size=cfg.batch_size * num_workers,
+        epochs=cfg.epochs,
+        max_grad_norm=cfg.max_grad_norm,
+        delta=delta,
+        accountant=cfg.accountant,
+        noise_multiplier=cfg.noise_multiplier,
+        target_epsilon=cfg.target_epsilon,
+    )
+    charge = ledger.reserve(
+        dataset=cfg.dataset,
+        first_id=info.first_id,
+        up_to_id=info.last_id,
+        mechanism=Mechanism(
+            noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, steps=plan.steps
+        ),
+        accountant=plan.accountant,
+        clipping=plan.max_grad_norm,
+        model=cfg.model,
+        run=run_name,
+        delta=delta,
+    )
+    return PrivateRun(
+        plan=plan,
+        charge_id=charge.id,
+        bounds=(lo.tolist(), hi.tolist()),
+        bounds_source=source,
+    )
