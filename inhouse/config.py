@@ -67,6 +67,9 @@ class ServeSettings(_Section):
     host: str = Field("127.0.0.1", description="Serve HTTP bind address (0.0.0.0 exposes it).")
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(1 * MiB, ge=1024, description="Largest request body accepted.")
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="A request body must arrive within this time (408)."
+    )
     max_instances: int = Field(1024, ge=1, description="Largest batch in one request.")
     max_batch_size: int = Field(32, ge=1, description="Dynamic batching: rows per model call.")
     batch_wait_timeout_s: float = Field(

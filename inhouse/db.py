@@ -6,6 +6,7 @@ register on :class:`Base`; :func:`create_all` makes whatever is missing (idempot
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +73,11 @@ def session_scope(engine: Engine) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+    except OperationalError as exc:  # unreachable, restarted or locked database: retryable
+        with contextlib.suppress(Exception):
+            session.rollback()
+        reason = (str(exc.orig).strip().splitlines() or ["no reason given"])[0]
+        raise UnavailableError(f"database unavailable: {reason}; retry") from exc
     except BaseException:
         session.rollback()
         raise

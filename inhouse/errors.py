@@ -7,6 +7,7 @@
     │   ├── MalformedRequestError     400  body is not parseable (bad JSON, wrong encoding)
     │   └── ConfigError               422  a setting is invalid (names the field and the fix)
     ├── PayloadTooLargeError          413  body or batch over the configured limit
+    ├── RequestTimeoutError           408  the client did not send its body in time
     ├── NotFoundError                 404
     │   ├── ModelNotFoundError        404  unknown model name / alias / version
     │   └── DatasetNotFoundError      404  unknown data set
@@ -60,6 +61,11 @@ class ConfigError(InvalidInputError):
 class PayloadTooLargeError(InhouseError):
     status_code = 413
     code = "payload_too_large"
+
+
+class RequestTimeoutError(InhouseError):
+    status_code = 408
+    code = "request_timeout"
 
 
 class NotFoundError(InhouseError):

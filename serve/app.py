@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
-from inhouse.config import Settings, load_settings
+from inhouse.config import ServeSettings, Settings, load_settings
 from inhouse.registry import validate_model_name
 from serve.explainer import Explainer
 from serve.ingress import Ingress
@@ -45,6 +45,14 @@ def settings_payload(settings: Settings) -> dict[str, Any]:
     }
 
 
+def replica_scaling(serve_cfg: ServeSettings) -> dict[str, Any]:
+    """How many model replicas: an ``autoscaling_config`` when autoscaling is on, else fixed."""
+    autoscaling = serve_cfg.autoscaling_config()
+    if autoscaling is None:
+        return {"num_replicas": serve_cfg.num_replicas}
+    return {"autoscaling_config": autoscaling}
+
+
 def build_app(args: dict[str, Any] | ServeArgs) -> Application:
     """The Serve application for ``args`` (a dict when called by ``serve run``)."""
     parsed = args if isinstance(args, ServeArgs) else ServeArgs.model_validate(args)
@@ -63,8 +71,11 @@ def build_app(args: dict[str, Any] | ServeArgs) -> Application:
         validate_model_name(name)
         handles[name] = ModelReplica.options(
             name=f"model-{name}",
-            num_replicas=serve_cfg.num_replicas,
             max_ongoing_requests=serve_cfg.max_ongoing_requests,
+            # A dead replica is noticed in ~2 s rather than Serve's default ~10 s.
+            health_check_period_s=2,
+            health_check_timeout_s=5,
+            **replica_scaling(serve_cfg),
         ).bind(name, payload, parsed.ref)
         # The explainer sidecar: its own replicas, so heavy explanations never slow
         # predictions. Work is serialised per replica: scale out with replicas.

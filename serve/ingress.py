@@ -37,6 +37,7 @@ from inhouse.errors import (
     ModelNotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
+    RequestTimeoutError,
     UnavailableError,
 )
 from inhouse.explain.request import parse_explain, server_limits
@@ -155,10 +156,19 @@ class Ingress:
             # Refuse before reading a byte of an oversized body.
             raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
         raw = bytearray()
-        async for chunk in request.stream():
-            raw.extend(chunk)
-            if len(raw) > limit:
-                break
+
+        async def read() -> None:
+            async for chunk in request.stream():
+                raw.extend(chunk)
+                if len(raw) > limit:
+                    break
+
+        try:  # a stalled client must not hold the request (and its memory) forever
+            await asyncio.wait_for(read(), timeout=self._settings.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestTimeoutError(
+                f"the request body did not arrive within {self._settings.body_timeout_s:g} s"
+            ) from None
         return parse_json(bytes(raw), max_bytes=limit)
 
     async def _ready(self, name: str) -> bool:

@@ -196,7 +196,7 @@ class AuditLog:
             try:
                 with session_scope(self._engine) as session:
                     return self._extend(session, fields)
-            except (IntegrityError, OperationalError) as exc:
+            except (IntegrityError, OperationalError, UnavailableError) as exc:
                 error = exc
                 time.sleep(min(0.005 * 2**attempt, 0.2))
         raise UnavailableError(f"cannot append to the audit log: {error}")
@@ -234,7 +234,7 @@ class AuditLog:
         try:
             with session_scope(self._engine) as session:
                 return self.append_many_in(session, events)
-        except (IntegrityError, OperationalError) as exc:
+        except (IntegrityError, OperationalError, UnavailableError) as exc:
             raise UnavailableError(f"cannot append to the audit log: {exc}") from exc
 
     def append_many_in(self, session: Session, events: Sequence[AuditEvent]) -> list[AuditEntry]:

@@ -410,9 +410,10 @@ def apply_policy(
         raise ConflictError(
             f"applying the access policy conflicts with a concurrent change; retry: {exc.orig}"
         ) from exc
-    except OperationalError as exc:
+    except (OperationalError, UnavailableError) as exc:
         raise UnavailableError(
-            f"cannot apply the access policy, the database refused: {exc.orig}; retry"
+            "cannot apply the access policy, the database refused: "
+            f"{getattr(exc, 'orig', exc)}; retry"
         ) from exc
     return PolicyDiff(tuple(changes), applied=True, digest=digest)
 

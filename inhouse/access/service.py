@@ -37,6 +37,7 @@ from inhouse.errors import (
     InvalidInputError,
     PermissionDeniedError,
     RateLimitedError,
+    UnavailableError,
 )
 
 ANONYMOUS = "-"
@@ -271,5 +272,5 @@ class AccessService(AccessAdmin):
                     .where(TokenRecord.token_id == token_id, stale)
                     .values(last_used_at=now)
                 )
-        except OperationalError:
+        except (OperationalError, UnavailableError):
             pass

@@ -17,7 +17,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from inhouse.crypto import KeyRing, decrypt, encrypt
-from inhouse.errors import InvalidInputError, StorageError
+from inhouse.errors import IntegrityError, InvalidInputError, StorageError
 from inhouse.models import build_model
 
 FILENAMES = {"safetensors": "weights.safetensors", "compressed": "model.compressed"}
@@ -75,7 +75,7 @@ def decode(
         # hash over the plaintext would only repeat that check (and cost a pass over it).
         data = decrypt(data, keyring=keyring, artifact_id=f"{model}/{filename}", version=version)
     elif hashlib.sha256(data).hexdigest() != sha256:
-        raise StorageError(f"weights of {model} v{version} do not match their hash")
+        raise IntegrityError(f"weights of {model} v{version} do not match their hash")
     if fmt == "compressed":
         from inhouse.compress import load_compressed
 

@@ -166,7 +166,7 @@ class Registry:
         """Turn ``ref`` (a version number, ``latest`` or an alias) into a version number."""
         validate_model_name(model)
         with session_scope(self.engine) as session:
-            if ref.isdigit():
+            if re.fullmatch(r"[0-9]{1,9}", ref):
                 record = session.get(ModelVersionRecord, (model, int(ref)))
                 if record is not None:
                     return record.version

@@ -4,11 +4,13 @@ A checkpoint directory holds ``model.safetensors``, ``optimizer.safetensors`` (t
 optimizer's per-parameter state flattened to ``<param index>.<key>``) and ``state.json``
 (epoch, metrics, optimizer param groups, anything JSON-serialisable the caller adds).
 With a key ring the two tensor files are envelope-encrypted (suffix ``.enc``, bound to
-``<artifact_id>/<file>`` and the epoch), so plaintext weights never reach the disk.
+``<artifact_id>/<file>`` and the epoch), so plaintext weights never reach the disk;
+without one, ``state.json`` holds their SHA-256. Every file is written atomically.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,9 @@ import torch
 from safetensors.torch import load, save
 from torch import nn
 
+from inhouse.atomic import atomic_write_bytes
 from inhouse.crypto import KeyRing, decrypt, encrypt
-from inhouse.errors import ConfigError
+from inhouse.errors import ConfigError, IntegrityError
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -33,17 +36,25 @@ def _write(
     keyring: KeyRing | None,
     artifact_id: str,
     epoch: int,
-) -> None:
+) -> str | None:
+    """Write one tensor file; returns its SHA-256 when it is stored in plaintext."""
     data = save(tensors)
     if keyring is None:
-        path.write_bytes(data)
-        return
+        atomic_write_bytes(path, data)
+        return hashlib.sha256(data).hexdigest()
     sealed = encrypt(data, keyring=keyring, artifact_id=f"{artifact_id}/{path.name}", version=epoch)
-    path.with_name(path.name + ENCRYPTED_SUFFIX).write_bytes(sealed)
+    atomic_write_bytes(path.with_name(path.name + ENCRYPTED_SUFFIX), sealed)
+    return None  # AES-GCM authenticates it
 
 
 def _read(
-    path: Path, *, keyring: KeyRing | None, artifact_id: str, epoch: int, device: str
+    path: Path,
+    *,
+    keyring: KeyRing | None,
+    artifact_id: str,
+    epoch: int,
+    device: str,
+    digests: dict[str, str],
 ) -> dict[str, torch.Tensor]:
     sealed = path.with_name(path.name + ENCRYPTED_SUFFIX)
     if sealed.exists():
@@ -57,7 +68,14 @@ def _read(
         )
     else:
         data = path.read_bytes()
-    return {k: v.to(device) for k, v in load(data).items()}
+        expected = digests.get(path.name)
+        if expected is None or hashlib.sha256(data).hexdigest() != expected:
+            raise IntegrityError(f"{path} does not match the hash in its checkpoint's state")
+    try:
+        tensors = load(data)
+    except Exception as exc:  # safetensors raises its own error types on corrupt headers
+        raise IntegrityError(f"{path} is not a valid tensor file: {exc}") from None
+    return {k: v.to(device) for k, v in tensors.items()}
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -82,7 +100,12 @@ def save_checkpoint(
     epoch = int(state.get("epoch", 0))
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
-    _write(directory / MODEL_FILE, weights, keyring=keyring, artifact_id=artifact_id, epoch=epoch)
+    digests: dict[str, str] = {}
+    digest = _write(
+        directory / MODEL_FILE, weights, keyring=keyring, artifact_id=artifact_id, epoch=epoch
+    )
+    if digest:
+        digests[MODEL_FILE] = digest
     opt_state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
@@ -93,16 +116,20 @@ def save_checkpoint(
                 tensors[name] = value.detach().contiguous().cpu()
             else:
                 scalars[name] = value
-    _write(directory / OPTIMIZER_FILE, tensors, keyring=keyring, artifact_id=artifact_id,
-           epoch=epoch)
+    digest = _write(
+        directory / OPTIMIZER_FILE, tensors, keyring=keyring, artifact_id=artifact_id, epoch=epoch
+    )
+    if digest:
+        digests[OPTIMIZER_FILE] = digest
     document = {
         "state": state,
         "param_groups": opt_state["param_groups"],
         "scalars": scalars,
         "artifact_id": artifact_id,
         "epoch": epoch,
+        "sha256": digests,
     }
-    (directory / STATE_FILE).write_text(json.dumps(document))
+    atomic_write_bytes(directory / STATE_FILE, json.dumps(document).encode())
 
 
 def load_checkpoint(
@@ -114,12 +141,18 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore weights (and optimizer state) in place; returns the caller's ``state`` dict."""
     device = str(next(unwrap(model).parameters()).device)
-    document = json.loads((directory / STATE_FILE).read_text())
+    try:
+        document = json.loads((directory / STATE_FILE).read_text())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise IntegrityError(f"{directory / STATE_FILE} is corrupt or truncated: {exc}") from None
+    if not isinstance(document, dict):
+        raise IntegrityError(f"{directory / STATE_FILE} is not a checkpoint state")
     opening = {
         "keyring": keyring,
         "artifact_id": document.get("artifact_id", "checkpoint"),
         "epoch": int(document.get("epoch", 0)),
         "device": device,
+        "digests": document.get("sha256") or {},
     }
     unwrap(model).load_state_dict(_read(directory / MODEL_FILE, **opening))
     if optimizer is not None:

@@ -79,7 +79,7 @@ def test_tampered_weights_are_not_loaded(sqlite_url: str, tmp_path: Path) -> Non
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(StorageError, match="do not match"):
+    with pytest.raises(IntegrityError, match="do not match"):
         registry.load_module(info)
 
 
