@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # torch is pinned here (a CPU build lies on disk); pyproject.toml stays general (torch>=2.6).
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install demo down test test-unit test-integration test-e2e test-reliability bench lint clean
+.PHONY: install demo down test test-unit test-integration test-e2e test-reliability test-scale bench lint clean
 
 install: $(STAMP)
 
@@ -24,20 +24,26 @@ demo: install
 down: install
 	$(BIN)/inhouse cluster down
 
+# Multi-node tests start their own clusters, so they run in a second pytest process.
 test: install
-	$(BIN)/python -m pytest -q -m "not gpu and not reliability" tests
+	$(BIN)/python -m pytest -q -m "not gpu and not reliability and not scale" tests --ignore=tests/multinode
+	$(BIN)/python -m pytest -q -m "not gpu and not scale" tests/multinode
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
 test-integration: install
-	$(BIN)/python -m pytest -q -m integration tests
+	$(BIN)/python -m pytest -q -m integration tests --ignore=tests/multinode
 
 test-e2e: install
 	$(BIN)/python -m pytest -q -m e2e tests
 
 test-reliability: install
-	$(BIN)/python -m pytest -q -m reliability tests
+	$(BIN)/python -m pytest -q -m reliability tests --ignore=tests/multinode
+
+test-scale: install
+	$(BIN)/python -m pytest -q -m scale tests --ignore=tests/multinode
+	$(BIN)/python -m pytest -q -m scale tests/multinode
 
 bench: install
 	$(BIN)/python -m benchmarks.run

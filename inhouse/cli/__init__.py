@@ -175,12 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--port", type=int, default=6006, help="TCP port (default 6006)")
 
     from inhouse.access.cli import add_access_commands
+    from inhouse.cli.tune_cmd import add_tune_command
     from inhouse.crypto.cli import add_keys_command
     from inhouse.explain.cli import add_explain_command
     from inhouse.privacy.cli import add_privacy_commands
 
     add_explain_command(commands)
     add_privacy_commands(commands)
+    add_tune_command(commands)
     add_access_commands(commands)
     add_keys_command(commands)
     commands.choices["keys"].set_defaults(handler=cmd_keys)

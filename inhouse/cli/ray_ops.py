@@ -48,6 +48,15 @@ def train_args(settings: Settings) -> list[str]:
     argv.append("--use-gpu" if cfg.use_gpu else "--no-use-gpu")
     argv.append("--promote" if cfg.promote else "--no-promote")
     argv.append("--compress" if cfg.compress else "--no-compress")
+    if cfg.dp:  # the job plans, charges the ledger and refuses before it trains
+        argv += ["--dp", "--target-delta", str(cfg.target_delta)]
+        argv += ["--max-grad-norm", str(cfg.max_grad_norm), "--accountant", cfg.accountant]
+        if cfg.noise_multiplier is not None:
+            argv += ["--noise-multiplier", str(cfg.noise_multiplier)]
+        if cfg.target_epsilon is not None:
+            argv += ["--target-epsilon", str(cfg.target_epsilon)]
+        if cfg.dp_bounds is not None:
+            argv += ["--dp-bounds", str(cfg.dp_bounds.resolve())]
     return argv
 
 
