@@ -112,3 +112,15 @@ def test_bounds_are_required_and_checked(tmp_path: Path) -> None:
     model = build_model(MLPSpec(input_dim=1, hidden=[], num_classes=2).model_dump())
     model[0].set_bounds(lo, hi)  # type: ignore[operator]
     assert model[0](torch.tensor([[0.0], [10.0]])).flatten().tolist() == [-1.0, 1.0]
+
+
+@pytest.mark.gpu
+def test_private_training_runs_on_cuda() -> None:
+    data = _digits_like()
+    plan = _plan(train_rows=len(data), batch_size=64, epochs=1, noise_multiplier=1.0)
+    model = build_model(MLPSpec(input_dim=8, hidden=[16], num_classes=2).model_dump()).cuda()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    private = make_private(model=model, optimizer=opt, dataset=data, plan=plan, distributed=False)
+    train_one_epoch(private.model, private.loader, private.optimizer)
+    assert private.steps() == plan.steps and private.epsilon(plan.delta) > 0
+    assert next(model.parameters()).is_cuda
