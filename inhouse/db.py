@@ -55,6 +55,7 @@ def create_all(engine: Engine) -> None:
     """Create every registered table that does not exist yet."""
     # Import the modules that define tables so they are registered on Base.
     import inhouse.access.records  # noqa: F401
+    import inhouse.coordinator.state  # noqa: F401
     import inhouse.data.table  # noqa: F401
     import inhouse.privacy.records  # noqa: F401
     import inhouse.registry.records  # noqa: F401

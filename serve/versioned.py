@@ -1,16 +1,30 @@
 """What the model replica and the explainer sidecar share: one registry version of one model,
-loaded (decrypted in memory) at start and switched by Serve's ``reconfigure``."""
+loaded (decrypted in memory) at start and switched by Serve's ``reconfigure``.
+
+A replica that serves an alias (``champion``) also follows it: a daemon thread re-resolves the
+alias every second and loads a new version beside the old one, which keeps answering until
+the switch, so a promotion or rollback by the coordinator reaches every replica within about a
+second without a failed request.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
+import threading
+import time
 from typing import Any
 
 import torch
 
 from inhouse import services
 from inhouse.config import Settings, load_settings
-from inhouse.errors import InvalidInputError
+from inhouse.errors import InhouseError, InvalidInputError
 from inhouse.registry import ModelVersion
+
+ALIAS_POLL_S = 1.0
+_log = logging.getLogger(__name__)
 
 
 class VersionedModel:
@@ -25,18 +39,35 @@ class VersionedModel:
         self._settings = load_settings(**settings)
         self._registry = services.registry(self._settings)
         self._model_name = model
+        self._ref = ref
+        self._switch = threading.Lock()
         self._load(ref)
+        threading.Thread(target=self._follow_alias, daemon=True, name="follow-alias").start()
 
     def _load(self, ref: str) -> None:
-        info = self._registry.get(self._model_name, ref)
-        self._module = self._registry.load_module(info)
-        self._info = info
+        with self._switch:
+            info = self._registry.get(self._model_name, ref)
+            if getattr(self, "_info", None) is not None and info.version == self._info.version:
+                return
+            module = self._registry.load_module(info)
+            self._module, self._info = module, info
+
+    def _follow_alias(self) -> None:
+        """Reload when the served alias moves (promotion, rollback); pinned versions stay."""
+        while True:
+            time.sleep(ALIAS_POLL_S)
+            ref = self._ref
+            if re.fullmatch(r"[0-9]+", ref):
+                continue
+            with contextlib.suppress(InhouseError):  # database briefly away: keep serving
+                if self._registry.resolve(self._model_name, ref) != self._info.version:
+                    _log.info("%s: %s moved; loading it", self._model_name, ref)
+                    self._load(ref)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve a different version: ``{"ref": "champion" | "<n>"}``."""
-        ref = str(user_config.get("ref", "champion"))
-        if ref != str(self._info.version):
-            self._load(ref)
+        self._ref = str(user_config.get("ref", "champion"))
+        self._load(self._ref)
 
     def _model_metadata(self) -> dict[str, Any]:
         spec = self._info.spec

@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from inhouse.access.cli import add_access_commands
     from inhouse.cli.tune_cmd import add_tune_command
+    from inhouse.coordinator.cli import add_coordinator_commands
     from inhouse.crypto.cli import add_keys_command
     from inhouse.explain.cli import add_explain_command
     from inhouse.privacy.cli import add_privacy_commands
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_command(commands)
     add_privacy_commands(commands)
     add_tune_command(commands)
+    add_coordinator_commands(commands)
     add_access_commands(commands)
     add_keys_command(commands)
     commands.choices["keys"].set_defaults(handler=cmd_keys)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import threading
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -245,3 +246,47 @@ def test_explain_needs_the_explain_permission(client: httpx.Client, registered: 
     with httpx.Client(base_url=settings.serve_url, timeout=30, headers=headers) as limited:
         assert limited.post(f"/v1/models/{MODEL}:predict", json=body).status_code == 200
         assert limited.post(f"/v1/models/{MODEL}:explain", json=body).status_code == 403
+
+
+def test_replicas_follow_promotion_and_rollback_without_a_failed_request(
+    registered: tuple[Settings, torch.Tensor, torch.Tensor], client: httpx.Client
+) -> None:
+    """The coordinator only moves the champion alias; every replica must follow it."""
+    settings, x, _ = registered
+    registry = services.registry(settings)
+    old = registry.get(MODEL)
+    new = registry.register(
+        MODEL,
+        module=registry.load_module(old),
+        spec=old.spec,
+        metrics=old.metrics,
+        lineage={"dataset": "digits", "parent": {"version": old.version}},
+    )
+    body = _v2(x[:2].tolist())
+    statuses: list[int] = []
+    seen: set[str] = set()
+
+    done = threading.Event()
+
+    def steady() -> None:
+        while not done.is_set():
+            response = client.post(f"/v2/models/{MODEL}/infer", json=body)
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                seen.add(response.json()["model_version"])
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        load = [pool.submit(steady) for _ in range(2)]
+        registry.set_alias(MODEL, "champion", new.version)  # promotion
+        wait_for(lambda: str(new.version) in seen, timeout_s=30, what="the new champion served")
+        registry.set_alias(MODEL, "champion", old.version)  # rollback
+        wait_for(
+            lambda: client.post(f"/v2/models/{MODEL}/infer", json=body).json()["model_version"]
+            == str(old.version),
+            timeout_s=30,
+            what="the rolled-back champion served",
+        )
+        done.set()
+        for future in load:
+            future.result()
+    assert str(new.version) in seen and set(statuses) == {200}

@@ -1,0 +1,159 @@
+"""The coordinator as a detached, named Ray actor: a thin loop around the plain Coordinator.
+
+One actor per model, named ``coordinator-<model>`` in the ``inhouse`` namespace (visible in
+the Ray dashboard's Actors tab), ``max_restarts=-1``: Ray restarts it after a crash or a
+kill, and it resumes from the state committed in the database (watermark, job in flight).
+The loop polls the data stream (SQLite or PostgreSQL, by ``max(id)``; no LISTEN/NOTIFY) every
+``poll_s`` seconds, or at once after :meth:`CoordinatorActor.wake`. Retrains run in-process
+(``jobs.retrain.run_retrain``); custom metrics go to Prometheus through ``ray.util.metrics``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+import traceback
+from typing import Any
+
+import ray
+from ray.util.metrics import Counter, Gauge
+
+from inhouse import services
+from inhouse.config import Settings, load_settings
+from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
+from inhouse.coordinator.service import Coordinator, StepReport
+from jobs.retrain import run_retrain
+
+NAMESPACE = "inhouse"
+log = logging.getLogger(__name__)
+
+
+def actor_name(model: str) -> str:
+    return f"coordinator-{model}"
+
+
+def settings_payload(settings: Settings) -> dict[str, Any]:
+    """What the actor needs to rebuild the settings on any node."""
+    return {
+        "home": str(settings.home),
+        "database_url": settings.database_url,
+        "security": settings.security.model_dump(mode="json"),
+    }
+
+
+class _Metrics:
+    """The actor's Prometheus series, tagged by model."""
+
+    def __init__(self, model: str) -> None:
+        tags = ("model",)
+        self.tags = {"model": model}
+        self.rows = Counter(
+            "inhouse_coordinator_rows_ingested", "Training rows consumed.", tag_keys=tags
+        )
+        self.retrains = Counter(
+            "inhouse_coordinator_retrains", "Retrains run, by outcome.", tag_keys=(*tags, "outcome")
+        )
+        self.promotions = Counter(
+            "inhouse_coordinator_promotions", "Candidates promoted.", tag_keys=tags
+        )
+        self.rollbacks = Counter("inhouse_coordinator_rollbacks", "Rollbacks seen.", tag_keys=tags)
+        self.epsilon = Counter(
+            "inhouse_coordinator_epsilon_spent", "DP epsilon of retrains.", tag_keys=tags
+        )
+        self.watermark = Gauge(
+            "inhouse_coordinator_watermark", "Last row id consumed.", tag_keys=tags
+        )
+
+    def record(self, report: StepReport, watermark: int) -> None:
+        kinds = [e.kind for e in report.events]
+        self.watermark.set(watermark, tags=self.tags)
+        if report.measured is not None or report.action == "failed":
+            self.retrains.inc(1, tags={**self.tags, "outcome": report.action})
+        if report.measured is not None:
+            rows = report.measured.extra.get("new_train_rows", 0)
+            self.rows.inc(max(0, int(rows)), tags=self.tags)
+            self.epsilon.inc(float(report.measured.extra.get("epsilon") or 0.0), tags=self.tags)
+        if "promoted" in kinds:
+            self.promotions.inc(1, tags=self.tags)
+        if "champion_changed" in kinds:
+            self.rollbacks.inc(1, tags=self.tags)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
+class CoordinatorActor:
+    """Runs :class:`Coordinator` steps for one model until its state says ``stopped``."""
+
+    def __init__(self, model: str, payload: dict[str, Any]) -> None:
+        settings = load_settings(**payload)
+        engine = services.engine(settings)
+        state = CoordinatorStore(engine).load(model)
+        self.settings = CoordinatorSettings.parse(state.settings)
+        self.coordinator = Coordinator(
+            engine=engine,
+            registry=services.registry(settings),
+            settings=self.settings,
+            retrain=functools.partial(run_retrain, settings),
+        )
+        self.metrics = _Metrics(model)
+        self.started_at = time.time()
+        self.steps = 0
+        self.last: dict[str, Any] = {}
+        self.errors = 0
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="coordinator", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                report = self.coordinator.step()
+                state = self.coordinator.store.load(self.settings.model)
+                self.metrics.record(report, state.watermark)
+                self.last = {"action": report.action, "reason": report.reason, "at": time.time()}
+                if report.action == "stop":
+                    return
+            except Exception:  # a database hiccup: keep going, the state is durable
+                self.errors += 1
+                self.last = {"action": "error", "reason": traceback.format_exc(limit=3)}
+                log.exception("coordinator step failed")
+            self.steps += 1
+            self._wake.wait(timeout=self.settings.poll_s)
+            self._wake.clear()
+
+    def wake(self) -> bool:
+        """Poll now instead of at the next interval (after a manual retrain request)."""
+        self._wake.set()
+        return True
+
+    def info(self) -> dict[str, Any]:
+        """Liveness and the last step, for ``inhouse coordinator status``."""
+        return {
+            "model": self.settings.model,
+            "pid": os.getpid(),
+            "running": self._thread.is_alive(),
+            "started_at": self.started_at,
+            "steps": self.steps,
+            "errors": self.errors,
+            "last": self.last,
+        }
+
+
+def start_actor(settings: Settings, model: str) -> Any:
+    """Create (or find) the detached actor of ``model``; the caller is a connected driver."""
+    return CoordinatorActor.options(  # type: ignore[attr-defined]
+        name=actor_name(model),
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(model, settings_payload(settings))
+
+
+def find_actor(model: str) -> Any | None:
+    """The running actor of ``model``, or None."""
+    try:
+        return ray.get_actor(actor_name(model), namespace=NAMESPACE)
+    except ValueError:
+        return None

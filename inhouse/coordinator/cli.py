@@ -1,0 +1,181 @@
+"""``inhouse coordinator start|status|stop``, ``inhouse retrain`` and ``inhouse rollback``.
+
+State changes (start, stop, manual retrain, rollback) are database writes, so they work whether
+or not the actor is running; Ray is imported lazily, only to start, wake or stop the actor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from inhouse.config import Settings
+from inhouse.coordinator import control
+from inhouse.coordinator.settings import CoordinatorSettings
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+# flag -> (settings field, type, help)
+_START_FLAGS: dict[str, tuple[str, Any, str]] = {
+    "--dataset": ("dataset", str, "data set streamed from (default digits)"),
+    "--min-rows": ("min_rows", int, "retrain after this many new training rows (default 200)"),
+    "--interval": ("interval_s", float, "retrain at least every this many seconds"),
+    "--cron": ("cron", str, "cron schedule of retrains, e.g. '0 3 * * *'"),
+    "--drift-threshold": ("drift_threshold", float, "retrain when a feature's drift exceeds it"),
+    "--drift-test": ("drift_test", str, "psi (default) or ks"),
+    "--epochs": ("epochs", int, "epochs of each incremental retrain (default 8)"),
+    "--lr": ("lr", float, "learning rate of the warm start (default 3e-3)"),
+    "--replay-ratio": ("replay_ratio", float, "older rows replayed per new row (default 4)"),
+    "--trainable-layers": ("trainable_layers", int, "train only the last N Linear layers"),
+    "--max-accuracy-drop": ("max_accuracy_drop", float, "gate: points lost allowed (0.5)"),
+    "--max-latency-ratio": ("max_latency_ratio", float, "gate: slowdown allowed (3.0)"),
+    "--min-importance-spearman": (
+        "min_importance_spearman",
+        float,
+        "gate: flag for review below this rank correlation (0.5)",
+    ),
+    "--poll": ("poll_s", float, "seconds between stream polls (default 2)"),
+}
+
+
+def _connect(settings: Settings) -> None:
+    from inhouse import local_cluster
+    from inhouse.errors import UnavailableError
+
+    if not local_cluster.dashboard_up(settings):
+        raise UnavailableError(
+            f"no cluster answers at {settings.ray.dashboard_url}; run `inhouse cluster up`"
+        )
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            address=f"127.0.0.1:{settings.ray.gcs_port}",
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+
+
+def _authorize(settings: Settings, action: str, model: str, detail: str) -> None:
+    from inhouse.cli.commands import authorize
+
+    authorize(settings, action=action, resource=model, detail=detail)
+
+
+def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
+    values: dict[str, Any] = {"model": args.model}
+    for field, _type, _help in _START_FLAGS.values():
+        value = getattr(args, field)
+        if value is not None:
+            values[field] = value
+    if args.no_min_rows:
+        values["min_rows"] = None
+    if args.dp:
+        values["dp"] = True
+    cs = CoordinatorSettings.parse(values)
+    _authorize(settings, "train:submit", args.model, "coordinator start")
+    from inhouse import services
+
+    state = control.start(services.registry(settings), cs)
+    _connect(settings)
+    import ray
+
+    from actors.coordinator import start_actor
+
+    actor = start_actor(settings, args.model)
+    info = ray.get(actor.info.remote(), timeout=120)
+    print(
+        f"coordinator of {args.model} running (actor coordinator-{args.model}, pid {info['pid']}); "
+        f"watermark: row {state.watermark}, champion v{state.champion_version}"
+    )
+    print(f"watch it in the Ray dashboard: {settings.ray.dashboard_url}/#/actors")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse import services
+
+    report = control.status(services.engine(settings), args.model, history=args.history)
+    try:
+        _connect(settings)
+        import ray
+
+        from actors.coordinator import find_actor
+
+        actor = find_actor(args.model)
+        report["actor"] = None if actor is None else ray.get(actor.info.remote(), timeout=30)
+    except Exception as exc:  # no cluster: the database still answers
+        report["actor"] = f"unreachable: {exc}"
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse import services
+
+    _authorize(settings, "train:submit", args.model, "coordinator stop")
+    state = control.stop(services.engine(settings), args.model)
+    _connect(settings)
+    import ray
+
+    from actors.coordinator import find_actor
+
+    actor = find_actor(args.model)
+    if actor is not None:
+        ray.kill(actor, no_restart=True)
+    print(f"coordinator of {args.model} stopped at watermark row {state.watermark}")
+    return 0
+
+
+def cmd_retrain(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse import services
+
+    _authorize(settings, "train:submit", args.model, "manual retrain")
+    request = control.request_retrain(services.engine(settings), args.model)
+    try:
+        _connect(settings)
+        from actors.coordinator import find_actor
+
+        actor = find_actor(args.model)
+        if actor is not None:
+            actor.wake.remote()
+    except Exception:  # the request is durable: a (re)started actor sees it
+        pass
+    print(f"retrain of {args.model} requested (request {request}); see `coordinator status`")
+    return 0
+
+
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse import services
+
+    _authorize(settings, "model:deploy", args.model, "rollback")
+    was, now = control.rollback(services.engine(settings), args.model)
+    print(f"{args.model}: champion rolled back from v{was} to v{now}")
+    return 0
+
+
+def _leaf(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    parser.add_argument("model", help="registry model name")
+    return parser
+
+
+def add_coordinator_commands(commands: Any) -> None:
+    """Register ``coordinator …``, ``retrain`` and ``rollback`` on the ``inhouse`` sub-parsers."""
+    help_text = "keep a model up to date from its data stream (retrain, gate, promote)"
+    group = commands.add_parser("coordinator", help=help_text, description=help_text)
+    acts = group.add_subparsers(dest="coordinator_action", required=True, metavar="ACTION")
+    start = _leaf(acts, "start", cmd_start, "start (or resume) the model's coordinator actor")
+    for flag, (field, kind, text) in _START_FLAGS.items():
+        start.add_argument(flag, dest=field, type=kind, default=None, help=text)
+    start.add_argument("--no-min-rows", action="store_true", help="turn the row trigger off")
+    start.add_argument("--dp", action="store_true", help="DP-SGD retrains charged to the ledger")
+    status = _leaf(acts, "status", cmd_status, "state, actor and recent history (JSON)")
+    status.add_argument("--history", type=int, default=10, help="events shown (default 8)")
+    _leaf(acts, "stop", cmd_stop, "stop the coordinator (its state is kept)")
+    _leaf(commands, "retrain", cmd_retrain, "ask the coordinator to retrain now")
+    _leaf(commands, "rollback", cmd_rollback, "make the previous champion the champion again")

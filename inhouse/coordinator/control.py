@@ -1,0 +1,143 @@
+"""What users do to a coordinator, Ray-free: start (register), stop, request a retrain, roll back.
+
+Rollback moves the ``champion`` alias back to ``previous`` at once, in one transaction with its
+history event; replicas that follow the alias serve it from their next refresh. ``previous``
+then points at the champion before that one (from the promotion history), so repeated
+rollbacks walk back through the promotions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from inhouse.coordinator.settings import CoordinatorSettings
+from inhouse.coordinator.state import (
+    CoordinatorEventRecord,
+    CoordinatorState,
+    CoordinatorStore,
+    Event,
+)
+from inhouse.db import session_scope
+from inhouse.errors import ConflictError, InvalidInputError, ModelNotFoundError
+from inhouse.registry import Registry
+from inhouse.registry.records import AliasRecord
+
+MANUAL = "retrain_requested"
+
+
+def initial_watermark(registry: Registry, model: str) -> tuple[int, int]:
+    """The champion's version and the last row id its training consumed."""
+    try:
+        champion = registry.get(model, "champion")
+    except ModelNotFoundError:
+        raise InvalidInputError(
+            f"model {model!r} has no champion to keep up to date; train one first "
+            f"(`inhouse train --model {model}`)"
+        ) from None
+    rows = champion.lineage.get("rows") or {}
+    return champion.version, int(rows.get("up_to_id") or 0)
+
+
+def start(registry: Registry, settings: CoordinatorSettings) -> CoordinatorState:
+    """Create or re-enable a model's coordinator state (keeping its watermark and history)."""
+    store = CoordinatorStore(registry.engine)
+    for _attempt in range(5):
+        state = store.get(settings.model)
+        if state is None:
+            champion, watermark = initial_watermark(registry, settings.model)
+            fresh = CoordinatorState(
+                model=settings.model,
+                dataset=settings.dataset,
+                settings=settings.model_dump(mode="json"),
+                watermark=watermark,
+                last_run_at=time.time(),
+                champion_version=champion,
+            )
+            try:
+                return store.create(fresh, events=[Event("started", {"watermark": watermark})])
+            except ConflictError:
+                continue
+        running = state.replace(
+            status="running", settings=settings.model_dump(mode="json"), dataset=settings.dataset
+        )
+        try:
+            return store.commit(running, events=[Event("started", {"watermark": state.watermark})])
+        except ConflictError:
+            continue
+    raise ConflictError(f"coordinator state of {settings.model!r} keeps changing; retry")
+
+
+def stop(engine: Engine, model: str) -> CoordinatorState:
+    """Mark the coordinator stopped (a running actor exits at its next step)."""
+    store = CoordinatorStore(engine)
+    for _attempt in range(5):
+        state = store.load(model)
+        try:
+            return store.commit(state.replace(status="stopped"), events=[Event("stopped")])
+        except ConflictError:
+            continue
+    raise ConflictError(f"coordinator state of {model!r} keeps changing; retry")
+
+
+def request_retrain(engine: Engine, model: str, *, actor: str = "cli") -> int:
+    """Ask for a retrain at the next step (consumed once); returns the request's event id."""
+    store = CoordinatorStore(engine)
+    store.load(model)
+    return store.record(model, MANUAL, {"actor": actor})
+
+
+def _before(session: Any, model: str, version: int) -> int | None:
+    """The champion that ``version``'s latest promotion replaced."""
+    rows = session.scalars(
+        select(CoordinatorEventRecord)
+        .where(
+            CoordinatorEventRecord.model == model,
+            CoordinatorEventRecord.kind.in_(["promoted", "rollback"]),
+        )
+        .order_by(CoordinatorEventRecord.id.desc())
+    )
+    for row in rows:
+        detail = dict(row.detail)
+        if row.kind == "promoted" and detail.get("candidate_version") == version:
+            before = detail.get("champion_version")
+            return int(before) if before is not None else None
+    return None
+
+
+def rollback(engine: Engine, model: str, *, actor: str = "cli") -> tuple[int, int]:
+    """Point ``champion`` back at ``previous`` now; returns ``(from_version, to_version)``."""
+    with session_scope(engine) as session:
+        champion = session.get(AliasRecord, (model, "champion"))
+        previous = session.get(AliasRecord, (model, "previous"))
+        if champion is None or previous is None:
+            raise ConflictError(f"model {model!r} has no previous champion to roll back to")
+        was, now = champion.version, previous.version
+        champion.version = now
+        earlier = _before(session, model, now)
+        if earlier is None or earlier == now:
+            session.delete(previous)
+        else:
+            previous.version = earlier
+        session.add(
+            CoordinatorEventRecord(
+                model=model,
+                at=time.time(),
+                kind="rollback",
+                detail={"from": was, "to": now, "previous": earlier, "actor": actor},
+            )
+        )
+    return was, now
+
+
+def status(engine: Engine, model: str, *, history: int = 10) -> dict[str, Any]:
+    """The state and recent history of a model's coordinator, JSON-ready."""
+    store = CoordinatorStore(engine)
+    state = store.load(model)
+    return {
+        **{k: v for k, v in state.__dict__.items() if k != "settings"},
+        "settings": state.settings,
+        "history": [e.__dict__ for e in store.history(model, limit=history)],
+    }

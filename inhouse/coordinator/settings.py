@@ -1,0 +1,95 @@
+"""Per-model settings of the coordinator: triggers, incremental retraining, the gate, backoff.
+
+Stored as JSON with the model's coordinator state, so a restarted actor runs under exactly the
+settings it was started with. ``inhouse coordinator start`` fills them from its flags.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from inhouse.errors import ConfigError
+
+
+class CoordinatorSettings(BaseModel):
+    """How one model is kept up to date from its data stream."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="Registry model kept up to date.")
+    dataset: str = Field("digits", description="Data set (SQL table) streamed from.")
+    poll_s: float = Field(2.0, gt=0, le=3600, description="Seconds between stream polls.")
+    # --- triggers
+    min_rows: int | None = Field(
+        200, ge=1, description="Retrain once this many new training rows arrived (None: off)."
+    )
+    interval_s: float | None = Field(
+        None, gt=0, description="Retrain at most this long after the last one (None: off)."
+    )
+    cron: str | None = Field(None, description="Cron expression of scheduled retrains.")
+    drift_threshold: float | None = Field(
+        None, gt=0, description="Retrain when the largest per-feature drift exceeds this."
+    )
+    drift_test: Literal["psi", "ks"] = Field("psi", description="Drift statistic per feature.")
+    drift_min_rows: int = Field(
+        50, ge=5, description="New rows needed before drift is measured at all."
+    )
+    drift_reference_rows: int = Field(
+        2000, ge=10, description="Most training rows (latest first) drift is measured against."
+    )
+    # --- incremental retraining
+    epochs: int = Field(8, ge=1, le=1000, description="Epochs over new rows + replay sample.")
+    lr: float = Field(3e-3, gt=0, le=10, description="Adam learning rate of the warm start.")
+    batch_size: int = Field(128, ge=1, le=65_536, description="Rows per step of the retrain.")
+    replay_ratio: float = Field(
+        4.0, ge=0, le=100, description="Older rows replayed per new row (against forgetting)."
+    )
+    trainable_layers: int | None = Field(
+        None, ge=1, description="Train only the last N Linear layers (None: all)."
+    )
+    compress: bool = Field(True, description="Compress the candidate like the champion was.")
+    seed: int = 0
+    threads: int = Field(1, ge=1, le=256, description="torch threads of an in-process retrain.")
+    dp: bool = Field(False, description="DP-SGD retrain, charged to the privacy ledger.")
+    noise_multiplier: float | None = Field(None, gt=0)
+    target_epsilon: float | None = Field(None, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    # --- gate
+    max_accuracy_drop: float = Field(
+        0.5, ge=0, le=100, description="Gate: accuracy points the candidate may lose."
+    )
+    max_latency_ratio: float = Field(
+        3.0, gt=0, description="Gate: candidate / champion latency allowed (noisy on 2 cores)."
+    )
+    min_importance_spearman: float = Field(
+        0.5, ge=-1, le=1, description="Gate: below this rank correlation, flag for review."
+    )
+    # --- failures
+    backoff_base_s: float = Field(10.0, gt=0, description="First wait after a failed retrain.")
+    backoff_max_s: float = Field(900.0, gt=0, description="Longest wait after failures.")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression (e.g. '0 * * * *')")
+        return value
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> CoordinatorSettings:
+        """Validate ``data``; a bad field raises ConfigError naming the field and the flag."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "(root)"
+            flag = "--" + field.replace("_", "-")
+            raise ConfigError(
+                f"coordinator.{field}: {first['msg']} (got {first.get('input')!r}; set {flag})"
+            ) from None
