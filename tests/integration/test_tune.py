@@ -14,7 +14,7 @@ from inhouse.data import seed
 from inhouse.errors import ConfigError
 from inhouse.registry import Registry
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.scale]
 
 MODEL = "digits_tuned"
 

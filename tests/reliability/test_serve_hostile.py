@@ -34,7 +34,7 @@ from tests.reliability.serving import (
     v2_body,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 OPENAPI = ingress_app.openapi()
 PUBLIC = {"/v2/health/live", "/v2/health/ready", "/v2"}  # everything else needs a token
 EXPECTED = {"none": 401, "malformed": 401, "expired": 401, "revoked": 401, "wrong_scope": 403,

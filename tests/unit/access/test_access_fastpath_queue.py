@@ -146,7 +146,8 @@ def test_outage_keeps_entries_then_fails_closed_then_recovers(
         fast.authorize(None, request_id="refused-anon", **PREDICT)
     assert fast.queue.pending == 5
     outage.down = False
-    assert fast.flush() == 5 and fast.queue.failures == 0
+    fast.flush()  # the flush thread's retry may have written them first: either way, all 5
+    assert fast.queue.pending == 0 and fast.queue.failures == 0
     fast.authorize(alice, request_id="r5", **PREDICT)
     fast.close()
     ids = [r.request_id for r in audit_rows(engine) if r.request_id]
