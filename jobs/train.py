@@ -355,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if any(a.split("=")[0] in ("--model-dir", "--base") for a in arguments):
+        from jobs import train_text  # a transformer: the text fine-tuning job
+
+        return train_text.main(arguments)
     args = build_parser().parse_args(argv)
     settings = load_settings(config_file=args.config, train=section_overrides(args, TrainSettings))
     if not ray.is_initialized():

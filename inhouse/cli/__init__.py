@@ -179,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     from inhouse.coordinator.cli import add_coordinator_commands
     from inhouse.crypto.cli import add_keys_command
     from inhouse.explain.cli import add_explain_command
+    from inhouse.models.cli import add_text_commands
     from inhouse.privacy.cli import add_privacy_commands
 
     add_explain_command(commands)
+    add_text_commands(commands)  # after the data and models groups exist
     add_privacy_commands(commands)
     add_tune_command(commands)
     add_coordinator_commands(commands)

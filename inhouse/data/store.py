@@ -171,6 +171,11 @@ def read_rows(
 ) -> Rows:
     """Read rows with ``after_id < id <= up_to_id`` (both optional), ordered by id."""
     record = get_dataset(engine, name)
+    if record.kind != "tabular":
+        raise InvalidInputError(
+            f"data set {name!r} holds {record.kind} rows; read it with "
+            "inhouse.data.text_import.read_text_rows"
+        )
     table = rows_table(name)
     query = select(table.c.id, table.c.features, table.c.label).order_by(table.c.id)
     if split is not None:

@@ -15,6 +15,10 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     kind = spec.get("kind")
     if kind == "mlp":
         return build_mlp(MLPSpec.model_validate(spec))
+    if kind == "hf_text":
+        from inhouse.models.text import build_text_model  # transformers only when needed
+
+        return build_text_model(spec)
     raise InvalidInputError(f"unknown model kind {kind!r}")
 
 

@@ -1,0 +1,243 @@
+"""Framework-free pieces of text fine-tuning, shared by ``jobs/train_text.py`` and the benchmark.
+
+:class:`TextTrainOptions` is the typed configuration (flags generated from it);
+:func:`start_model` builds the model a run starts from (a local directory or a registered
+version) and applies the incremental method; :func:`train_epoch` runs one epoch over this
+worker's shard with dynamic padding, mixed precision on CUDA only, and a linear schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from torch import nn
+
+from inhouse.config import Settings
+from inhouse.data.text_import import TextRows
+from inhouse.errors import ConfigError, InvalidInputError
+from inhouse.flags import add_section_flags, section_overrides
+
+Method = Literal["full", "head", "lora"]
+DEFAULT_LR = {"full": 5e-5, "head": 2e-3, "lora": 1e-3}
+
+
+class TextTrainOptions(BaseModel):
+    """What a text fine-tuning run does; every field is a ``--flag`` of the job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(description="text data set to train on (inhouse data import)")
+    model: str = Field(description="registry model name the result is registered under")
+    model_dir: str | None = Field(None, description="local Hugging Face directory to start from")
+    base: str | None = Field(None, description="registered text model to start from: NAME[:REF]")
+    method: Method = Field("full", description="full fine-tune, head-only or lora adapter")
+    epochs: int = Field(2, ge=1, le=100)
+    batch_size: int = Field(32, ge=1, le=4096, description="examples per step per worker")
+    lr: float | None = Field(None, gt=0, le=1, description="learning rate (default per method)")
+    warmup: float = Field(0.1, ge=0, lt=1, description="share of steps with a rising rate")
+    max_length: int = Field(64, ge=4, le=512, description="tokens per text")
+    train_limit: int | None = Field(None, ge=1, description="train on a seeded subsample")
+    probe_rows: int = Field(256, ge=1, description="test rows scored after each epoch")
+    num_workers: int = Field(2, ge=1, le=256)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    threads_per_worker: int = Field(1, ge=1, le=64)
+    use_gpu: bool = Field(False, description="train on GPUs (mixed precision bf16/fp16)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations: less memory")
+    dp: bool = Field(False, description="DP-SGD through Opacus (refused where it cannot run)")
+    lora_r: int = Field(8, ge=1, le=256)
+    lora_alpha: int = Field(16, ge=1)
+    compress: bool = Field(True, description="also register the int8 version (full method)")
+    quantize_embeddings: bool = Field(True, description="int8 embeddings too (smaller file)")
+    max_accuracy_drop: float = Field(0.5, ge=0, description="gate for serving the int8 version")
+    promote: bool = Field(True, description="point the champion alias at the result")
+    seed: int = 0
+    max_failures: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _one_start(self) -> TextTrainOptions:
+        if (self.model_dir is None) == (self.base is None):
+            raise ValueError("give exactly one of --model-dir and --base")
+        if self.method != "full" and self.base is None:
+            raise ValueError(
+                f"--method {self.method} trains an adapter against a registered base: import the "
+                "directory first (inhouse models import DIR --name NAME) and pass --base NAME"
+            )
+        return self
+
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    @classmethod
+    def add_flags(cls, parser: argparse.ArgumentParser) -> None:
+        add_section_flags(parser, cls)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TextTrainOptions:
+        try:
+            return cls.model_validate(section_overrides(args, cls))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "options"
+            raise ConfigError(f"{where}: {first['msg']}") from None
+
+
+def refuse_dp(model: nn.Module) -> None:
+    """Say why DP-SGD does not run on this text model (Opacus's own reasons when it has any)."""
+    from opacus.validators import ModuleValidator
+
+    problems = [str(error) for error in ModuleValidator.validate(model, strict=False)]
+    reason = (
+        "; ".join(problems)
+        if problems
+        else (
+            "its layers pass Opacus's validator, but DP-SGD for text is not wired to the privacy "
+            "ledger (per-sample gradients through the embeddings, Poisson batches of token ids)"
+        )
+    )
+    raise ConfigError(f"--dp is not available for text models: {reason}")
+
+
+def start_model(
+    settings: Settings, options: TextTrainOptions, class_names: list[str]
+) -> tuple[nn.Module, Any, dict[str, Any], Any]:
+    """``(model, tokenizer, spec, base_version)`` a run starts from, method applied.
+
+    The seed is set first so every worker draws the same new head.
+    """
+    from inhouse import services
+    from inhouse.models.lora import float_version, load_text, lora_config, prepare_incremental
+    from inhouse.models.text import classifier_from, classifier_from_dir
+
+    torch.manual_seed(options.seed)
+    base = None
+    if options.model_dir is not None:
+        model, tokenizer, spec = classifier_from_dir(
+            options.model_dir, class_names=class_names, max_length=options.max_length
+        )
+    else:
+        name, _, ref = str(options.base).partition(":")
+        registry = services.registry(settings)
+        base = float_version(registry, registry.get(name, ref or "champion"))
+        if base.spec.get("role") == "adapter":
+            raise InvalidInputError(f"{name} v{base.version} is an adapter; name its base instead")
+        start, tokenizer, base_spec = load_text(registry, base)
+        torch.manual_seed(options.seed)
+        model, spec = classifier_from(
+            start, base_spec, class_names=class_names, max_length=options.max_length
+        )
+    if options.method != "full":
+        prepare_incremental(
+            model, options.method, lora=lora_config(r=options.lora_r, alpha=options.lora_alpha)
+        )
+    if options.dp:
+        refuse_dp(model)
+    if options.gradient_checkpointing:
+        hf: Any = getattr(model, "hf")
+        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tokenizer, spec, base
+
+
+def shard(
+    rows: TextRows, *, options: TextTrainOptions, epoch: int, rank: int, world: int
+) -> list[int]:
+    """This worker's row indices for ``epoch``: seeded subsample, shuffled, split by rank."""
+    order = list(range(len(rows)))
+    if options.train_limit is not None and options.train_limit < len(order):
+        order = sorted(random.Random(options.seed).sample(order, options.train_limit))
+    random.Random(options.seed * 1000 + epoch).shuffle(order)
+    per_worker = len(order) // world  # equal step counts keep DDP's collectives in step
+    return order[rank * per_worker : (rank + 1) * per_worker]
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU has it, else fp16; ``None`` (full precision) off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def train_epoch(
+    model: nn.Module,
+    tokenizer: Any,
+    rows: TextRows,
+    optimizer: torch.optim.Optimizer,
+    *,
+    options: TextTrainOptions,
+    epoch: int,
+    rank: int = 0,
+    world: int = 1,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """One epoch over this worker's shard; returns loss sum, correct and seen counts."""
+    from inhouse.models.text import encode_texts
+
+    device = device or torch.device("cpu")
+    indices = shard(rows, options=options, epoch=epoch, rank=rank, world=world)
+    steps = math.ceil(len(indices) / options.batch_size)
+    total = steps * options.epochs
+    warm = max(1, int(total * options.warmup))
+    dtype = autocast_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for step in range(steps):
+        done = epoch * steps + step
+        factor = (done + 1) / warm if done < warm else max(0.0, (total - done) / (total - warm))
+        for group in optimizer.param_groups:
+            group["lr"] = options.learning_rate() * factor
+        batch = indices[step * options.batch_size : (step + 1) * options.batch_size]
+        ids, mask = encode_texts(
+            tokenizer, [rows.texts[i] for i in batch], max_length=options.max_length
+        )
+        labels = torch.tensor([rows.labels[i] for i in batch], device=device)
+        ids, mask = ids.to(device), mask.to(device)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(ids, mask)
+            loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += float(loss.detach()) * len(batch)
+        correct += int((logits.argmax(dim=-1) == labels).sum())
+        seen += len(batch)
+    return {
+        "loss_sum": loss_sum,
+        "correct": correct,
+        "seen": seen,
+        "amp": str(dtype).removeprefix("torch.") if dtype is not None else "off",
+    }
+
+
+@torch.inference_mode()
+def evaluate_texts(
+    model: nn.Module,
+    tokenizer: Any,
+    rows: TextRows,
+    options: TextTrainOptions,
+    *,
+    limit: int | None = None,
+    device: torch.device | None = None,
+) -> float:
+    """Accuracy on the first ``limit`` rows (all by default)."""
+    from inhouse.models.text import encode_texts
+
+    device = device or torch.device("cpu")
+    n = len(rows) if limit is None else min(limit, len(rows))
+    if n == 0:
+        return float("nan")
+    model.eval()
+    correct = 0
+    for start in range(0, n, 64):
+        stop = min(start + 64, n)
+        ids, mask = encode_texts(tokenizer, rows.texts[start:stop], max_length=options.max_length)
+        logits = model(ids.to(device), mask.to(device))
+        labels = torch.tensor(rows.labels[start:stop], device=device)
+        correct += int((logits.argmax(dim=-1) == labels).sum())
+    return correct / n

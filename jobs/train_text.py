@@ -1,0 +1,219 @@
+"""Fine-tune a text classifier with Ray Train (PyTorch DDP), register it, compress it to int8.
+
+Run it on a cluster as a user would (``jobs/train.py --model-dir DIR`` delegates here)::
+
+    ray job submit --working-dir . -- python -m jobs.train_text --dataset banking77 \
+        --model banking --model-dir /models/minilm --epochs 2 --max-length 64
+
+The start is a local Hugging Face directory (``--model-dir``, checked and loaded offline) or a
+registered text version (``--base NAME[:REF]``). ``--method full`` fine-tunes every weight and
+registers the float classifier plus its int8 version (served when it loses at most
+``--max-accuracy-drop`` points); ``head`` and ``lora`` train a small fraction of the weights
+and register an adapter versioned against the base. Each worker tokenises its shard itself;
+mixed precision (bf16, else fp16) runs only on CUDA; checkpoints are encrypted and resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from inhouse import services
+from inhouse.config import Settings, load_settings
+from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
+from inhouse.crypto import KeyRing
+from inhouse.data import describe
+from inhouse.data.text_import import read_text_rows
+from inhouse.db import get_engine
+from inhouse.errors import ConfigError
+from inhouse.training import load_checkpoint, save_checkpoint, unwrap
+from inhouse.training.text import TextTrainOptions, evaluate_texts, start_model, train_epoch
+from inhouse.training.text_register import register_result
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker: tokenise the shard, train, report, checkpoint."""
+    options = TextTrainOptions.model_validate(config["options"])
+    torch.set_num_threads(options.threads_per_worker)
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    settings = load_settings(**config["settings"])
+    engine = get_engine(settings.db_url)
+    train = read_text_rows(engine, options.dataset, split="train", up_to_id=config["up_to_id"])
+    probe = read_text_rows(engine, options.dataset, split="test", up_to_id=config["up_to_id"])
+
+    model, tokenizer, _spec, _base = start_model(settings, options, config["class_names"])
+    model.to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate())
+    keyring = KeyRing(settings.key_dir) if config["encrypted"] else None
+    start_epoch = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_checkpoint(
+                Path(directory), model=model, optimizer=optimizer, keyring=keyring
+            )
+            start_epoch = int(state["epoch"]) + 1
+    ddp = ray.train.torch.prepare_model(model) if world > 1 else model
+    for epoch in range(start_epoch, options.epochs):
+        started = time.perf_counter()
+        stats = train_epoch(
+            ddp,
+            tokenizer,
+            train,
+            optimizer,
+            options=options,
+            epoch=epoch,
+            rank=rank,
+            world=world,
+            device=device,
+        )
+        totals = torch.tensor(
+            [stats["loss_sum"], stats["correct"], stats["seen"]], dtype=torch.float64, device=device
+        )
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(totals)
+        loss_sum, correct, seen = (float(t) for t in totals.cpu())
+        metrics = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(seen, 1.0),
+            "train_accuracy": correct / max(seen, 1.0),
+            "probe_accuracy": evaluate_texts(
+                unwrap(ddp), tokenizer, probe, options, limit=options.probe_rows, device=device
+            ),
+            "epoch_seconds": time.perf_counter() - started,
+            "resumed_from_epoch": start_epoch,
+            "backend": dist.get_backend() if dist.is_initialized() else "none",
+            "device": str(device),
+            "amp": stats["amp"],
+        }
+        if rank == 0:
+            emit(EPOCH_MARKER, metrics)
+            with tempfile.TemporaryDirectory() as tmp:
+                save_checkpoint(
+                    Path(tmp),
+                    model=ddp,
+                    optimizer=optimizer,
+                    state=metrics,
+                    keyring=keyring,
+                    artifact_id=config["run_name"],
+                )
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+
+
+def _trainer(
+    settings: Settings, options: TextTrainOptions, loop_config: dict[str, Any], run_name: str
+) -> Any:
+    return ray.train.torch.TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=options.num_workers,
+            use_gpu=options.use_gpu,
+            resources_per_worker={"CPU": options.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=str(settings.runs_dir / "ray"),
+            failure_config=ray.train.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
+    """Train, evaluate on the test split, register (and compress); returns the summary."""
+    engine = get_engine(settings.db_url)
+    info = describe(engine, options.dataset)
+    if info.kind != "text":
+        raise ConfigError(f"data set {options.dataset!r} holds {info.kind} rows, not text")
+    if info.train_rows == 0:
+        raise ConfigError(f"data set {options.dataset!r} has no training rows")
+    run_name = f"train-text-{options.model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir = settings.runs_dir / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keyring = services.keyring(settings)
+    # Refuse bad options (missing dir, unknown base, DP) here, before any worker starts.
+    model, tokenizer, spec, base = start_model(settings, options, info.class_names)
+    payload = {
+        "home": str(settings.home),
+        "database_url": settings.database_url,
+        "security": settings.security.model_dump(mode="json"),
+    }
+    loop_config = {
+        "options": options.model_dump(),
+        "settings": payload,
+        "run_name": run_name,
+        "class_names": info.class_names,
+        "up_to_id": info.last_id,
+        "encrypted": keyring is not None,
+    }
+    started = time.perf_counter()
+    result = _trainer(settings, options, loop_config, run_name).fit()
+    seconds = time.perf_counter() - started
+    if result.checkpoint is None:
+        raise ConfigError("training finished without a checkpoint; see the Ray job logs")
+    with result.checkpoint.as_directory() as directory:
+        history = load_checkpoint(Path(directory), model=model, keyring=keyring)
+    test = read_text_rows(engine, options.dataset, split="test", up_to_id=info.last_id)
+    summary = register_result(
+        settings,
+        options,
+        model=model,
+        tokenizer=tokenizer,
+        spec=spec,
+        base=base,
+        test=test,
+        history=history,
+        info=info,
+        run_name=run_name,
+    )
+    return summary | {"run_dir": str(run_dir), "train_seconds": round(seconds, 2)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.train_text",
+        description="Fine-tune a text classifier with Ray Train DDP and register it.",
+    )
+    parser.add_argument("--config", help="YAML settings file (see README)")
+    TextTrainOptions.add_flags(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings(config_file=args.config)
+    options = TextTrainOptions.from_args(args)
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
+    try:
+        summary = run(settings, options)
+    finally:
+        ray.shutdown()
+    emit(RESULT_MARKER, summary)
+    print(
+        f"trained {summary['model']} v{summary['version']} ({options.method}): test accuracy "
+        f"{summary['test_accuracy']:.4f} in {summary['train_seconds']} s; serving "
+        f"v{summary['served_version']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
