@@ -46,7 +46,7 @@ test-scale: install
 	$(BIN)/python -m pytest -q -m scale tests/multinode
 
 bench: install
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run --timeout 900
 
 lint: install
 	$(BIN)/ruff check inhouse jobs serve actors tests benchmarks
