@@ -230,8 +230,8 @@ def _code_revision() -> str:
     return os.environ.get("INHOUSE_CODE_REVISION", "unknown")
 
 
-def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, Any]:
-    """Train, evaluate on the test split, register; returns the summary dict."""
+def setup_run(settings: Settings, kind: str) -> tuple[Any, DatasetInfo, dict[str, Any], str, Path]:
+    """The data set, model spec, run name and run directory of a training or tuning run."""
     cfg: TrainSettings = settings.train
     engine = get_engine(settings.db_url)
     info = describe(engine, cfg.dataset)
@@ -244,9 +244,16 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         feature_names=info.feature_names,
         class_names=info.class_names,
     ).model_dump()
-    run_name = f"train-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_name = f"{kind}-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir = settings.runs_dir / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
+    return engine, info, spec, run_name, run_dir
+
+
+def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, Any]:
+    """Train, evaluate on the test split, register; returns the summary dict."""
+    cfg: TrainSettings = settings.train
+    engine, info, spec, run_name, run_dir = setup_run(settings, "train")
     keyring = services.keyring(settings)
     privacy = private_run.prepare(
         engine=engine, cfg=cfg, info=info, run_name=run_name, num_workers=cfg.num_workers

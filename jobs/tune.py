@@ -36,12 +36,12 @@ from inhouse.cli.tune_cmd import TuneSettings
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.crypto import KeyRing
-from inhouse.data import DatasetInfo, describe, read_rows
+from inhouse.data import DatasetInfo, read_rows
 from inhouse.db import get_engine
 from inhouse.flags import add_section_flags, section_overrides
-from inhouse.models import MLPSpec, build_model
+from inhouse.models import build_model
 from inhouse.training import evaluate, load_checkpoint, private_run
-from jobs.train import train_loop_per_worker
+from jobs.train import setup_run, train_loop_per_worker
 
 METRIC = "test_accuracy"
 TRIAL_DRIVER_CPUS = 0.05
@@ -153,20 +153,7 @@ def _write_hparams(run_dir: Path, trials: list[dict[str, Any]]) -> None:
 def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
     """Search, register the best trial; returns the summary dict."""
     cfg = settings.train
-    engine = get_engine(settings.db_url)
-    info = describe(engine, cfg.dataset)
-    if info.train_rows == 0:
-        raise SystemExit(f"error: data set {cfg.dataset!r} has no training rows")
-    spec = MLPSpec(
-        input_dim=info.n_features,
-        hidden=cfg.hidden,
-        num_classes=len(info.class_names),
-        feature_names=info.feature_names,
-        class_names=info.class_names,
-    ).model_dump()
-    run_name = f"tune-{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    run_dir = settings.runs_dir / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    engine, info, spec, run_name, run_dir = setup_run(settings, "tune")
     keyring = services.keyring(settings)
     if getattr(cfg, "dp", False):
         print(
