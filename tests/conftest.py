@@ -147,3 +147,14 @@ def serve_app(ray_cluster: Settings) -> Iterator[str]:
 
 def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """The CLI exports its cluster settings into ``os.environ``; in-process calls must not
+    leak one test's home or ports into the next."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
