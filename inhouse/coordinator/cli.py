@@ -38,6 +38,22 @@ _START_FLAGS: dict[str, tuple[str, Any, str]] = {
         "gate: flag for review below this rank correlation (0.5)",
     ),
     "--poll": ("poll_s", float, "seconds between stream polls (default 2)"),
+    "--canary-share": (
+        "canary_share",
+        float,
+        "share of requests a promoted candidate serves first (default 0.1; 0: promote at once)",
+    ),
+    "--canary-window": ("canary_window_s", float, "seconds the canary is watched (default 30)"),
+    "--canary-max-error-rate": (
+        "canary_max_error_rate",
+        float,
+        "roll the canary back above this share of failed requests (default 0.01)",
+    ),
+    "--canary-max-latency-ratio": (
+        "canary_max_latency_ratio",
+        float,
+        "roll back when the canary's p95 is this many times the champion's (default 2)",
+    ),
 }
 
 
@@ -152,7 +168,12 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse import services
 
     _authorize(settings, "model:deploy", args.model, "rollback")
-    was, now = control.rollback(services.engine(settings), args.model)
+    engine = services.engine(settings)
+    aborted = control.abort_canary(engine, args.model, actor="cli")
+    if aborted is not None:
+        print(f"{args.model}: canary of v{aborted} stopped; the champion keeps serving")
+        return 0
+    was, now = control.rollback(engine, args.model)
     print(f"{args.model}: champion rolled back from v{was} to v{now}")
     return 0
 
@@ -178,4 +199,9 @@ def add_coordinator_commands(commands: Any) -> None:
     status.add_argument("--history", type=int, default=10, help="events shown (default 8)")
     _leaf(acts, "stop", cmd_stop, "stop the coordinator (its state is kept)")
     _leaf(commands, "retrain", cmd_retrain, "ask the coordinator to retrain now")
-    _leaf(commands, "rollback", cmd_rollback, "make the previous champion the champion again")
+    _leaf(
+        commands,
+        "rollback",
+        cmd_rollback,
+        "stop a running canary, or else make the previous champion the champion again",
+    )

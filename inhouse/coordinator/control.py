@@ -1,6 +1,7 @@
 """What users do to a coordinator, Ray-free: start (register), stop, request a retrain, roll back.
 
-Rollback moves the ``champion`` alias back to ``previous`` at once, in one transaction with its
+During a canary, rollback stops it (:func:`abort_canary`): the champion never moved. Otherwise
+rollback moves the ``champion`` alias back to ``previous`` at once, in one transaction with its
 history event; replicas that follow the alias serve it from their next refresh. ``previous``
 then points at the champion before that one (from the promotion history), so repeated
 rollbacks walk back through the promotions.
@@ -132,12 +133,31 @@ def rollback(engine: Engine, model: str, *, actor: str = "cli") -> tuple[int, in
     return was, now
 
 
+def abort_canary(engine: Engine, model: str, *, actor: str = "cli") -> int | None:
+    """Stop a running canary at once (the champion keeps all traffic); returns its version,
+    or None when no canary runs (or no coordinator was started for ``model``)."""
+    store = CoordinatorStore(engine)
+    for _attempt in range(5):
+        state = store.get(model)
+        if state is None or state.canary is None:
+            return None
+        version = state.canary.version
+        event = Event("canary_aborted", {"candidate_version": version, "actor": actor})
+        try:
+            store.commit(state.replace(canary=None), events=[event], aliases={"candidate": None})
+        except ConflictError:
+            continue
+        return version
+    raise ConflictError(f"coordinator state of {model!r} keeps changing; retry")
+
+
 def status(engine: Engine, model: str, *, history: int = 10) -> dict[str, Any]:
     """The state and recent history of a model's coordinator, JSON-ready."""
     store = CoordinatorStore(engine)
     state = store.load(model)
     return {
-        **{k: v for k, v in state.__dict__.items() if k != "settings"},
+        **{k: v for k, v in state.__dict__.items() if k not in ("settings", "canary")},
+        "canary": state.canary.to_dict() if state.canary else None,
         "settings": state.settings,
         "history": [e.__dict__ for e in store.history(model, limit=history)],
     }

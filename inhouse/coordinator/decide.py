@@ -8,7 +8,11 @@ Rules it enforces (unit-tested without Ray or a database):
   not; a failed retrain leaves it, so its rows are retried, after an exponential, capped
   backoff;
 - a retrain needs at least one new training row and one trigger (rows, schedule, drift,
-  manual).
+  manual);
+- a candidate that passed the gate becomes a canary (alias ``candidate``, a share of the
+  traffic) when ``canary_share`` > 0 and there is a champion; no retrain starts while a canary
+  runs; the canary ends promoted (``champion`` moves, ``previous`` keeps the old one) or rolled
+  back (the ``candidate`` alias goes).
 
 The caller commits the returned state, events and alias moves in one transaction
 (:meth:`~inhouse.coordinator.state.CoordinatorStore.commit`).
@@ -19,12 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from inhouse.coordinator.canary import Canary, CanaryJudgement
 from inhouse.coordinator.gate import GateResult
 from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, Event
 from inhouse.coordinator.triggers import Observation, fired
 
-Action = Literal["wait", "retrain", "resume", "stop"]
+Action = Literal["wait", "retrain", "resume", "stop", "canary"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class Decision:
     state: CoordinatorState
     reason: str = ""
     events: list[Event] = field(default_factory=list)
-    aliases: dict[str, int] = field(default_factory=dict)
+    aliases: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -69,6 +74,8 @@ class Policy:
             return Decision("stop", state, "stopped")
         if state.job is not None:
             return Decision("resume", state, f"retrain {state.job['run_id']} is in flight")
+        if state.canary is not None:
+            return Decision("canary", state, f"canary of v{state.canary.version} is running")
         if observation.now < state.next_attempt_at:
             wait = state.next_attempt_at - observation.now
             reason = f"backing off {wait:.0f} s after {state.failures} failures"
@@ -116,12 +123,52 @@ class Policy:
         if gate.verdict != "promote":
             kind = "flagged" if gate.verdict == "review" else "rejected"
             return Decision("wait", done, "; ".join(gate.reasons), [Event(kind, detail)])
-        aliases = {"champion": candidate}
-        if gate.champion_version is not None:
-            aliases["previous"] = gate.champion_version
-        promoted = done.replace(champion_version=candidate)
+        share = self.settings.canary_share
+        if share > 0 and gate.champion_version is not None:
+            canary = Canary(
+                version=candidate,
+                champion_version=gate.champion_version,
+                share=share,
+                started_at=now,
+                ends_at=now + self.settings.canary_window_s,
+            )
+            event = Event("canary_started", {**detail, "canary": canary.to_dict()})
+            reason = f"v{candidate} passed the gate: canary on {share:.0%} of requests"
+            return Decision(
+                "wait", done.replace(canary=canary), reason, [event], {"candidate": candidate}
+            )
+        return self._promote(done, candidate, gate.champion_version, Event("promoted", detail))
+
+    def _promote(
+        self, state: CoordinatorState, candidate: int, champion: int | None, event: Event
+    ) -> Decision:
+        aliases: dict[str, int | None] = {"champion": candidate, "candidate": None}
+        if champion is not None:
+            aliases["previous"] = champion
+        promoted = state.replace(champion_version=candidate, canary=None)
+        return Decision("wait", promoted, f"v{candidate} promoted", [event], aliases)
+
+    def canary_ended(self, state: CoordinatorState, judgement: CanaryJudgement) -> Decision:
+        """A canary was judged ``promote`` or ``rollback``: move the aliases accordingly."""
+        canary = state.canary
+        if canary is None:
+            raise ValueError(f"coordinator of {state.model!r} has no canary running")
+        detail = {
+            "candidate_version": canary.version,
+            "champion_version": canary.champion_version,
+            "reasons": judgement.reasons,
+            "canary": judgement.figures,
+        }
+        if judgement.verdict == "promote":
+            event = Event("promoted", {**detail, "via": "canary"})
+            return self._promote(state, canary.version, canary.champion_version, event)
+        reason = "; ".join(judgement.reasons)
         return Decision(
-            "wait", promoted, f"v{candidate} promoted", [Event("promoted", detail)], aliases
+            "wait",
+            state.replace(canary=None),
+            f"canary of v{canary.version} rolled back: {reason}",
+            [Event("canary_rolled_back", detail)],
+            {"candidate": None},
         )
 
     def failed(self, state: CoordinatorState, error: str, *, now: float) -> Decision:

@@ -3,7 +3,9 @@
 :class:`Coordinator` is what the Ray actor runs in its loop. The retrain itself is injected
 (``jobs.retrain.run_retrain`` in the actor), so this class only sequences durable decisions:
 the job is committed before it runs, and its outcome (watermark, alias moves, history) is
-committed in one transaction after, so a crash at any point resumes exactly.
+committed in one transaction after, so a crash at any point resumes exactly. A candidate
+that passed the gate is watched as a canary (:mod:`inhouse.coordinator.canary`) on the
+traffic the ingress recorded, then promoted or rolled back.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from sqlalchemy import Engine
 
+from inhouse.coordinator.canary import Feedback, judge_canary
 from inhouse.coordinator.decide import Decision, Policy
 from inhouse.coordinator.gate import GateResult, Measured, judge
 from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
+from inhouse.coordinator.traffic import read_traffic
 from inhouse.coordinator.triggers import Drift, Observation, drift
 from inhouse.data import read_rows
 from inhouse.data.stream import position
@@ -39,6 +44,7 @@ class StepReport:
     events: list[Event] = field(default_factory=list)
     measured: Measured | None = None
     gate: GateResult | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 class Coordinator:
@@ -98,12 +104,28 @@ class Coordinator:
         )
 
     def _sync_champion(self, state: CoordinatorState) -> CoordinatorState:
-        """Follow a champion moved outside the coordinator (rollback, manual promotion)."""
-        champion = self.registry.aliases(self.settings.model).get("champion")
-        if champion == state.champion_version:
+        """Follow a champion moved, or a canary stopped, outside the coordinator (rollback,
+        manual promotion): a canary whose champion or ``candidate`` alias changed is over."""
+        aliases = self.registry.aliases(self.settings.model)
+        champion = aliases.get("champion")
+        canary = state.canary
+        canary_gone = canary is not None and (
+            aliases.get("candidate") != canary.version or champion != canary.champion_version
+        )
+        if champion == state.champion_version and not canary_gone:
             return state
-        event = Event("champion_changed", {"from": state.champion_version, "to": champion})
-        return self.store.commit(state.replace(champion_version=champion), events=[event])
+        events = []
+        if champion != state.champion_version:
+            events.append(
+                Event("champion_changed", {"from": state.champion_version, "to": champion})
+            )
+        moves: dict[str, int | None] = {}
+        if canary_gone and canary is not None:
+            events.append(Event("canary_aborted", {"candidate_version": canary.version}))
+            if aliases.get("candidate") == canary.version:
+                moves["candidate"] = None
+        fresh = state.replace(champion_version=champion, canary=None if canary_gone else canary)
+        return self.store.commit(fresh, events=events, aliases=moves or None)
 
     def step(self) -> StepReport:
         """Observe, decide, act and commit once; returns what happened."""
@@ -115,9 +137,52 @@ class Coordinator:
             if decision.changed:
                 self._commit(decision)
             return StepReport(decision.action, decision.reason, decision.events)
+        if decision.action == "canary":
+            return self._watch_canary(state)
         if decision.action == "retrain":  # the job is durable before any work starts
             state = self._commit(decision)
         return self._run(state, decision.events)
+
+    # --- canary -----------------------------------------------------------------------------
+
+    def _feedback(self, state: CoordinatorState, candidate: int, champion: int) -> Feedback | None:
+        """Both versions' accuracy on the labelled rows that arrived after the retrain window."""
+        rows = read_rows(self.engine, self.settings.dataset, after_id=state.watermark)
+        if len(rows) < self.settings.canary_min_feedback_rows:
+            return None
+        accuracy = {}
+        for version in (candidate, champion):
+            module = self.registry.load_module(self.registry.get(self.settings.model, str(version)))
+            with torch.inference_mode():  # compressed artifacts hold buffers, not parameters
+                predicted = module.eval()(rows.x).argmax(dim=1)
+            accuracy[version] = float((predicted == rows.y).float().mean())
+        return Feedback(len(rows), accuracy[candidate], accuracy[champion])
+
+    def _watch_canary(self, state: CoordinatorState) -> StepReport:
+        canary = state.canary
+        assert canary is not None
+        now = self.clock()
+        model = self.settings.model
+        judgement = judge_canary(
+            canary,
+            candidate=read_traffic(self.engine, model, canary.version, since=canary.started_at),
+            champion=read_traffic(
+                self.engine, model, canary.champion_version, since=canary.started_at
+            ),
+            feedback=(
+                self._feedback(state, canary.version, canary.champion_version)
+                if now >= canary.ends_at
+                else None
+            ),
+            settings=self.settings,
+            now=now,
+        )
+        if judgement.verdict == "watch":
+            return StepReport("canary", "; ".join(judgement.reasons))
+        ended = self.policy.canary_ended(state, judgement)
+        self._commit(ended)
+        action = "promoted" if judgement.verdict == "promote" else "rolled_back"
+        return StepReport(action, ended.reason, ended.events, figures=judgement.figures)
 
     def _run(self, state: CoordinatorState, started: list[Event]) -> StepReport:
         job = state.job or {}
@@ -146,4 +211,5 @@ class Coordinator:
                 raise
             done = self.policy.completed(fresh, gate, now=self.clock())
             self._commit(done)
-        return StepReport(gate.verdict, done.reason, started + done.events, measured, gate)
+        action = "canary_started" if done.state.canary is not None else gate.verdict
+        return StepReport(action, done.reason, started + done.events, measured, gate)

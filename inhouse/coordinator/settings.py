@@ -66,6 +66,28 @@ class CoordinatorSettings(BaseModel):
     min_importance_spearman: float = Field(
         0.5, ge=-1, le=1, description="Gate: below this rank correlation, flag for review."
     )
+    # --- canary promotion
+    canary_share: float = Field(
+        0.1, ge=0, le=1, description="Share of requests the candidate serves first (0: none)."
+    )
+    canary_window_s: float = Field(
+        30.0, gt=0, le=86_400, description="Seconds the canary is watched before promotion."
+    )
+    canary_min_requests: int = Field(
+        20, ge=1, description="Canary requests needed before its error rate or latency counts."
+    )
+    canary_max_error_rate: float = Field(
+        0.01, ge=0, le=1, description="Canary: roll back above this share of failed requests."
+    )
+    canary_max_latency_ratio: float = Field(
+        2.0, gt=0, description="Canary: roll back when its p95 is this many times the champion's."
+    )
+    canary_min_feedback_rows: int = Field(
+        20, ge=1, description="New labelled rows needed to compare canary accuracy."
+    )
+    canary_max_accuracy_drop: float = Field(
+        2.0, ge=0, le=100, description="Canary: accuracy points it may lose on new labelled rows."
+    )
     # --- failures
     backoff_base_s: float = Field(10.0, gt=0, description="First wait after a failed retrain.")
     backoff_max_s: float = Field(900.0, gt=0, description="Longest wait after failures.")

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Engine, Float, Integer, String, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from inhouse.coordinator.canary import Canary, CanaryRecord
 from inhouse.db import Base, session_scope
 from inhouse.errors import ConflictError, NotFoundError
 from inhouse.registry.records import AliasRecord, ModelVersionRecord
@@ -93,15 +94,24 @@ class CoordinatorState:
     next_attempt_at: float = 0.0
     manual_seen_id: int = 0
     revision: int = 0
+    canary: Canary | None = None  # stored in its own table (coordinator_canary)
 
     def replace(self, **changes: Any) -> CoordinatorState:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def _from(cls, record: CoordinatorStateRecord) -> CoordinatorState:
-        values = {name: getattr(record, name) for name in _FIELDS}
+    def _from(cls, record: CoordinatorStateRecord, canary: CanaryRecord | None) -> CoordinatorState:
+        values: dict[str, Any] = {name: getattr(record, name) for name in _FIELDS}
         values["settings"] = dict(values["settings"])
         values["job"] = dict(values["job"]) if values["job"] else None
+        if canary is not None:
+            values["canary"] = Canary(
+                canary.version,
+                canary.champion_version,
+                canary.share,
+                canary.started_at,
+                canary.ends_at,
+            )
         return cls(**values)
 
 
@@ -115,7 +125,13 @@ class Event:
     at: float = 0.0
 
 
-def _set_alias(session: Session, model: str, alias: str, version: int) -> None:
+def _set_alias(session: Session, model: str, alias: str, version: int | None) -> None:
+    """Point ``alias`` at ``version``; ``None`` removes the alias."""
+    if version is None:
+        existing = session.get(AliasRecord, (model, alias))
+        if existing is not None:
+            session.delete(existing)
+        return
     if session.get(ModelVersionRecord, (model, version)) is None:
         raise NotFoundError(f"model {model!r} has no version {version} to point {alias!r} at")
     record = session.get(AliasRecord, (model, alias))
@@ -123,6 +139,19 @@ def _set_alias(session: Session, model: str, alias: str, version: int) -> None:
         session.add(AliasRecord(model=model, alias=alias, version=version))
     else:
         record.version = version
+
+
+def _sync_canary(session: Session, model: str, canary: Canary | None) -> None:
+    record = session.get(CanaryRecord, model)
+    if canary is None:
+        if record is not None:
+            session.delete(record)
+        return
+    if record is None:
+        session.add(CanaryRecord(model=model, **canary.to_dict()))
+        return
+    for name, value in canary.to_dict().items():
+        setattr(record, name, value)
 
 
 class CoordinatorStore:
@@ -134,7 +163,9 @@ class CoordinatorStore:
     def get(self, model: str) -> CoordinatorState | None:
         with session_scope(self.engine) as session:
             record = session.get(CoordinatorStateRecord, model)
-            return None if record is None else CoordinatorState._from(record)
+            if record is None:
+                return None
+            return CoordinatorState._from(record, session.get(CanaryRecord, model))
 
     def load(self, model: str) -> CoordinatorState:
         """The state of ``model``; raises NotFoundError if no coordinator was ever started."""
@@ -160,10 +191,10 @@ class CoordinatorStore:
         state: CoordinatorState,
         *,
         events: Sequence[Event] = (),
-        aliases: dict[str, int] | None = None,
+        aliases: dict[str, int | None] | None = None,
     ) -> CoordinatorState:
-        """Write ``state`` (whose ``revision`` is the one it was read at), its events and alias
-        moves atomically; returns it with the next revision.
+        """Write ``state`` (whose ``revision`` is the one it was read at), its canary, events and
+        alias moves (``None`` removes an alias) atomically; returns it with the next revision.
 
         Raises:
             ConflictError: someone else committed since ``state`` was read; reload and retry.
@@ -188,6 +219,7 @@ class CoordinatorStore:
                 )
             for alias, version in (aliases or {}).items():
                 _set_alias(session, state.model, alias, version)
+            _sync_canary(session, state.model, state.canary)
             self._add_events(session, state.model, events)
         return state.replace(revision=state.revision + 1)
 

@@ -68,11 +68,12 @@ def test_never_two_retrains_at_once() -> None:
 
 
 def test_completion_advances_the_watermark_and_promotes_with_a_previous_alias() -> None:
-    running = POLICY.decide(_state(), _obs()).state
-    done = POLICY.completed(running, _gate("promote"), now=2000.0)
+    direct = Policy(SETTINGS.model_copy(update={"canary_share": 0.0}))
+    running = direct.decide(_state(), _obs()).state
+    done = direct.completed(running, _gate("promote"), now=2000.0)
     assert done.state.watermark == 1997 and done.state.job is None
     assert done.state.champion_version == 4 and done.state.last_run_at == 2000.0
-    assert done.aliases == {"champion": 4, "previous": 2}
+    assert done.aliases == {"champion": 4, "previous": 2, "candidate": None}
     assert [e.kind for e in done.events] == ["promoted"]
 
 
@@ -113,7 +114,7 @@ def test_a_manual_request_fires_once() -> None:
     decision = POLICY.decide(_state(), _obs(new_rows=3), manual_id=7)
     assert decision.action == "retrain" and decision.reason == "manual"
     assert decision.state.manual_seen_id == 7
-    done = POLICY.completed(decision.state, _gate("promote"), now=5.0).state
+    done = POLICY.completed(decision.state, _gate("reject"), now=5.0).state
     assert POLICY.decide(done, _obs(new_rows=3, max_row_id=2100), manual_id=7).action == "wait"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, Measured
 from inhouse.coordinator.cli import add_coordinator_commands
 from inhouse.coordinator.control import request_retrain, start
 from inhouse.coordinator.service import Coordinator
+from inhouse.coordinator.traffic import Traffic, write_traffic
 from jobs.retrain import run_retrain, train_candidate
 from tests.coordinator_setup import append_stream, make_champion
 
@@ -39,13 +41,17 @@ def settings(base_home: Path, tmp_path: Path) -> Settings:
 
 def _coordinator(settings: Settings, **kw: Any) -> Coordinator:
     retrain = kw.pop("retrain", None) or functools.partial(run_retrain, settings)
-    cs = CoordinatorSettings(**{"model": MODEL, "min_rows": 100, "epochs": 3, **kw})
+    clock = kw.pop("clock", time.time)
+    cs = CoordinatorSettings(
+        **{"model": MODEL, "min_rows": 100, "epochs": 3, "canary_share": 0.0, **kw}
+    )
     start(services.registry(settings), cs)
     return Coordinator(
         engine=services.engine(settings),
         registry=services.registry(settings),
         settings=cs,
         retrain=retrain,
+        clock=clock,
     )
 
 
@@ -136,3 +142,48 @@ def test_manual_retrain_and_rollback_through_the_cli(
     assert coordinator.registry.resolve(MODEL, "champion") == 2
     coordinator.step()  # the coordinator follows the rolled-back champion
     assert CoordinatorStore(coordinator.engine).load(MODEL).champion_version == 2
+
+
+def _served(engine: Any, version: int, requests: int, errors: int = 0) -> None:
+    """What the ingress would flush after ``requests`` answered by ``version``."""
+    traffic = Traffic()
+    for i in range(requests):
+        traffic.add(4.0, error=i < errors)
+    write_traffic(engine, {(MODEL, version): traffic})
+
+
+def test_a_candidate_serves_as_a_canary_then_is_rolled_back_or_promoted(
+    settings: Settings,
+) -> None:
+    now = [time.time()]
+    coordinator = _coordinator(settings, canary_share=0.5, canary_window_s=30, clock=lambda: now[0])
+    registry, engine = coordinator.registry, coordinator.engine
+    champion = registry.resolve(MODEL, "champion")
+    append_stream(engine, 150)
+    report = coordinator.step()
+    assert report.action == "canary_started", report.reason
+    canary = coordinator.store.load(MODEL).canary
+    assert canary is not None and canary.champion_version == champion
+    assert registry.aliases(MODEL) == {"champion": champion, "candidate": canary.version}
+    _served(engine, canary.version, 30, errors=5)  # the canary fails 1 request in 6
+    report = coordinator.step()
+    assert report.action == "rolled_back" and "error rate 16.67%" in report.reason
+    assert registry.aliases(MODEL) == {"champion": champion}  # it never left
+    append_stream(engine, 150, seed_=2)
+    assert coordinator.step().action == "canary_started"
+    second = coordinator.store.load(MODEL).canary
+    assert second is not None and second.version != canary.version
+    _served(engine, second.version, 30)
+    _served(engine, champion, 300)
+    assert coordinator.step().action == "canary"  # still inside its window
+    append_stream(engine, 60, seed_=3)  # labelled rows neither version trained on
+    now[0] += 31
+    report = coordinator.step()
+    assert report.action == "promoted", report.reason
+    assert report.figures["feedback"]["rows"] == 60
+    assert report.figures["candidate"]["requests"] == 30
+    aliases = registry.aliases(MODEL)
+    assert aliases == {"champion": second.version, "previous": champion}
+    kinds = [e.kind for e in coordinator.store.history(MODEL)]
+    assert kinds[-3:] == ["retrain_started", "canary_started", "promoted"]
+    assert "canary_rolled_back" in kinds

@@ -1,0 +1,69 @@
+"""The ingress side of a canary: which requests go to the candidate, and what they did.
+
+A daemon thread reads the active canaries of the served models every second
+(:func:`~inhouse.coordinator.canary.active_canaries`) and flushes the traffic counted since
+the last flush (:mod:`inhouse.coordinator.traffic`), which the coordinator judges. Without a
+canary nothing is counted and every request goes to the champion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+
+from sqlalchemy import Engine
+
+from inhouse.coordinator.canary import Canary, active_canaries
+from inhouse.coordinator.traffic import TrafficCounter, write_traffic
+from inhouse.errors import InhouseError
+
+REFRESH_S = 1.0
+_log = logging.getLogger(__name__)
+
+
+class CanaryRouter:
+    """Chooses champion or canary per request and counts each outcome."""
+
+    def __init__(self, engine: Engine, models: list[str]) -> None:
+        self._engine = engine
+        self._models = list(models)
+        self._canaries: dict[str, Canary] = {}
+        self._counter = TrafficCounter()
+        self._random = random.Random()
+        self._refresh()
+        threading.Thread(target=self._loop, daemon=True, name="canary-router").start()
+
+    def _refresh(self) -> None:
+        with contextlib.suppress(InhouseError):  # database briefly away: keep the last view
+            self._canaries = active_canaries(self._engine, self._models)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(REFRESH_S)
+            self.flush()
+            self._refresh()
+
+    def flush(self) -> None:
+        counts = self._counter.drain()
+        try:
+            write_traffic(self._engine, counts)
+        except InhouseError:  # lost counts only weaken the canary's evidence
+            _log.warning("canary traffic of %d versions not recorded", len(counts))
+
+    def choose(self, model: str) -> int | None:
+        """The canary version this request should go to, or None for the champion."""
+        canary = self._canaries.get(model)
+        if canary is None or self._random.random() >= canary.share:
+            return None
+        return canary.version
+
+    def record(self, model: str, version: int | None, started: float, *, error: bool) -> None:
+        """Count one request that ``version`` answered (or failed) while a canary runs."""
+        canary = self._canaries.get(model)
+        if canary is None:
+            return
+        served = canary.champion_version if version is None else version
+        self._counter.add(model, served, (time.perf_counter() - started) * 1000.0, error=error)
