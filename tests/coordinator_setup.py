@@ -3,14 +3,14 @@ and the stream rows they append (noisy copies of training rows, or label-shuffle
 
 from __future__ import annotations
 
-import torch
 from sqlalchemy import Engine
 
 from inhouse import services
 from inhouse.compress import CompressionSettings, GateSettings
 from inhouse.compress.versioning import compress_version
 from inhouse.config import Settings
-from inhouse.data import append_rows, read_rows, seed
+from inhouse.data import read_rows, seed
+from inhouse.data.simulate import append_noisy_copies
 from inhouse.explain.lineage import importance_lineage
 from tests.digits_parent import Parent, train_parent
 
@@ -51,13 +51,9 @@ def make_champion(settings: Settings, model: str = "digits", parent: Parent | No
 
 
 def append_stream(engine: Engine, count: int, *, seed_: int = 1, shuffle: bool = False) -> int:
-    """Append ``count`` noisy copies of training rows (labels shuffled if asked); last id."""
-    train = read_rows(engine, "digits", split="train", up_to_id=1797)
-    generator = torch.Generator().manual_seed(seed_)
-    index = torch.randint(0, len(train), (count,), generator=generator)
-    x = (train.x[index] + torch.randn(count, train.x.shape[1], generator=generator)).clamp(0, 16)
-    y = train.y[index]
-    if shuffle:
-        y = (y + torch.randint(1, 10, (count,), generator=generator)) % 10  # always wrong
-    _first, last = append_rows(engine, "digits", features=x.tolist(), labels=y.tolist())
+    """Append ``count`` noisy copies of the seeded training rows (labels always wrong if
+    ``shuffle``); returns the last new row id."""
+    _first, last = append_noisy_copies(
+        engine, "digits", count, seed=seed_, source_up_to_id=1797, wrong_labels=shuffle
+    )
     return last
