@@ -19,6 +19,7 @@ from inhouse.cli.commands import (
     cmd_cluster_status,
     cmd_cluster_up,
     cmd_compress,
+    cmd_data_append,
     cmd_data_list,
     cmd_data_seed,
     cmd_demo,
@@ -94,6 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="which data sets (default: digits)",
     )
     _add(data_cmds, "list", cmd_data_list, "list data sets with row counts")
+    append = _add(
+        data_cmds,
+        "append",
+        cmd_data_append,
+        "append labelled rows from a CSV to a tabular data set (the coordinator's stream)",
+    )
+    append.add_argument("--dataset", required=True, help="data set to append to, e.g. digits")
+    append.add_argument(
+        "--csv",
+        required=True,
+        help="UTF-8 CSV with a header: the data set's feature columns by name, and the label",
+    )
+    append.add_argument(
+        "--label-column", default="label", help="column with the class name or index (label)"
+    )
+    append.add_argument(
+        "--split",
+        choices=["train", "test"],
+        default="train",
+        help="train (default: new rows the coordinator retrains on) or test (held-out)",
+    )
 
     models = commands.add_parser("models", help="the model registry")
     model_cmds = models.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -205,8 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs_init.add_argument("--force", action="store_true", help="replace existing certificates")
 
-    demo = _add(commands, "demo", cmd_demo, "the whole journey: cluster, data, train, serve")
+    demo = _add(
+        commands,
+        "demo",
+        cmd_demo,
+        "the whole journey: cluster, data, train, serve, then new rows retrained and promoted",
+    )
     add_section_flags(demo, TrainSettings)
+    demo.add_argument(
+        "--no-retrain-act",
+        action="store_true",
+        help="stop after serving (skip the coordinator retraining on new rows)",
+    )
     return parser
 
 

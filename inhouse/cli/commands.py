@@ -14,7 +14,7 @@ from inhouse import local_cluster
 from inhouse.cli.ray_ops import compress_args, deploy, run_job, train_args
 from inhouse.config import Settings
 from inhouse.console import print_table, step
-from inhouse.errors import UnavailableError
+from inhouse.errors import InvalidInputError, UnavailableError
 
 
 def _engine(settings: Settings) -> Any:
@@ -108,6 +108,31 @@ def cmd_data_seed(settings: Settings, args: argparse.Namespace) -> int:
             f"{name}: {state}, {info.train_rows} train + {info.test_rows} test rows "
             f"(ids {info.first_id}..{info.last_id}) in {settings.db_url}"
         )
+    return 0
+
+
+def cmd_data_append(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse.data import append_rows, get_dataset
+    from inhouse.data.csv_file import read_tabular_csv
+
+    authorize(settings, action="data:write", resource=args.dataset, detail="append")
+    engine = _engine(settings)
+    record = get_dataset(engine, args.dataset)
+    if record.kind != "tabular":
+        raise InvalidInputError(
+            f"data set {args.dataset!r} holds {record.kind} rows; append text with `inhouse data "
+            "import` or SQL"
+        )
+    features, labels = read_tabular_csv(
+        args.csv,
+        feature_names=list(record.feature_names),
+        class_names=list(record.class_names),
+        label_column=args.label_column,
+    )
+    first, last = append_rows(
+        engine, args.dataset, features=features, labels=labels, split=args.split
+    )
+    print(f"{args.dataset}: appended {len(labels)} {args.split} rows (ids {first}..{last})")
     return 0
 
 
@@ -276,4 +301,4 @@ def cmd_certs_init(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse.demo import run_demo
 
-    return run_demo(settings, epochs=settings.train.epochs)
+    return run_demo(settings, epochs=settings.train.epochs, retrain_act=not args.no_retrain_act)

@@ -9,7 +9,6 @@ stored as class indices; the class names (from the file, or a JSON list such as 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -19,13 +18,13 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
+from inhouse.data.csv_file import read_csv_dicts
 from inhouse.data.store import MAX_APPEND_ROWS, create_dataset, get_dataset
 from inhouse.data.table import rows_table
 from inhouse.errors import InvalidInputError
 
 TEXT_KIND = "text"
 MAX_TEXT_CHARS = 10_000
-MAX_CSV_BYTES = 512 * 1024 * 1024
 INSERT_CHUNK = 5_000
 
 
@@ -72,30 +71,19 @@ def read_csv_pairs(
     (only with ``skip_empty``; otherwise such a row is refused).
     """
     file = Path(path)
-    if not file.is_file():
-        raise InvalidInputError(f"CSV file {file} does not exist")
-    if file.stat().st_size > MAX_CSV_BYTES:
-        raise InvalidInputError(f"CSV file {file} is larger than {MAX_CSV_BYTES} bytes")
-    try:
-        with file.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            for column in (text_column, label_column):
-                if column not in columns:
-                    raise InvalidInputError(f"{file} has no column {column!r}; it has {columns}")
-            rows = list(enumerate(reader, start=2))
-            kept = [
-                (i, row)
-                for i, row in rows
-                if not skip_empty
-                or (str(row[text_column] or "").strip() and str(row[label_column] or "").strip())
-            ]
-            pairs = [
-                (_clean_text(i, row[text_column]), str(row[label_column] or "").strip())
-                for i, row in kept
-            ]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InvalidInputError(f"{file} is not a readable UTF-8 CSV: {exc}") from None
+    columns, rows = read_csv_dicts(file)
+    for column in (text_column, label_column):
+        if column not in columns:
+            raise InvalidInputError(f"{file} has no column {column!r}; it has {columns}")
+    kept = [
+        (i, row)
+        for i, row in rows
+        if not skip_empty
+        or (str(row[text_column] or "").strip() and str(row[label_column] or "").strip())
+    ]
+    pairs = [
+        (_clean_text(i, row[text_column]), str(row[label_column] or "").strip()) for i, row in kept
+    ]
     if not pairs:
         raise InvalidInputError(f"{file} has no data rows")
     if not 0 < len(pairs) <= MAX_APPEND_ROWS:

@@ -19,6 +19,7 @@ COMMANDS = [
     ["data"],
     ["data", "seed"],
     ["data", "list"],
+    ["data", "append"],
     ["models"],
     ["models", "list"],
     ["models", "show"],
@@ -102,3 +103,47 @@ def test_operations_with_a_token_need_its_permission(
     entries = access.audit.tail(20)
     assert {e.outcome for e in entries} >= {"allow", "deny"}
     assert any(e.principal.startswith("local:") and e.action == "data:write" for e in entries)
+
+
+def test_data_append_from_csv_feeds_the_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inhouse.config import load_settings
+    from inhouse.data import read_rows
+    from inhouse.data.stream import position
+    from inhouse.services import engine
+
+    home = ["--home", str(tmp_path)]
+    assert main([*home, "data", "seed", "digits"]) == 0
+    names = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
+    good = tmp_path / "new.csv"
+    rows = [",".join(["label", *names[::-1]])]  # any column order: matched by name
+    rows += [",".join(["7", *(["1.5"] * 64)]), ",".join(["3", *(["0"] * 64)])]
+    good.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert main([*home, "data", "append", "--dataset", "digits", "--csv", str(good)]) == 0
+    assert "appended 2 train rows (ids 1798..1799)" in capsys.readouterr().out
+    db = engine(load_settings(home=str(tmp_path)))
+    assert position(db, "digits", after_id=1797).new_train_rows == 2
+    added = read_rows(db, "digits", after_id=1797)
+    assert added.y.tolist() == [7, 3] and float(added.x[0, 0]) == 1.5
+    bad_cells = {
+        "nan": "not finite",
+        "abc": "is not a number",
+    }
+    for cell, message in bad_cells.items():
+        bad = tmp_path / f"bad_{cell}.csv"
+        bad.write_text(",".join(["label", *names]) + "\n" + ",".join(["1", cell, *(["0"] * 63)]))
+        assert main([*home, "data", "append", "--dataset", "digits", "--csv", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "line 2: pixel_0_0" in err and message in err and err.count("\n") == 1
+    wrong_label = tmp_path / "label.csv"
+    wrong_label.write_text(",".join(["label", *names]) + "\n" + ",".join(["10", *(["0"] * 64)]))
+    assert main([*home, "data", "append", "--dataset", "digits", "--csv", str(wrong_label)]) == 2
+    assert "label '10' is neither a class name nor an index 0..9" in capsys.readouterr().err
+    short = tmp_path / "short.csv"
+    short.write_text("label,pixel_0_0\n1,0\n")
+    assert main([*home, "data", "append", "--dataset", "digits", "--csv", str(short)]) == 2
+    assert "lacks column(s) 'pixel_0_1'" in capsys.readouterr().err
+    assert main([*home, "data", "append", "--dataset", "digits", "--csv", "/nope.csv"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert position(db, "digits", after_id=1797).new_train_rows == 2  # nothing half-written
