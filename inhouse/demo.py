@@ -1,7 +1,9 @@
 """``make demo``: the whole journey on the embedded default, then a summary of where things are.
 
 cluster up → seed digits (SQLite) → train as a Ray job (DDP) → register → deploy on Serve →
-a few real predictions over HTTP → summary. Every step is idempotent, so rerunning works.
+a few real predictions over HTTP → (second act, :mod:`inhouse.demo_retrain`) the coordinator
+retrains on new rows and promotes by canary → summary. Every step is idempotent, so rerunning
+works.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from inhouse.console import step
 from inhouse.data import seed
 
 
-def run_demo(settings: Settings, *, epochs: int) -> int:
-    """Run every step and print the summary."""
+def run_demo(settings: Settings, *, epochs: int, retrain_act: bool = True) -> int:
+    """Run every step (the coordinator's act unless ``retrain_act`` is off); print a summary."""
     from inhouse.cli.commands import authorize
     from inhouse.cli.ray_ops import deploy, run_job, train_args
 
-    with step("1/5 local Ray cluster (token auth, dashboard on 127.0.0.1)"):
+    with step("1/7 local Ray cluster (token auth, dashboard on 127.0.0.1)"):
         started = local_cluster.start(settings)
         print(f"    {'started' if started else 'already running'}: {settings.ray.dashboard_url}")
-    with step("2/5 data: seeding scikit-learn digits into SQL"):
+    with step("2/7 data: seeding scikit-learn digits into SQL"):
         from inhouse.db import get_engine
 
         info, created = seed(get_engine(settings.db_url), settings.train.dataset)
@@ -30,19 +32,24 @@ def run_demo(settings: Settings, *, epochs: int) -> int:
             f"{info.test_rows} held-out test rows in {settings.db_url}"
         )
     print(
-        f"==> 3/5 training {settings.train.model} as a Ray job ({epochs} epochs, "
+        f"==> 3/7 training {settings.train.model} as a Ray job ({epochs} epochs, "
         f"{settings.train.num_workers} DDP workers)"
     )
     authorize(settings, action="train:submit", resource=settings.train.model, detail="demo")
     result = run_job(settings, "jobs.train", train_args(settings), epochs=epochs)
     served = result["served_version"]
-    with step(f"4/5 deploying {settings.train.model} v{served} (the champion) on Ray Serve"):
+    with step(f"4/7 deploying {settings.train.model} v{served} (the champion) on Ray Serve"):
         authorize(settings, action="model:deploy", resource=settings.train.model, detail="demo")
         deploy(settings, [settings.train.model])
-    print("==> 5/5 predictions over HTTP with an API token (held-out test rows)")
+    print("==> 5/7 predictions over HTTP with an API token (held-out test rows)")
     token_path = services.ensure_client_token(settings)
     predict_rows(settings, settings.train.model, inline=None, from_test=5)
     serve_url = settings.serve_url
+    act = None
+    if retrain_act:
+        from inhouse.demo_retrain import run_retrain_act
+
+        act = run_retrain_act(settings, result["model"], dataset=settings.train.dataset)
     print()
     print("=" * 72)
     compressed = result["compressed"]
@@ -60,6 +67,14 @@ def run_demo(settings: Settings, *, epochs: int) -> int:
         if compressed:
             print(f" compression    {compressed['message']}")
         print(f" test accuracy  {result['test_accuracy']:.4f} on {info.test_rows} held-out rows")
+    if act is not None:
+        print(
+            f" retrain act    {act['outcome']} after {act['seconds']:.0f} s; champion now "
+            f"v{act['champion']}; answers by version {act['served']}, "
+            f"{act['failed_requests']} failed"
+        )
+        print(f" coordinator    inhouse coordinator status {result['model']}  (stop: … stop)")
+        print(f" rollback       inhouse rollback {result['model']}")
     print(f" dashboard      {settings.ray.dashboard_url}")
     print(f" serve          {serve_url}/v2/models/{result['model']}/infer  (OIP v2)")
     print(f"                {serve_url}/v1/models/{result['model']}:predict (KServe v1)")
