@@ -16,6 +16,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,6 +87,11 @@ def ray_command() -> str:
     return str(candidate) if candidate.exists() else "ray"
 
 
+def ray_temp_dir(settings: Settings) -> Path:
+    """Where this cluster's sessions, logs and sockets live (short: sockets have a limit)."""
+    return Path(tempfile.gettempdir()) / f"inhouse-ray-{settings.ray.gcs_port}"
+
+
 def start(settings: Settings) -> bool:
     """Start the head node unless it is already up; returns True if it was started now."""
     ensure_token(settings.ray_token_path)
@@ -104,6 +110,9 @@ def start(settings: Settings) -> bool:
         f"--ray-client-server-port={cfg.client_port}",
         "--include-dashboard=true",
         "--disable-usage-stats",
+        # Its own temp dir: job drivers resolve "auto" there, so two clusters on one host
+        # (a demo beside tests) never send a job to the other one.
+        f"--temp-dir={ray_temp_dir(settings)}",
     ]
     # Logical CPUs are scheduling tokens: at least 4, so a 2-worker training job fits
     # beside the Serve replicas on a 2-core laptop.
