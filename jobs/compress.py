@@ -14,7 +14,6 @@ with the ``INHOUSE_RESULT`` summary line.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -27,6 +26,7 @@ from inhouse.compress.versioning import compress_version
 from inhouse.config import Settings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.errors import InhouseError
+from inhouse.job_driver import joined_cluster
 
 
 # No retries: a task that died after registering must not register a second copy.
@@ -178,22 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     except InhouseError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
     try:
-        summary = run(
-            settings,
-            model=args.model,
-            ref=args.version,
-            compression=compression,
-            gate=gate,
-            promote=args.promote,
-        )
+        with joined_cluster():
+            summary = run(
+                settings,
+                model=args.model,
+                ref=args.version,
+                compression=compression,
+                gate=gate,
+                promote=args.promote,
+            )
     except InhouseError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    finally:
-        ray.shutdown()
     print(summary["report_markdown"])
     emit(RESULT_MARKER, summary)
     print(f"{summary['model']} v{summary['version']} (compressed): {summary['message']}")

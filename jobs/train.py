@@ -38,6 +38,7 @@ from inhouse.db import get_engine
 from inhouse.errors import ModelNotFoundError
 from inhouse.explain.lineage import importance_lineage
 from inhouse.flags import add_section_flags, section_overrides
+from inhouse.job_driver import joined_cluster
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
 from inhouse.training import (
@@ -369,12 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         return train_text.main(arguments)
     args = build_parser().parse_args(argv)
     settings = load_settings(config_file=args.config, train=section_overrides(args, TrainSettings))
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
-    try:
+    with joined_cluster():
         summary = run(settings, crash_at_epoch=args.crash_at_epoch)
-    finally:
-        ray.shutdown()
     emit(RESULT_MARKER, summary)
     print(
         f"trained {summary['model']} v{summary['version']}: "

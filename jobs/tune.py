@@ -39,6 +39,7 @@ from inhouse.crypto import KeyRing
 from inhouse.data import DatasetInfo, read_rows
 from inhouse.db import get_engine
 from inhouse.flags import add_section_flags, section_overrides
+from inhouse.job_driver import joined_cluster
 from inhouse.models import build_model
 from inhouse.training import evaluate, load_checkpoint, private_run
 from jobs.train import setup_run, train_loop_per_worker
@@ -288,12 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(config_file=args.config, train=section_overrides(args, TrainSettings))
     tune_cfg = TuneSettings(**section_overrides(args, TuneSettings))
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
-    try:
+    with joined_cluster():
         summary = run(settings, tune_cfg)
-    finally:
-        ray.shutdown()
     emit(RESULT_MARKER, summary)
     print(
         f"best of {summary['trials']} trials: {summary['best']['config']}; registered "
