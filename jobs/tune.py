@@ -32,7 +32,6 @@ from ray.tune.search import BasicVariantGenerator
 from torch.utils.tensorboard import SummaryWriter
 
 from inhouse import services
-from inhouse.cli.tune_cmd import TuneSettings
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.crypto import KeyRing
@@ -42,6 +41,7 @@ from inhouse.flags import add_section_flags, section_overrides
 from inhouse.job_driver import joined_cluster
 from inhouse.models import build_model
 from inhouse.training import evaluate, load_checkpoint, private_run
+from inhouse.training.tune_settings import TuneSettings
 from jobs.train import setup_run, train_loop_per_worker
 
 METRIC = "test_accuracy"

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from inhouse import services
-from inhouse.cli.tune_cmd import TuneSettings, tune_args
+from inhouse.cli.tune_cmd import tune_args
 from inhouse.config import Settings, load_settings
 from inhouse.data import seed
 from inhouse.errors import ConfigError
 from inhouse.registry import Registry
+from inhouse.training.tune_settings import TuneSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.scale]
 
