@@ -23,7 +23,7 @@ from ray.util.metrics import Counter, Gauge
 
 from inhouse import services
 from inhouse.config import Settings, load_settings
-from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
+from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, backoff_s
 from inhouse.coordinator.service import Coordinator, StepReport
 from jobs.retrain import run_retrain
 
@@ -66,6 +66,11 @@ class _Metrics:
         self.watermark = Gauge(
             "inhouse_coordinator_watermark", "Last row id consumed.", tag_keys=tags
         )
+        self.canary_error_rate = Gauge(
+            "inhouse_coordinator_canary_error_rate",
+            "Failed share of the canary's requests when it was judged.",
+            tag_keys=tags,
+        )
 
     def record(self, report: StepReport, watermark: int) -> None:
         kinds = [e.kind for e in report.events]
@@ -73,13 +78,19 @@ class _Metrics:
         if report.measured is not None or report.action == "failed":
             self.retrains.inc(1, tags={**self.tags, "outcome": report.action})
         if report.measured is not None:
-            rows = report.measured.extra.get("new_train_rows", 0)
-            self.rows.inc(max(0, int(rows)), tags=self.tags)
-            self.epsilon.inc(float(report.measured.extra.get("epsilon") or 0.0), tags=self.tags)
+            rows = int(report.measured.extra.get("new_train_rows", 0))
+            epsilon = float(report.measured.extra.get("epsilon") or 0.0)
+            if rows > 0:  # Counter.inc raises on 0: a non-DP retrain would fail the step
+                self.rows.inc(rows, tags=self.tags)
+            if epsilon > 0:
+                self.epsilon.inc(epsilon, tags=self.tags)
         if "promoted" in kinds:
             self.promotions.inc(1, tags=self.tags)
-        if "champion_changed" in kinds:
+        if "champion_changed" in kinds or "canary_rolled_back" in kinds:
             self.rollbacks.inc(1, tags=self.tags)
+        canary = report.figures.get("candidate")
+        if canary is not None:
+            self.canary_error_rate.set(float(canary["error_rate"]), tags=self.tags)
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
@@ -102,25 +113,41 @@ class CoordinatorActor:
         self.steps = 0
         self.last: dict[str, Any] = {}
         self.errors = 0
+        self.backing_off = False
+        # Step errors (database away) back off from poll_s, doubling, to at most this.
+        self._max_wait = max(self.settings.poll_s, min(self.settings.backoff_max_s, 30.0))
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="coordinator", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        failed_in_row = 0
         while True:
+            wait = self.settings.poll_s
             try:
                 report = self.coordinator.step()
                 state = self.coordinator.store.load(self.settings.model)
                 self.metrics.record(report, state.watermark)
                 self.last = {"action": report.action, "reason": report.reason, "at": time.time()}
+                failed_in_row, self.backing_off = 0, False
                 if report.action == "stop":
                     return
-            except Exception:  # a database hiccup: keep going, the state is durable
+            except Exception as exc:  # e.g. the database is away: back off; the state is durable
                 self.errors += 1
-                self.last = {"action": "error", "reason": traceback.format_exc(limit=3)}
-                log.exception("coordinator step failed")
+                failed_in_row += 1
+                wait = backoff_s(failed_in_row, base_s=self.settings.poll_s, max_s=self._max_wait)
+                self.backing_off = True
+                self.last = {
+                    "action": "backing_off",
+                    "reason": f"{type(exc).__name__}: {str(exc)[:300]}; retry in {wait:.1f} s",
+                    "retry_in_s": wait,
+                    "failures_in_row": failed_in_row,
+                    "at": time.time(),
+                    "trace": traceback.format_exc(limit=3),
+                }
+                log.warning("coordinator step failed (%s in a row): %s", failed_in_row, exc)
             self.steps += 1
-            self._wake.wait(timeout=self.settings.poll_s)
+            self._wake.wait(timeout=wait)
             self._wake.clear()
 
     def wake(self) -> bool:
@@ -137,6 +164,7 @@ class CoordinatorActor:
             "started_at": self.started_at,
             "steps": self.steps,
             "errors": self.errors,
+            "backing_off": self.backing_off,
             "last": self.last,
         }
 

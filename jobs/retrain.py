@@ -76,26 +76,35 @@ def replay_sample(old: Rows, count: int, *, seed: int) -> Rows:
     return Rows(x=old.x[index], y=old.y[index], ids=old.ids[index])
 
 
+def _private(
+    module: nn.Module, data: TensorDataset, cs: CoordinatorSettings, plan: Any
+) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimizer, and the Opacus wrapping when ``plan`` is a DP plan (else None)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cs.lr)
+    torch.manual_seed(cs.seed)
+    if plan is None:
+        return optimizer, None
+    module.train()  # registry modules load in eval mode; Opacus refuses to wrap those
+    private = make_private(
+        model=module, optimizer=optimizer, dataset=data, plan=plan, distributed=False
+    )
+    return optimizer, private
+
+
 def _train(
     module: nn.Module,
     data: TensorDataset,
     cs: CoordinatorSettings,
     *,
-    privacy: private_run.PrivateRun,
+    optimizer: torch.optim.Optimizer,
+    private: Any,
+    delta: float | None,
 ) -> dict[str, Any]:
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cs.lr)
-    torch.manual_seed(cs.seed)
-    if privacy.plan is not None:
-        private = make_private(
-            model=module, optimizer=optimizer, dataset=data, plan=privacy.plan, distributed=False
-        )
+    if private is not None:
         for _ in range(cs.epochs):
             train_one_epoch(private.model, private.loader, private.optimizer)
-        return {
-            "epsilon": private.epsilon(privacy.plan.delta),
-            "accountant": private.accountant_state(),
-        }
+        return {"epsilon": private.epsilon(delta), "accountant": private.accountant_state()}
     loader = DataLoader(
         data,
         batch_size=cs.batch_size,
@@ -144,8 +153,21 @@ def train_candidate(
     )
     trainable = freeze_all_but(module, cs.trainable_layers)
     started = time.perf_counter()
+    data, plan = TensorDataset(x, y), privacy.plan
     try:
-        history = _train(module, TensorDataset(x, y), cs, privacy=privacy)
+        optimizer, private = _private(module, data, cs, plan)
+    except BaseException:
+        privacy.fail(engine, steps=0)  # refused before a row was touched: nothing spent
+        raise
+    try:
+        history = _train(
+            module,
+            data,
+            cs,
+            optimizer=optimizer,
+            private=private,
+            delta=plan.delta if plan is not None else None,
+        )
     except BaseException:
         privacy.fail(engine)
         raise
@@ -248,6 +270,20 @@ def _spearman(champion: ModelVersion, candidate: ModelVersion) -> float | None:
     return float(compare_importance(old, new).spearman)
 
 
+def _settle_resumed(engine: Engine, candidate: ModelVersion) -> None:
+    """A DP candidate registered by an attempt that died before settling its charge: settle
+    it now, once, with the steps its lineage records."""
+    privacy = candidate.lineage.get("privacy") or {}
+    charge_id = privacy.get("charge_id")
+    if not privacy.get("dp") or charge_id is None:
+        return
+    from inhouse.privacy import PrivacyLedger
+
+    ledger = PrivacyLedger(engine)
+    if ledger.charge(int(charge_id)).status == "reserved":
+        ledger.settle(int(charge_id), steps=int(privacy["steps"]), version=candidate.version)
+
+
 def run_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]) -> Measured:
     """Retrain the job's window (or finish an earlier attempt of it); measure for the gate."""
     torch.set_num_threads(cs.threads)
@@ -257,6 +293,8 @@ def run_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]
     started = time.perf_counter()
     if candidate is None:
         candidate = train_candidate(registry, engine, cs, job)
+    else:
+        _settle_resumed(engine, candidate)
     if cs.compress and packed is None:
         _compress(registry, engine, cs, candidate.version)
         packed = _registered(registry, cs.model, run)[1]

@@ -188,6 +188,11 @@ class Policy:
             },
         )
         backing_off = state.replace(job=None, failures=failures, next_attempt_at=now + wait)
+        if self.settings.dp and failures >= self.settings.max_dp_failures:
+            # A DP retrain that dies mid-way stays charged: do not drain the budget.
+            reason = f"{failures} DP retrains failed in a row; stopped (last: {error[:200]})"
+            stop = Event("stopped", {"reason": reason})
+            return Decision("wait", backing_off.replace(status="stopped"), reason, [event, stop])
         reason = f"failed ({error[:200]}); retry in {wait:.0f} s"
         return Decision("wait", backing_off, reason, [event])
 

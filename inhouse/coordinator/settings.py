@@ -91,6 +91,9 @@ class CoordinatorSettings(BaseModel):
     # --- failures
     backoff_base_s: float = Field(10.0, gt=0, description="First wait after a failed retrain.")
     backoff_max_s: float = Field(900.0, gt=0, description="Longest wait after failures.")
+    max_dp_failures: int = Field(
+        3, ge=1, description="Stop after this many DP retrains failed in a row (each spends)."
+    )
 
     @field_validator("cron")
     @classmethod

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from inhouse.access.records import utcnow
@@ -61,6 +61,43 @@ def _text(value: str, *, what: str, limit: int) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise InvalidInputError(f"{what} must be 1-{limit} characters, got {value!r}")
     return value
+
+
+def _still_reserved(
+    engine: Engine,
+    dataset: str,
+    *,
+    model: str,
+    run: str,
+    span: Span,
+    clipping: float,
+    accountant: str,
+) -> Charge | None:
+    """The reserved, unsettled charge of ``run`` with the same rows and mechanism, if any."""
+    mechanism = span.mechanism
+    with session_scope(engine) as session:
+        records = session.scalars(
+            select(ChargeRecord)
+            .where(
+                ChargeRecord.dataset == dataset,
+                ChargeRecord.model == model,
+                ChargeRecord.run == run,
+                ChargeRecord.status == RESERVED,
+                ChargeRecord.first_id == span.first_id,
+                ChargeRecord.up_to_id == span.up_to_id,
+                ChargeRecord.planned_steps == mechanism.steps,
+                ChargeRecord.accountant == accountant,
+            )
+            .order_by(ChargeRecord.id)
+        ).all()
+        for record in records:
+            if (
+                math.isclose(record.noise_multiplier, float(mechanism.noise_multiplier))
+                and math.isclose(record.sample_rate, float(mechanism.sample_rate))
+                and math.isclose(record.clipping, float(clipping))
+            ):
+                return Charge._from(record)
+    return None
 
 
 class PrivacyLedger:
@@ -162,7 +199,10 @@ class PrivacyLedger:
         """Charge a planned DP run to rows ``first_id..up_to_id``, or refuse it.
 
         The run is accounted at the budget's delta; ``delta`` is used only when the data set
-        has no budget (the charge is then recorded, not limited).
+        has no budget (the charge is then recorded, not limited). Reserving again for the same
+        ``run``, model, rows and mechanism while its charge is still reserved (a run resumed
+        after its process died before it settled: nothing it computed was released) returns
+        that charge: a window retried after a crash is charged once.
 
         Raises:
             BudgetExceededError: the data set's composed spend with this run would exceed its
@@ -179,6 +219,17 @@ class PrivacyLedger:
         _text(model, what="model", limit=64)
         _text(run, what="run", limit=256)
         new = Span(int(first_id), int(up_to_id), mechanism)
+        resumed = _still_reserved(
+            self.engine,
+            dataset,
+            model=model,
+            run=run,
+            span=new,
+            clipping=clipping,
+            accountant=accountant,
+        )
+        if resumed is not None:  # the same run again: its process died before settling
+            return resumed
 
         def attempt(state: State) -> Charge:
             budget = state.budget

@@ -58,16 +58,15 @@ class PrivateRun:
 
         PrivacyLedger(engine).settle(self.charge_id, steps=_steps(history), version=version)
 
-
-    def fail(self, engine: Engine) -> None:
-        """A run that died: its planned spend stays charged (its checkpoints exist)."""
+    def fail(self, engine: Engine, *, steps: int | None = None) -> None:
+        """A run that died: its planned spend stays charged (its checkpoints exist), unless
+        it failed before its first step (``steps=0``: no row was touched)."""
         if self.plan is None or self.charge_id is None:
             return
         from inhouse.privacy import PrivacyLedger
 
-        PrivacyLedger(engine).settle(
-            self.charge_id, steps=self.plan.steps, version=None, status="failed"
-        )
+        spent = self.plan.steps if steps is None else steps
+        PrivacyLedger(engine).settle(self.charge_id, steps=spent, version=None, status="failed")
 
 
 def _steps(history: dict[str, Any]) -> int:

@@ -114,7 +114,7 @@ def test_rows_from_sql_inserts_are_retrained_and_promoted(
 
     engine, registry = services.engine(settings), services.registry(settings)
     champion = registry.resolve(MODEL, "champion")
-    actor = _start(settings)
+    actor = _start(settings, canary_window_s=5)
     assert ray.get(actor.info.remote())["running"]
     append_stream(engine, 60)  # below the trigger: nothing happens
     crossed = time.monotonic()
@@ -129,6 +129,8 @@ def test_rows_from_sql_inserts_are_retrained_and_promoted(
     state = CoordinatorStore(engine).load(MODEL)
     assert state.watermark == last and state.champion_version == new.version
     assert freshness_s < 60, f"freshness {freshness_s:.1f} s"
+    kinds = [e.kind for e in CoordinatorStore(engine).history(MODEL)]
+    assert kinds[-3:] == ["retrain_started", "canary_started", "promoted"]  # 5 s canary
     print(f"freshness (INSERT -> champion moved): {freshness_s:.1f} s")
 
 

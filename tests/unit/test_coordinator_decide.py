@@ -131,3 +131,15 @@ def test_a_stopped_coordinator_stops() -> None:
 def test_completing_without_a_job_is_an_error() -> None:
     with pytest.raises(ValueError, match="no retrain in flight"):
         POLICY.completed(_state(), _gate("promote"), now=1.0)
+
+
+def test_repeated_dp_failures_stop_the_coordinator_instead_of_draining_the_budget() -> None:
+    policy = Policy(SETTINGS.model_copy(update={"dp": True, "max_dp_failures": 2}))
+    state = _state()
+    for attempt in (1, 2):
+        running = policy.decide(state, _obs(now=1e6 * attempt)).state
+        decision = policy.failed(running, "worker died", now=1e6 * attempt)
+        state = decision.state
+    assert state.status == "stopped" and "2 DP retrains failed in a row" in decision.reason
+    assert [e.kind for e in decision.events] == ["retrain_failed", "stopped"]
+    assert policy.decide(state, _obs(now=1e7)).action == "stop"

@@ -217,3 +217,18 @@ def test_two_concurrent_reservations_cannot_both_spend_the_last_of_a_budget(
         thread.join(timeout=60)
     assert sorted(outcomes) == ["charged", "refused"]
     assert len(ledger.report("cancer")[0].charges) == 1
+
+
+def test_a_run_resumed_before_it_settled_is_charged_once(ledger: PrivacyLedger) -> None:
+    """A process that died after reserving (nothing released) and reserves again for the same
+    run, rows and mechanism gets its charge back; anything else is a new charge."""
+    ledger.set_budget(dataset="cancer", epsilon=50.0, delta=DELTA, actor="admin", accountant="rdp")
+    first = _reserve(ledger, run="retrain-w1")
+    again = _reserve(ledger, run="retrain-w1")
+    assert again.id == first.id and len(ledger.report("cancer")[0].charges) == 1
+    assert ledger.spent("cancer") == _independent("rdp", RUN)
+    other = _reserve(ledger, Mechanism(1.1, 0.05, 60), run="retrain-w1")  # another plan
+    assert other.id != first.id
+    ledger.settle(first.id, steps=RUN.steps, version=3)
+    after = _reserve(ledger, run="retrain-w1")  # settled: a new run of it is a new spend
+    assert after.id not in (first.id, other.id)
