@@ -57,3 +57,14 @@ def append_stream(engine: Engine, count: int, *, seed_: int = 1, shuffle: bool =
         engine, "digits", count, seed=seed_, source_up_to_id=1797, wrong_labels=shuffle
     )
     return last
+
+
+def kill_coordinator(model: str) -> None:
+    """Kill the coordinator actor of ``model`` for good, if one runs (test teardown)."""
+    import ray
+
+    from actors.coordinator import find_actor
+
+    actor = find_actor(model)
+    if actor is not None:
+        ray.kill(actor, no_restart=True)

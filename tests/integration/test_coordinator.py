@@ -20,7 +20,7 @@ from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
 from inhouse.coordinator.control import start
 from inhouse.data import read_rows
 from inhouse.db import get_engine
-from tests.coordinator_setup import append_stream, make_champion
+from tests.coordinator_setup import append_stream, kill_coordinator, make_champion
 from tests.digits_parent import Parent, train_parent
 from tests.polling import wait_for
 
@@ -76,13 +76,7 @@ def _start(settings: Settings, **kw: Any) -> Any:
 @pytest.fixture()
 def stop_actor() -> Iterator[None]:
     yield
-    import ray
-
-    from actors.coordinator import find_actor
-
-    actor = find_actor(MODEL)
-    if actor is not None:
-        ray.kill(actor, no_restart=True)
+    kill_coordinator(MODEL)
 
 
 def _insert_sql(engine: Engine, count: int) -> int:

@@ -34,7 +34,7 @@ from inhouse.config import Settings, load_settings
 from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
 from inhouse.coordinator.control import start
 from inhouse.db import get_engine
-from tests.coordinator_setup import append_stream, make_champion
+from tests.coordinator_setup import append_stream, kill_coordinator, make_champion
 from tests.digits_parent import Parent, train_parent
 from tests.polling import wait_for
 from tests.reliability.test_database_outage import TcpProxy
@@ -128,13 +128,7 @@ def home(ray_cluster: Settings, tmp_path: Path, parent: Parent) -> Iterator[Home
 @pytest.fixture()
 def stop_actor() -> Iterator[None]:
     yield
-    import ray
-
-    from actors.coordinator import find_actor
-
-    actor = find_actor(MODEL)
-    if actor is not None:
-        ray.kill(actor, no_restart=True)
+    kill_coordinator(MODEL)
 
 
 def _start(home: Home, **overrides: Any) -> Any:
