@@ -128,7 +128,11 @@ def start(settings: Settings) -> bool:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not dashboard_up(settings):
         if time.monotonic() > deadline:
-            raise UnavailableError(f"the dashboard did not answer at {cfg.dashboard_url}")
+            stop(settings)  # no half-started head left behind to confuse the next start
+            raise UnavailableError(
+                f"the dashboard did not answer at {cfg.dashboard_url} within "
+                f"{START_TIMEOUT_S:.0f} s; the head was stopped (logs: {ray_temp_dir(settings)})"
+            )
         time.sleep(0.5)
     return True
 
