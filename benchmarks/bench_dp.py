@@ -4,7 +4,7 @@
   data and batch size, with Opacus DP-SGD (``inhouse.training.dp.make_private``: per-sample
   gradients, clipping, noise, Poisson sampling, accounting) vs without. Target <= 1.6x.
 - Accuracy: test accuracy at epsilon 1, 3, 8 (delta 1e-5, PRV accountant) vs the same model
-  trained without DP; target: within 2 points at epsilon 3. Mean of a few seeds (the digits
+  trained without DP; target: within 2 points at epsilon 3. Mean of 5 seeds (the digits
   test split has 360 rows: one row is 0.28 points). A PNG plots accuracy against epsilon.
 
 Both run in-process through the same functions the Ray Train workers call, so the ratios
@@ -13,6 +13,7 @@ measure Opacus, not Ray.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 import warnings
@@ -30,10 +31,27 @@ from inhouse.training.dp import DPPlan, make_private, plan_dp
 NAME = "dp"
 PLOT = Path(__file__).parent / "results" / "dp_accuracy.png"
 DELTA = 1e-5
+MIN_TIMED_STEPS = 100  # steps per timed repeat, so the time ratio is stable
 # The best of a ~20-point grid on 1,437 rows: a linear model (fewest parameters to noise; the
 # default [64, 64] MLP loses ~20 points at epsilon 3), Poisson batches of half the rows
 # (q = 0.5), 200 steps, Adam lr 0.03, clipping 0.3. Full batches, more or fewer steps, other
 # clipping norms and parameter averaging all did the same or worse (93.0-94.3%).
+# Also tried (issue #4, 3 seeds each, eps 3, same mechanism and PRV accounting; none beat this
+# recipe or shrank the gap): features in [0, 1] instead of [-1, 1]; per-row unit-norm pixels;
+# fixed seeded random ReLU (256/1024) and random Fourier (512/2048) features (non-DP rises to
+# 97.7-97.9%, DP stays 91-94%: the gap grows); low-frequency 2-D DCT coefficients (25-36, fewer
+# parameters to noise: DP 92-93%, non-DP 94.9-95.8%); augmentation multiplicity with 1-pixel
+# shifts, K=5/9 (74-88%: shifts destroy 8x8 digits for a linear model, non-DP with shifts 89.7%);
+# fixed Sobel edge features, +/- parts, with/without 2x2 pooling (144/576; non-DP 97.1-98.0%,
+# DP 91.7-94.6%), also with augmentation multiplicity (89.5-92.3%); SGD+momentum, linear LR
+# decay, EMA 0.9/0.97, zero init, weight decay, Adam betas, batches 180-1437.
+# The limit is the noise itself: the same runs with noise multiplier 2 instead of ~10 reach 95.6%.
+# Public synthetic digits (matplotlib's fonts and drawn pen strokes, 32x32 -> 4x4 block counts
+# like NIST's; no private row read) reach only 55-61% zero-shot. Pretraining on them, then DP
+# fine-tuning, gives 94.2% (non-DP from the same init 96.9%); centring by their mean 94.6% vs
+# 96.8%; a fixed 40-component PCA of them 94.1% vs 96.1% (Opacus, eps 3, 5 seeds: gap 2.0-2.7).
+# Starting from the non-DP model itself, DP fine-tuning (lr 0.003, 3-10 epochs) keeps ~96.7%:
+# public data would have to be that good.
 DP_RECIPE = {"hidden": [], "batch": 720, "epochs": 100, "lr": 0.03, "clip": 0.3}
 
 
@@ -85,29 +103,42 @@ def _train(plan: DPPlan | None, seed: int, *, recipe: dict[str, Any]) -> float:
     return evaluate(model, x_te, y_te).accuracy
 
 
-def _epoch_seconds(dp: bool, repeats: int, *, hidden: list[int], batch: int) -> float:
-    """Median seconds of one epoch of the model ``hidden`` with (expected) batch ``batch``."""
+def _epoch_step(dp: bool, *, hidden: list[int], batch: int) -> tuple[Any, Any, Any]:
+    """``(model, loader, optimizer)`` for one epoch of ``hidden``, with or without DP."""
     data, *_ = _digits()
     model = _model(hidden, 0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    if dp:
-        plan = plan_dp(
-            train_rows=len(data), batch_size=batch, epochs=1, max_grad_norm=1.0,
-            delta=DELTA, accountant="prv", noise_multiplier=1.0,
-        )  # fmt: skip
-        private = make_private(
-            model=model, optimizer=optimizer, dataset=data, plan=plan, distributed=False
-        )
-        step = (private.model, private.loader, private.optimizer)
-    else:
-        step = (model, DataLoader(data, batch_size=batch, shuffle=True), optimizer)
-    train_one_epoch(*step)  # warm-up
-    times = []
+    if not dp:
+        return model, DataLoader(data, batch_size=batch, shuffle=True), optimizer
+    plan = plan_dp(
+        train_rows=len(data), batch_size=batch, epochs=1, max_grad_norm=1.0,
+        delta=DELTA, accountant="prv", noise_multiplier=1.0,
+    )  # fmt: skip
+    private = make_private(
+        model=model, optimizer=optimizer, dataset=data, plan=plan, distributed=False
+    )
+    return private.model, private.loader, private.optimizer
+
+
+def _epoch_seconds(repeats: int, *, hidden: list[int], batch: int) -> tuple[float, float]:
+    """Seconds of one epoch with DP and without, of ``hidden`` at (expected) ``batch``.
+
+    Each repeat times enough whole epochs for ``MIN_TIMED_STEPS`` steps (an epoch of the DP
+    recipe is only 2 steps); DP and non-DP repeats alternate, so both see the same load, and
+    the fastest repeat of each counts: the one least disturbed by other processes.
+    """
+    steps = {dp: _epoch_step(dp, hidden=hidden, batch=batch) for dp in (True, False)}
+    epochs = math.ceil(MIN_TIMED_STEPS / math.ceil(len(_digits()[0]) / batch))
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for step in steps.values():
+        train_one_epoch(*step)  # warm-up
     for _ in range(repeats):
-        started = time.perf_counter()
-        train_one_epoch(*step)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for dp, step in steps.items():
+            started = time.perf_counter()
+            for _ in range(epochs):
+                train_one_epoch(*step)
+            times[dp].append((time.perf_counter() - started) / epochs)
+    return min(times[True]), min(times[False])
 
 
 def _plot(curve: dict[float, float], baseline: float) -> None:
@@ -140,10 +171,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
     recipe = {"hidden": DP_RECIPE["hidden"], "batch": DP_RECIPE["batch"]}
     default = {"hidden": [64, 64], "batch": 64}
     times = {
-        name: (_epoch_seconds(True, repeats, **cfg), _epoch_seconds(False, repeats, **cfg))
+        name: _epoch_seconds(repeats, **cfg)  # type: ignore[arg-type]
         for name, cfg in (("recipe", recipe), ("default", default))
     }
-    seeds = range(3)
+    seeds = range(5)
     baseline = statistics.mean(_train(None, s, recipe=DP_RECIPE) for s in seeds)
     plans = {eps: _plan(eps, DP_RECIPE) for eps in (1.0, 3.0, 8.0)}
     curve = {
