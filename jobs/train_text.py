@@ -38,7 +38,15 @@ from inhouse.data.text_import import read_text_rows
 from inhouse.db import get_engine
 from inhouse.errors import ConfigError
 from inhouse.training import load_checkpoint, save_checkpoint, unwrap
-from inhouse.training.text import TextTrainOptions, evaluate_texts, start_model, train_epoch
+from inhouse.training.text import (
+    TextTrainOptions,
+    evaluate_texts,
+    head_features,
+    shard,
+    start_model,
+    train_epoch,
+    warm_head,
+)
 from inhouse.training.text_register import register_result
 
 
@@ -67,6 +75,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 Path(directory), model=model, optimizer=optimizer, keyring=keyring
             )
             start_epoch = int(state["epoch"]) + 1
+    if options.head_epochs and start_epoch == 0 and rank == 0:
+        # DDP starts every worker from rank 0's weights, warmed head included.
+        rows = shard(train, options=options, epoch=0, rank=0, world=1)
+        features = head_features(
+            model, tokenizer, [train.texts[i] for i in rows], max_length=options.max_length
+        )
+        warm_head(
+            model,
+            features,
+            [train.labels[i] for i in rows],
+            epochs=options.head_epochs,
+            lr=options.head_lr,
+            train_pooler=options.method == "full",
+            seed=options.seed,
+        )
     ddp = ray.train.torch.prepare_model(model) if world > 1 else model
     for epoch in range(start_epoch, options.epochs):
         started = time.perf_counter()

@@ -1,9 +1,12 @@
 """Build the inhouse Serve application: one ingress in front of, per model, a replica set and
 an explainer sidecar.
 
-Typed entry point for ``serve run`` / ``serve deploy`` config files::
+Tabular and text models share the front door: each model's registry spec (of the version
+``ref`` names) picks its deployments, ModelReplica + Explainer for tabular models, TextReplica
+(tokenising, int8, multiplexed variants) + TextExplainer (token attributions) for ``hf_text``
+ones. Typed entry point for ``serve run`` / ``serve deploy`` config files::
 
-    serve run serve.app:build_app models='["digits"]'
+    serve run serve.app:build_app models='["digits", "banking"]'
 """
 
 from __future__ import annotations
@@ -13,11 +16,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
+from inhouse import services
 from inhouse.config import ServeSettings, Settings, load_settings
+from inhouse.errors import InvalidInputError
+from inhouse.models.text import TEXT_KIND
 from inhouse.registry import validate_model_name
 from serve.explainer import Explainer
 from serve.ingress import Ingress
 from serve.model_replica import ModelReplica
+from serve.text_explainer import TextExplainer
+from serve.text_replica import TextReplica
 
 APP_NAME = "inhouse"
 
@@ -33,6 +41,7 @@ class ServeArgs(BaseModel):
     database_url: str | None = None
     batching: bool = Field(True, description="Dynamic batching (off: one request per call).")
     max_explainer_replicas: int = Field(2, ge=1, description="Autoscaling cap per explainer.")
+    explainers: bool = Field(True, description="Start an explainer sidecar per model.")
 
 
 def settings_payload(settings: Settings) -> dict[str, Any]:
@@ -53,6 +62,26 @@ def replica_scaling(serve_cfg: ServeSettings) -> dict[str, Any]:
     return {"autoscaling_config": autoscaling}
 
 
+def text_models(settings: Settings, models: list[str], ref: str) -> list[str]:
+    """Which of ``models`` are text models (their version ``ref`` is an ``hf_text`` spec).
+
+    A text encoder without a head is refused here, before any deployment starts.
+    """
+    registry = services.registry(settings)
+    text = []
+    for name in models:
+        spec = registry.get(name, ref).spec
+        if spec.get("kind") != TEXT_KIND:
+            continue
+        if spec.get("role") == "encoder":
+            raise InvalidInputError(
+                f"{name} ({ref}) is a text encoder without a classifier head: serve a model "
+                "fine-tuned from it (jobs.train_text) instead"
+            )
+        text.append(name)
+    return text
+
+
 def build_app(args: dict[str, Any] | ServeArgs) -> Application:
     """The Serve application for ``args`` (a dict when called by ``serve run``)."""
     parsed = args if isinstance(args, ServeArgs) else ServeArgs.model_validate(args)
@@ -66,10 +95,15 @@ def build_app(args: dict[str, Any] | ServeArgs) -> Application:
         settings.serve.max_batch_size = 1
     payload = settings_payload(settings)
     serve_cfg = settings.serve
-    handles, explainers = {}, {}
     for name in parsed.models:
         validate_model_name(name)
-        handles[name] = ModelReplica.options(
+    text = text_models(settings, parsed.models, parsed.ref)
+    handles, explainers = {}, {}
+    for name in parsed.models:
+        replica, explainer = (
+            (TextReplica, TextExplainer) if name in text else (ModelReplica, Explainer)
+        )
+        handles[name] = replica.options(
             name=f"model-{name}",
             max_ongoing_requests=serve_cfg.max_ongoing_requests,
             # A dead replica is noticed in ~2 s rather than Serve's default ~10 s.
@@ -77,9 +111,11 @@ def build_app(args: dict[str, Any] | ServeArgs) -> Application:
             health_check_timeout_s=5,
             **replica_scaling(serve_cfg),
         ).bind(name, payload, parsed.ref)
+        if not parsed.explainers:
+            continue
         # The explainer sidecar: its own replicas, so heavy explanations never slow
         # predictions. Work is serialised per replica: scale out with replicas.
-        explainers[name] = Explainer.options(
+        explainers[name] = explainer.options(
             name=f"explainer-{name}",
             autoscaling_config={
                 "min_replicas": 1,
@@ -88,5 +124,5 @@ def build_app(args: dict[str, Any] | ServeArgs) -> Application:
             },
         ).bind(name, payload, parsed.ref)
     return Ingress.options(max_ongoing_requests=serve_cfg.max_ongoing_requests * 4).bind(
-        handles, payload, explainers
+        handles, payload, explainers, text
     )

@@ -49,6 +49,8 @@ from inhouse.protocol import (
     v1_response,
     v2_response,
 )
+from serve import text_routes
+from serve.canary_router import CanaryRouter
 
 PREDICT = "model:predict"
 EXPLAIN = "model:explain"
@@ -93,9 +95,11 @@ class Ingress:
         models: dict[str, DeploymentHandle],
         settings: dict[str, Any],
         explainers: dict[str, DeploymentHandle] | None = None,
+        text_models: list[str] | None = None,
     ) -> None:
         self._models = models
         self._explainers = explainers or {}
+        self._text = frozenset(text_models or ())  # their routes: serve/text_routes.py
         platform = load_settings(**settings)
         self._settings = platform.serve
         self._access = services.access(platform) if platform.security.require_auth else None
@@ -112,6 +116,8 @@ class Ingress:
             else None
         )
         self._metadata: dict[str, tuple[float, dict[str, Any]]] = {}
+        # A running canary gets its share of the predictions (and its outcomes are counted).
+        self._canary = CanaryRouter(services.engine(platform), list(models))
         self._explain_limits = server_limits(max_instances=self._settings.max_instances)
 
     async def _authorize(self, request: Request, *, action: str, resource: str) -> str:
@@ -194,6 +200,8 @@ class Ingress:
 
     @app.get("/v2/models/{name}")
     async def v2_metadata(self, name: str, request: Request) -> dict[str, Any]:
+        if name in self._text:
+            return await text_routes.v2_metadata(self, name, request)
         await self._authorize(request, action=PREDICT, resource=name)
         info = await self._model_info(name)
         return model_metadata(
@@ -212,6 +220,8 @@ class Ingress:
 
     @app.post("/v2/models/{name}/infer")
     async def v2_infer(self, name: str, request: Request) -> dict[str, Any]:
+        if name in self._text:
+            return await text_routes.v2_infer(self, name, request)
         await self._authorize(request, action=PREDICT, resource=name)
         handle = self._handle(name)
         info = await self._model_info(name)
@@ -220,7 +230,7 @@ class Ingress:
             n_features=info["n_features"],
             max_instances=self._settings.max_instances,
         )
-        result = await self._predict(handle, x)
+        result = await self._predict(name, handle, x)
         return v2_response(
             model=name,
             version=result["version"],
@@ -236,6 +246,8 @@ class Ingress:
 
     @app.post("/v1/models/{name}:predict")
     async def v1_predict(self, name: str, request: Request) -> dict[str, Any]:
+        if name in self._text:
+            return await text_routes.v1_predict(self, name, request)
         await self._authorize(request, action=PREDICT, resource=name)
         handle = self._handle(name)
         info = await self._model_info(name)
@@ -244,13 +256,15 @@ class Ingress:
             n_features=info["n_features"],
             max_instances=self._settings.max_instances,
         )
-        result = await self._predict(handle, x)
+        result = await self._predict(name, handle, x)
         return v1_response(probabilities=result["probabilities"], class_names=info["class_names"])
 
     @app.post("/v1/models/{name}:explain")
     async def v1_explain(
         self, name: str, request: Request, format: Literal["json", "png"] = "json"
     ) -> Response:
+        if name in self._text:
+            return JSONResponse(await text_routes.v1_explain(self, name, request, format))
         await self._authorize(request, action=EXPLAIN, resource=name)
         self._handle(name)  # 404 for unknown models
         explainer = self._explainers.get(name)
@@ -273,11 +287,32 @@ class Ingress:
         except Exception as exc:  # noqa: BLE001 - an explainer crash is a 503, never a 500
             raise UnavailableError(f"explainer failed: {type(exc).__name__}") from exc
 
-    async def _predict(self, handle: DeploymentHandle, x: Any) -> dict[str, Any]:
+    async def _predict(self, name: str, handle: DeploymentHandle, x: Any) -> dict[str, Any]:
+        """Champion (or, for a canary's share, candidate) probabilities; a failing canary
+        is counted against it and the request answered by the champion instead."""
+        candidate = self._canary.choose(name)
+        if candidate is not None:
+            started = time.perf_counter()
+            try:
+                result: dict[str, Any] = await handle.predict.remote(x, candidate)
+            except Exception:  # noqa: BLE001 - the champion answers; the canary is charged
+                champion = await self._champion_predict(name, handle, x)
+                self._canary.record(name, candidate, started, error=True)
+                return champion
+            self._canary.record(name, int(result["version"]), started, error=False)
+            return result
+        return await self._champion_predict(name, handle, x)
+
+    async def _champion_predict(
+        self, name: str, handle: DeploymentHandle, x: Any
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
             result: dict[str, Any] = await handle.predict.remote(x)
         except InhouseError:
             raise
         except Exception as exc:  # noqa: BLE001 - a replica crash is a 503, never a 500
+            self._canary.record(name, None, started, error=True)
             raise UnavailableError(f"model replica failed: {type(exc).__name__}") from exc
+        self._canary.record(name, int(result["version"]), started, error=False)
         return result

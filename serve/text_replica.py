@@ -11,6 +11,7 @@ on first use (merged into its base and quantized to int8), kept in an LRU of
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from inhouse.errors import InvalidInputError, ModelNotFoundError
 from inhouse.models.lora import float_version, load_text
 from inhouse.models.text import encode_texts
 from inhouse.registry import ModelVersion, Registry
+from serve.versioned import follow_alias, pinned
 
 MAX_VARIANTS = 4
 
@@ -79,7 +81,12 @@ class TextReplica:
         self._settings = load_settings(**settings)
         self._registry = services.registry(self._settings)
         self._model_name = model
+        self._ref = ref
         self._served = self._load(ref)
+        # Promotions and rollbacks of the alias reach this replica within a second.
+        threading.Thread(
+            target=follow_alias, args=(self._refresh,), daemon=True, name="follow-alias"
+        ).start()
         serve_cfg = self._settings.serve
         self._batching = serve_cfg.max_batch_size > 1
         self.predict_batch.set_max_batch_size(serve_cfg.max_batch_size)
@@ -91,11 +98,16 @@ class TextReplica:
             raise InvalidInputError(f"{self._model_name} is not a text model")
         return load_served(self._registry, info, quantize=info.spec.get("role") == "adapter")
 
+    def _refresh(self) -> None:
+        if not pinned(self._ref):
+            if self._registry.resolve(self._model_name, self._ref) != self._served.version:
+                self._served = self._load(self._ref)  # the old one answers until the swap
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve a different version: ``{"ref": "champion" | "<n>"}``."""
-        ref = str(user_config.get("ref", "champion"))
-        if ref != str(self._served.version):
-            self._served = self._load(ref)
+        self._ref = str(user_config.get("ref", "champion"))
+        if self._ref != str(self._served.version):
+            self._served = self._load(self._ref)
 
     def metadata(self) -> dict[str, Any]:
         spec = self._served.spec

@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,6 +30,20 @@ Loaded = tuple[ModelVersion, torch.nn.Module]
 
 ALIAS_POLL_S = 1.0
 _log = logging.getLogger(__name__)
+
+
+def follow_alias(refresh: Callable[[], None]) -> None:
+    """Call ``refresh`` every :data:`ALIAS_POLL_S` forever (a replica's daemon thread); a
+    database that is briefly away only delays the next check."""
+    while True:
+        time.sleep(ALIAS_POLL_S)
+        with contextlib.suppress(InhouseError):
+            refresh()
+
+
+def pinned(ref: str) -> bool:
+    """Whether ``ref`` names a version number (which never moves) rather than an alias."""
+    return re.fullmatch(r"[0-9]+", ref) is not None
 
 
 class VersionedModel:
@@ -63,14 +78,11 @@ class VersionedModel:
 
     def _follow_alias(self) -> None:
         """Reload when the served alias moves (promotion, rollback); pinned versions stay."""
-        while True:
-            time.sleep(ALIAS_POLL_S)
-            with contextlib.suppress(InhouseError):  # database briefly away: keep serving
-                self._refresh()
+        follow_alias(self._refresh)
 
     def _refresh(self) -> None:
         ref = self._ref
-        if re.fullmatch(r"[0-9]+", ref):
+        if pinned(ref):
             return
         aliases = self._registry.aliases(self._model_name)
         if aliases.get(ref, self._info.version) != self._info.version:

@@ -82,14 +82,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _drop(admin: object, schema: str) -> None:
-    from sqlalchemy import text
+    from tests.pg_schema import drop_schema
 
-    from inhouse import db
-
-    for url in [u for u in db._engines if schema in u]:
-        db._engines.pop(url).dispose()
-    with admin.begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    drop_schema(admin, schema)
 
 
 # INHOUSE_TEST_PORT_OFFSET lets two test sessions (e.g. two checkouts) run side by side.

@@ -3,6 +3,8 @@ and the stream rows they append (noisy copies of training rows, or label-shuffle
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import Engine
 
 from inhouse import services
@@ -68,3 +70,6 @@ def kill_coordinator(model: str) -> None:
     actor = find_actor(model)
     if actor is not None:
         ray.kill(actor, no_restart=True)
+        deadline = time.monotonic() + 30
+        while find_actor(model) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)  # gone, so it no longer holds database locks

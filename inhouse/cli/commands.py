@@ -236,10 +236,29 @@ def cmd_compress(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _servable(settings: Settings, ref: str) -> list[str]:
+    """Registered models with a version ``ref`` that can answer requests (text encoders
+    without a classifier head cannot)."""
+    from inhouse.errors import ModelNotFoundError
+
+    registry, found = _registry(settings), []
+    for model in registry.models():
+        try:
+            spec = registry.get(model, ref).spec
+        except ModelNotFoundError:
+            print(f"skipping {model}: it has no version {ref!r}")
+            continue
+        if spec.get("role") == "encoder":
+            print(f"skipping {model}: a text encoder without a classifier head")
+            continue
+        found.append(model)
+    return found
+
+
 def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
-    models = args.models or _registry(settings).models()
+    models = args.models or _servable(settings, args.ref)
     if not models:
-        raise UnavailableError("no model in the registry; run `inhouse train` first")
+        raise UnavailableError("no servable model in the registry; run `inhouse train` first")
     for model in models:
         authorize(settings, action="model:deploy", resource=model, detail=f"ref {args.ref}")
     with step(f"deploying {', '.join(models)} on Ray Serve"):

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,10 +30,29 @@ def _inhouse(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
-def test_demo_runs_twice_and_prints_a_working_summary(ray_cluster: Settings) -> None:
+@pytest.fixture()
+def coordinator_stopped(ray_cluster: Settings) -> Iterator[None]:
+    """The demo leaves its coordinator actor running (as a user wants); stop it afterwards."""
+    yield
+    stopped = _inhouse("coordinator", "stop", "digits")
+    assert stopped.returncode == 0 or "no coordinator" in stopped.stderr, stopped.stderr[-2000:]
+
+
+def test_demo_runs_twice_and_prints_a_working_summary(
+    ray_cluster: Settings, coordinator_stopped: None
+) -> None:
     first = _inhouse("demo")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = first.stdout
+    # Second act: new rows -> retrain -> gate -> canary with live traffic -> promotion.
+    assert "coordinator of digits running" in out and "retrain started: rows 1798-2097" in out
+    # The candidate is v4 when its compression passed its gate, else the float v3.
+    gated = re.search(r"v([34]) passed the gate .*canary on 10% of requests", out)
+    assert gated, out[-3000:]
+    fresh = gated.group(1)
+    promoted = rf"v{fresh} promoted to champion \(canary answered [1-9]\d* requests, 0 errors"
+    assert re.search(promoted, out), out[-3000:]
+    assert re.search(rf"retrain act +promoted after \d+ s; champion now v{fresh};.* 0 failed", out)
     accuracy = float(re.search(r"test accuracy\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
     assert accuracy >= 0.95
     assert ray_cluster.ray.dashboard_url in out and "tensorboard --logdir" in out
@@ -47,12 +67,15 @@ def test_demo_runs_twice_and_prints_a_working_summary(ray_cluster: Settings) -> 
     assert httpx.post(serve_url, json=body, headers=auth, timeout=30).status_code == 200
     assert httpx.get(ray_cluster.ray.dashboard_url, timeout=10).status_code == 200
 
-    again = _inhouse("demo")  # idempotent: same cluster and data, a new version served
+    # Idempotent: same cluster and data, a new version served (float + compressed).
+    again = _inhouse("demo", "--no-retrain-act")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already running" in again.stdout and "already there" in again.stdout
-    assert re.search(r"digits v4 \(champion\)", again.stdout)  # v3 float, v4 compressed
+    newest = re.search(r"digits v(\d+) \(champion\)", again.stdout)
+    assert newest and int(newest.group(1)) > int(fresh), again.stdout[-3000:]
+    assert "retrain act" not in again.stdout
     served = httpx.post(serve_url, json=body, headers=auth, timeout=30).json()
-    assert served["model_version"] == "4"
+    assert served["model_version"] == newest.group(1)
 
 
 def test_ray_job_submit_needs_the_token(ray_cluster: Settings) -> None:

@@ -22,6 +22,7 @@ from inhouse.data import read_rows
 from inhouse.db import get_engine
 from tests.coordinator_setup import append_stream, kill_coordinator, make_champion
 from tests.digits_parent import Parent, train_parent
+from tests.pg_schema import drop_schema
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,12 +31,7 @@ PG_BASE = os.environ.get("INHOUSE_TEST_PG", "postgresql+psycopg://postgres@127.0
 
 
 def _drop(admin: Engine, schema: str) -> None:
-    from inhouse import db
-
-    for url in [u for u in db._engines if schema in u]:
-        db._engines.pop(url).dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    drop_schema(admin, schema)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -17,6 +21,10 @@ from inhouse import services
 from inhouse.access import AccessService, IssuedToken
 from inhouse.access.records import TokenRecord
 from inhouse.config import Settings
+from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, Measured
+from inhouse.coordinator.canary import Canary
+from inhouse.coordinator.control import start
+from inhouse.coordinator.service import Coordinator
 from inhouse.data import read_rows, seed
 from inhouse.db import get_engine
 from inhouse.errors import NotFoundError
@@ -248,6 +256,34 @@ def test_explain_needs_the_explain_permission(client: httpx.Client, registered: 
         assert limited.post(f"/v1/models/{MODEL}:explain", json=body).status_code == 403
 
 
+@dataclass
+class _Load:
+    statuses: list[int] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _steady_load(client: httpx.Client, body: dict, clients: int = 2) -> Iterator[_Load]:
+    """``clients`` threads posting ``body`` without pause until the block ends."""
+    load, done = _Load(), threading.Event()
+
+    def steady() -> None:
+        while not done.is_set():
+            response = client.post(f"/v2/models/{MODEL}/infer", json=body)
+            load.statuses.append(response.status_code)
+            if response.status_code == 200:
+                load.versions.append(response.json()["model_version"])
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(steady) for _ in range(clients)]
+        try:
+            yield load
+        finally:
+            done.set()
+            for future in futures:
+                future.result()
+
+
 def test_replicas_follow_promotion_and_rollback_without_a_failed_request(
     registered: tuple[Settings, torch.Tensor, torch.Tensor], client: httpx.Client
 ) -> None:
@@ -263,30 +299,95 @@ def test_replicas_follow_promotion_and_rollback_without_a_failed_request(
         lineage={"dataset": "digits", "parent": {"version": old.version}},
     )
     body = _v2(x[:2].tolist())
-    statuses: list[int] = []
-    seen: set[str] = set()
-
-    done = threading.Event()
-
-    def steady() -> None:
-        while not done.is_set():
-            response = client.post(f"/v2/models/{MODEL}/infer", json=body)
-            statuses.append(response.status_code)
-            if response.status_code == 200:
-                seen.add(response.json()["model_version"])
-
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        load = [pool.submit(steady) for _ in range(2)]
+    with _steady_load(client, body) as load:
         registry.set_alias(MODEL, "champion", new.version)  # promotion
-        wait_for(lambda: str(new.version) in seen, timeout_s=30, what="the new champion served")
+        wait_for(lambda: str(new.version) in load.versions, timeout_s=30, what="the new champion")
         registry.set_alias(MODEL, "champion", old.version)  # rollback
         wait_for(
-            lambda: client.post(f"/v2/models/{MODEL}/infer", json=body).json()["model_version"]
-            == str(old.version),
+            lambda: (
+                client.post(f"/v2/models/{MODEL}/infer", json=body).json()["model_version"]
+                == str(old.version)
+            ),
             timeout_s=30,
             what="the rolled-back champion served",
         )
-        done.set()
-        for future in load:
-            future.result()
-    assert str(new.version) in seen and set(statuses) == {200}
+    assert str(new.version) in load.versions and set(load.statuses) == {200}
+
+
+def test_a_canary_gets_its_share_then_is_promoted_or_rolled_back_without_failed_requests(
+    registered: tuple[Settings, torch.Tensor, torch.Tensor], client: httpx.Client
+) -> None:
+    """The ingress sends the canary its share, counts what it did, and answers a request the
+    canary failed from the champion; the coordinator promotes a healthy canary and rolls back
+    one built for another schema (every request it gets fails)."""
+    settings, x, _ = registered
+    registry, engine = services.registry(settings), services.engine(settings)
+    champion = registry.get(MODEL)
+    healthy = registry.register(
+        MODEL,
+        module=registry.load_module(champion),
+        spec=champion.spec,
+        metrics=champion.metrics,
+        lineage={"dataset": "digits", "parent": {"version": champion.version}},
+    )
+    spec32 = MLPSpec(input_dim=32, num_classes=10).model_dump()  # another schema
+    broken = registry.register(
+        MODEL, module=build_model(spec32), spec=spec32, metrics={}, lineage={"dataset": "digits"}
+    )
+    cs = CoordinatorSettings(
+        model=MODEL, canary_share=0.3, canary_window_s=600, canary_min_requests=10
+    )
+    start(registry, cs)
+    store = CoordinatorStore(engine)
+    now = [time.time()]
+    coordinator = Coordinator(
+        engine=engine, registry=registry, settings=cs, retrain=_no_retrain, clock=lambda: now[0]
+    )
+
+    def open_canary(version: int, baseline: int) -> None:
+        canary = Canary(version, baseline, 0.3, time.time(), time.time() + 600)
+        state = store.load(MODEL)
+        store.commit(state.replace(canary=canary), aliases={"candidate": version})
+
+    body = _v2(x[:2].tolist())
+    with _steady_load(client, body) as load:
+        versions = load.versions
+        open_canary(healthy.version, champion.version)
+        wait_for(
+            lambda: versions[-300:].count(str(healthy.version)) >= 30,
+            timeout_s=60,
+            what="the canary answering its share",
+        )
+        recent = versions[-300:]
+        share = recent.count(str(healthy.version)) / len(recent)
+        assert 0.1 < share < 0.5, share  # 0.3 of the requests, give or take
+        assert coordinator.step().action == "canary"  # inside its window
+        now[0] = time.time() + 601
+        time.sleep(2.5)  # one more traffic flush by the ingress
+        report = coordinator.step()
+        assert report.action == "promoted", report.reason
+        assert report.figures["candidate"]["requests"] >= 10
+        assert report.figures["candidate"]["errors"] == 0
+        assert registry.aliases(MODEL)["champion"] == healthy.version
+        wait_for(
+            lambda: set(versions[-20:]) == {str(healthy.version)},
+            timeout_s=30,
+            what="the promoted canary answering everything",
+        )
+        now[0] = time.time()
+        open_canary(broken.version, healthy.version)
+        wait_for(
+            lambda: coordinator.step().action == "rolled_back",
+            timeout_s=60,
+            what="the broken canary rolled back",
+        )
+    assert set(load.statuses) == {200}  # the broken canary's requests got the champion's answer
+    assert str(broken.version) not in versions
+    assert "candidate" not in registry.aliases(MODEL)
+    last = store.history(MODEL)[-1]
+    assert last.kind == "canary_rolled_back" and "error rate 100.00%" in last.detail["reasons"][0]
+    registry.set_alias(MODEL, "champion", champion.version)  # as the other tests expect
+
+
+def _no_retrain(_settings: CoordinatorSettings, _job: dict) -> Measured:
+    raise AssertionError("no retrain runs while a canary is watched")

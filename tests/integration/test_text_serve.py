@@ -1,5 +1,6 @@
-"""Text serving over real HTTP: v2 BYTES and v1, the int8 champion, batching, token
-attributions from the explainer sidecar, and tenant variants multiplexed in one deployment."""
+"""Text serving over real HTTP through the one front door (``serve.app:build_app``): v2 BYTES
+and v1, the int8 champion, batching, token attributions from the explainer sidecar, tenant
+variants multiplexed in one deployment, and a tabular model answering beside it."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ from inhouse import services
 from inhouse.compress import CompressionSettings, compress
 from inhouse.config import Settings
 from inhouse.data.text_import import TextRows
+from inhouse.models import MLPSpec, build_model
 from inhouse.models.hf import import_model_dir
 from inhouse.models.lora import load_text, lora_config, prepare_incremental, register_adapter
 from inhouse.models.text import classifier_from
 from inhouse.training.text import TextTrainOptions, evaluate_texts, train_epoch
-from serve.text_app import TextServeArgs, build_text_app
+from serve.app import ServeArgs, build_app
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 pytestmark = pytest.mark.integration
-MODEL, TENANT = "intents-http", "intents-tenant-b"
+MODEL, TENANT, TABULAR = "intents-http", "intents-tenant-b", "tabular-beside-text"
 
 
 def _rows(n: int, seed: int) -> TextRows:
@@ -88,6 +90,12 @@ def registered(ray_cluster: Settings, tmp_path_factory: pytest.TempPathFactory) 
         lineage={},
     )
     registry.set_alias(TENANT, "champion", adapter.version)
+    # A tabular model (untrained: only its answering matters) served by the same app.
+    mlp_spec = MLPSpec(input_dim=4, num_classes=3).model_dump()
+    mlp = registry.register(
+        TABULAR, module=build_model(mlp_spec), spec=mlp_spec, metrics={}, lineage={}
+    )
+    registry.set_alias(TABULAR, "champion", mlp.version)
     return ray_cluster
 
 
@@ -96,7 +104,7 @@ def client(registered: Settings) -> Iterator[httpx.Client]:
     from ray import serve
 
     serve.run(
-        build_text_app(TextServeArgs(models=[MODEL], home=str(registered.home))),
+        build_app(ServeArgs(models=[MODEL, TABULAR], home=str(registered.home))),
         name="inhouse-text",
         route_prefix="/",
     )
@@ -186,3 +194,39 @@ def test_variants_are_multiplexed_in_the_same_deployment(client: httpx.Client) -
         f"/v1/models/{MODEL}:predict", json={"instances": [text]}, headers=not_a_variant
     )
     assert refused.status_code == 422
+
+
+def test_a_tabular_model_answers_from_the_same_app(client: httpx.Client) -> None:
+    rows = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [0.0] * 8}]}
+    v2 = client.post(f"/v2/models/{TABULAR}/infer", json=rows)
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["model_name"] == TABULAR
+    meta = client.get(f"/v2/models/{TABULAR}").json()
+    assert meta["inputs"][0]["datatype"] == "FP32"
+    v1 = client.post(f"/v1/models/{TABULAR}:predict", json={"instances": [[1, 2, 3, 4]]})
+    assert v1.status_code == 200 and len(v1.json()["predictions"]) == 1
+    # Each kind refuses the other's bodies; a text explanation has no picture.
+    texts = client.post(f"/v1/models/{TABULAR}:predict", json={"instances": ["hello"]})
+    assert texts.status_code in (400, 422)
+    png = client.post(f"/v1/models/{MODEL}:explain?format=png", json={"instances": ["refund"]})
+    assert png.status_code == 422
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+
+
+def test_text_replicas_follow_a_promotion_and_a_rollback(
+    registered: Settings, client: httpx.Client
+) -> None:
+    from tests.polling import wait_for
+
+    registry = services.registry(registered)
+    body = _v2(["refund please"])
+
+    def answered_by() -> str:
+        return str(client.post(f"/v2/models/{MODEL}/infer", json=body).json()["model_version"])
+
+    registry.set_alias(MODEL, "champion", 1)  # the float version, as a promotion would
+    try:
+        wait_for(lambda: answered_by() == "1", timeout_s=30, what="the float v1 answering")
+    finally:
+        registry.set_alias(MODEL, "champion", 2)  # back to int8, as a rollback would
+    wait_for(lambda: answered_by() == "2", timeout_s=30, what="the int8 v2 answering again")

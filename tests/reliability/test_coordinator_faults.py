@@ -36,6 +36,7 @@ from inhouse.coordinator.control import start
 from inhouse.db import get_engine
 from tests.coordinator_setup import append_stream, kill_coordinator, make_champion
 from tests.digits_parent import Parent, train_parent
+from tests.pg_schema import drop_schema
 from tests.polling import wait_for
 from tests.reliability.test_database_outage import TcpProxy
 
@@ -99,7 +100,6 @@ def _schema_url(schema: str, base: str = PG_BASE, **params: str) -> str:
 def _home(tmp_path: Path, parent: Parent, url_for: Callable[[str], str]) -> Iterator[Home]:
     """A fresh schema + home with a compressed champion; ``url_for(schema)`` is the
     coordinator's database URL."""
-    from inhouse import db
 
     schema = f"ih_cf_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_BASE)
@@ -112,10 +112,7 @@ def _home(tmp_path: Path, parent: Parent, url_for: Callable[[str], str]) -> Iter
     try:
         yield Home(load_settings(home=str(home), database_url=url_for(schema)), schema, direct)
     finally:
-        for key in [k for k in db._engines if schema in k]:
-            db._engines.pop(key).dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        drop_schema(admin, schema)
         admin.dispose()
 
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
 
 from inhouse.data.text_import import TextRows
 from inhouse.errors import ConfigError
-from inhouse.training.text import TextTrainOptions, autocast_dtype, refuse_dp, shard
+from inhouse.training.text import (
+    TextTrainOptions,
+    autocast_dtype,
+    head_features,
+    refuse_dp,
+    shard,
+    warm_head,
+)
+from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 
 def _parse(*argv: str) -> TextTrainOptions:
@@ -60,3 +69,36 @@ def test_mixed_precision_only_on_cuda_and_dp_refused_with_the_reason() -> None:
         refuse_dp(torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 2)))
     with pytest.raises(ConfigError, match="BatchNorm"):
         refuse_dp(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4)))
+
+
+def test_head_warm_up_trains_only_the_classifier_on_cached_features(tmp_path: Path) -> None:
+    from inhouse.models.text import classifier_from_dir
+
+    torch.manual_seed(0)
+    model, tokenizer, _ = classifier_from_dir(
+        str(make_tiny_bert(tmp_path / "tiny")), class_names=CLASSES, max_length=16
+    )
+    pairs = make_rows(120, seed=1)
+    features = head_features(model, tokenizer, [t for t, _ in pairs], max_length=16)
+    assert features.shape == (120, 32)
+    before = {k: v.clone() for k, v in model.hf.state_dict().items()}
+    labels = [CLASSES.index(c) for _, c in pairs]
+
+    def loss() -> float:
+        with torch.no_grad():
+            logits = model.hf.classifier(model.hf.bert.pooler(features.unsqueeze(1)))
+            return float(torch.nn.functional.cross_entropy(logits, torch.tensor(labels)))
+
+    start = loss()
+    accuracy = warm_head(model, features, labels, epochs=40, lr=1e-2)
+    assert 0.0 <= accuracy <= 1.0 and loss() < start  # a random encoder: little to learn
+    changed = {k for k, v in model.hf.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"classifier.weight", "classifier.bias"}
+    warm_head(model, features, labels, epochs=2, train_pooler=True)  # what a full fine-tune does
+    changed = {k for k, v in model.hf.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"classifier.weight", "classifier.bias"} | {
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+    }
+    with pytest.raises(ConfigError, match="BERT-style"):
+        head_features(torch.nn.Linear(2, 2), tokenizer, ["a"], max_length=4)
