@@ -37,6 +37,7 @@ from inhouse.data import describe
 from inhouse.data.text_import import read_text_rows
 from inhouse.db import get_engine
 from inhouse.errors import ConfigError
+from inhouse.job_driver import joined_cluster
 from inhouse.training import load_checkpoint, save_checkpoint, unwrap
 from inhouse.training.text import (
     TextTrainOptions,
@@ -223,12 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = load_settings(config_file=args.config)
     options = TextTrainOptions.from_args(args)
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
-    try:
+    with joined_cluster():
         summary = run(settings, options)
-    finally:
-        ray.shutdown()
     emit(RESULT_MARKER, summary)
     print(
         f"trained {summary['model']} v{summary['version']} ({options.method}): test accuracy "
