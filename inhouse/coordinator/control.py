@@ -38,6 +38,12 @@ def initial_watermark(registry: Registry, model: str) -> tuple[int, int]:
             f"model {model!r} has no champion to keep up to date; train one first "
             f"(`inhouse train --model {model}`)"
         ) from None
+    if champion.spec.get("kind") == "hf_text":
+        raise InvalidInputError(
+            f"model {model!r} is a text model: the coordinator retrains tabular models only so "
+            f"far; update it with `python -m jobs.train --base {model} --method lora "
+            "--dataset <text set>`"
+        )
     rows = champion.lineage.get("rows") or {}
     return champion.version, int(rows.get("up_to_id") or 0)
 
