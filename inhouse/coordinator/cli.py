@@ -49,6 +49,11 @@ _START_FLAGS: dict[str, tuple[str, Any, str]] = {
         float,
         "roll the canary back above this share of failed requests (default 0.01)",
     ),
+    "--max-dp-failures": (
+        "max_dp_failures",
+        int,
+        "stop after this many DP retrains failed in a row (each one spends; default 3)",
+    ),
     "--canary-max-latency-ratio": (
         "canary_max_latency_ratio",
         float,
