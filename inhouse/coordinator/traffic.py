@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import JSON, BigInteger, Engine, Float, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -47,21 +47,15 @@ class Traffic:
     requests: int = 0
     errors: int = 0
     latency_ms_sum: float = 0.0
-    buckets: list[int] | None = None
-
-    def __post_init__(self) -> None:
-        if self.buckets is None:
-            self.buckets = [0] * (len(LATENCY_EDGES_MS) + 1)
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_EDGES_MS) + 1))
 
     def add(self, latency_ms: float, *, error: bool) -> None:
-        assert self.buckets is not None
         self.requests += 1
         self.errors += int(error)
         self.latency_ms_sum += latency_ms
         self.buckets[bisect.bisect_left(LATENCY_EDGES_MS, latency_ms)] += 1
 
     def merge(self, other: Traffic) -> None:
-        assert self.buckets is not None and other.buckets is not None
         self.requests += other.requests
         self.errors += other.errors
         self.latency_ms_sum += other.latency_ms_sum
@@ -73,7 +67,6 @@ class Traffic:
 
     def quantile_ms(self, q: float) -> float:
         """The upper bucket edge below which a share ``q`` of the requests fell."""
-        assert self.buckets is not None
         if not self.requests:
             return 0.0
         needed, seen = q * self.requests, 0
@@ -126,7 +119,7 @@ def write_traffic(engine: Engine, counts: dict[tuple[str, int], Traffic]) -> Non
                     requests=t.requests,
                     errors=t.errors,
                     latency_ms_sum=t.latency_ms_sum,
-                    buckets=list(t.buckets or []),
+                    buckets=list(t.buckets),
                 )
             )
 
