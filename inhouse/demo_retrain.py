@@ -27,7 +27,7 @@ FINAL = {"promoted", "rejected", "flagged", "canary_rolled_back", "retrain_faile
 
 def coordinator_cli(settings: Settings, *argv: str) -> int:
     """Run an ``inhouse coordinator …`` / ``rollback`` command in this process."""
-    from inhouse.coordinator.cli import add_coordinator_commands
+    from inhouse.cli.coordinator_cmd import add_coordinator_commands
 
     parser = argparse.ArgumentParser(prog="inhouse")
     add_coordinator_commands(parser.add_subparsers(dest="command"))

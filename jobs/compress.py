@@ -26,7 +26,7 @@ from inhouse.compress.versioning import compress_version
 from inhouse.config import Settings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.errors import InhouseError
-from inhouse.job_driver import joined_cluster
+from jobs.driver import joined_cluster
 
 
 # No retries: a task that died after registering must not register a second copy.

@@ -38,7 +38,6 @@ from inhouse.db import get_engine
 from inhouse.errors import ModelNotFoundError
 from inhouse.explain.lineage import importance_lineage
 from inhouse.flags import add_section_flags, section_overrides
-from inhouse.job_driver import joined_cluster
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
 from inhouse.training import (
@@ -49,6 +48,7 @@ from inhouse.training import (
     train_one_epoch,
 )
 from inhouse.training.dp import DPPlan, PrivateTraining, make_private
+from jobs.driver import joined_cluster
 
 
 def _all_reduce_stats(

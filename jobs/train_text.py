@@ -37,7 +37,6 @@ from inhouse.data import describe
 from inhouse.data.text_import import read_text_rows
 from inhouse.db import get_engine
 from inhouse.errors import ConfigError
-from inhouse.job_driver import joined_cluster
 from inhouse.training import load_checkpoint, save_checkpoint, unwrap
 from inhouse.training.text import (
     TextTrainOptions,
@@ -49,6 +48,7 @@ from inhouse.training.text import (
     warm_head,
 )
 from inhouse.training.text_register import register_result
+from jobs.driver import joined_cluster
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:

@@ -38,10 +38,10 @@ from inhouse.crypto import KeyRing
 from inhouse.data import DatasetInfo, read_rows
 from inhouse.db import get_engine
 from inhouse.flags import add_section_flags, section_overrides
-from inhouse.job_driver import joined_cluster
 from inhouse.models import build_model
 from inhouse.training import evaluate, load_checkpoint, private_run
 from inhouse.training.tune_settings import TuneSettings
+from jobs.driver import joined_cluster
 from jobs.train import setup_run, train_loop_per_worker
 
 METRIC = "test_accuracy"

@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--port", type=int, default=6006, help="TCP port (default 6006)")
 
     from inhouse.access.cli import add_access_commands
+    from inhouse.cli.coordinator_cmd import add_coordinator_commands
     from inhouse.cli.tune_cmd import add_tune_command
-    from inhouse.coordinator.cli import add_coordinator_commands
     from inhouse.crypto.cli import add_keys_command
     from inhouse.explain.cli import add_explain_command
     from inhouse.models.cli import add_text_commands

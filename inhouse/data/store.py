@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
 
 from inhouse.data.table import DatasetRecord, rows_table, validate_name
 from inhouse.db import session_scope
@@ -161,6 +162,25 @@ def append_rows(
         return insert_rows(conn, name, rows)
 
 
+def in_window(
+    query: Select[Any],
+    table: Table,
+    *,
+    split: str | None,
+    after_id: int | None,
+    up_to_id: int | None,
+) -> Select[Any]:
+    """``query`` restricted to ``after_id < id <= up_to_id`` (both optional) and ``split``,
+    ordered by id."""
+    if split is not None:
+        query = query.where(table.c.split == split)
+    if after_id is not None:
+        query = query.where(table.c.id > after_id)
+    if up_to_id is not None:
+        query = query.where(table.c.id <= up_to_id)
+    return query.order_by(table.c.id)
+
+
 def read_rows(
     engine: Engine,
     name: str,
@@ -177,13 +197,13 @@ def read_rows(
             "inhouse.data.text_import.read_text_rows"
         )
     table = rows_table(name)
-    query = select(table.c.id, table.c.features, table.c.label).order_by(table.c.id)
-    if split is not None:
-        query = query.where(table.c.split == split)
-    if after_id is not None:
-        query = query.where(table.c.id > after_id)
-    if up_to_id is not None:
-        query = query.where(table.c.id <= up_to_id)
+    query = in_window(
+        select(table.c.id, table.c.features, table.c.label),
+        table,
+        split=split,
+        after_id=after_id,
+        up_to_id=up_to_id,
+    )
     with engine.connect() as conn:
         result = conn.execute(query).all()
     width = record.n_features

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from inhouse.data.csv_file import read_csv_dicts
-from inhouse.data.store import MAX_APPEND_ROWS, create_dataset, get_dataset
+from inhouse.data.store import MAX_APPEND_ROWS, create_dataset, get_dataset, in_window
 from inhouse.data.table import rows_table
 from inhouse.errors import InvalidInputError
 
@@ -188,13 +188,13 @@ def read_text_rows(
     if record.kind != TEXT_KIND:
         raise InvalidInputError(f"data set {name!r} holds {record.kind} rows, not text")
     table = rows_table(name)
-    query = select(table.c.id, table.c.text, table.c.label).order_by(table.c.id)
-    if split is not None:
-        query = query.where(table.c.split == split)
-    if after_id is not None:
-        query = query.where(table.c.id > after_id)
-    if up_to_id is not None:
-        query = query.where(table.c.id <= up_to_id)
+    query = in_window(
+        select(table.c.id, table.c.text, table.c.label),
+        table,
+        split=split,
+        after_id=after_id,
+        up_to_id=up_to_id,
+    )
     with engine.connect() as conn:
         result = conn.execute(query).all()
     return TextRows(

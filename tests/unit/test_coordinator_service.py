@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from inhouse import services
+from inhouse.cli.coordinator_cmd import add_coordinator_commands
 from inhouse.config import Settings, load_settings
 from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, Measured
-from inhouse.coordinator.cli import add_coordinator_commands
 from inhouse.coordinator.control import request_retrain, start
 from inhouse.coordinator.service import Coordinator
 from inhouse.coordinator.traffic import Traffic, write_traffic
