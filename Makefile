@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # torch is pinned here (a CPU build lies on disk); pyproject.toml stays general (torch>=2.6).
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install demo down test test-unit test-integration test-e2e test-reliability test-scale bench lint clean
+.PHONY: install demo down test test-unit test-integration test-e2e test-reliability test-scale test-gpu bench lint clean
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ test-reliability: install
 test-scale: install
 	$(BIN)/python -m pytest -q -m scale tests --ignore=tests/multinode
 	$(BIN)/python -m pytest -q -m scale tests/multinode
+
+# The CUDA paths (NCCL DDP, Ray Train use_gpu, bf16 text fine-tuning, Opacus on CUDA).
+test-gpu: install
+	$(BIN)/python -m pytest -q -m gpu tests --ignore=tests/multinode
 
 bench: install
 	$(BIN)/python -m benchmarks.run --timeout 900

@@ -114,3 +114,43 @@ def test_ray_train_job_with_use_gpu(ray_cluster: object) -> None:
     seed(get_engine(settings.db_url), "digits")
     summary = train.run(settings)
     assert summary["test_accuracy"] >= 0.95
+
+
+def test_text_fine_tune_on_gpu_with_mixed_precision(ray_cluster: object, tmp_path: Path) -> None:
+    """The transformer path on CUDA: Ray Train NCCL workers, bf16 autocast (fp16 with a grad
+    scaler where bf16 is missing), gradient checkpointing; the result is registered and its
+    int8 version compressed on the CPU as for a CPU run."""
+    from inhouse import services
+    from inhouse.config import Settings
+    from inhouse.data.text_import import import_text_csv
+    from inhouse.training.text import TextTrainOptions
+    from jobs import train_text
+    from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
+
+    assert isinstance(ray_cluster, Settings)
+    import_text_csv(
+        services.engine(ray_cluster),
+        name="intents_gpu",
+        csv_path=write_csv(tmp_path / "train.csv", make_rows(300)),
+        test_csv=write_csv(tmp_path / "test.csv", make_rows(60, seed=9)),
+        label_column="category",
+    )
+    options = TextTrainOptions(
+        dataset="intents_gpu",
+        model="intents-gpu",
+        model_dir=str(make_tiny_bert(tmp_path / "tiny")),
+        epochs=5,
+        lr=2e-3,
+        batch_size=8,
+        max_length=16,
+        num_workers=torch.cuda.device_count(),
+        use_gpu=True,
+        gradient_checkpointing=True,
+    )
+    summary = train_text.run(ray_cluster, options)
+    print("GPU TEXT RESULT", {k: summary.get(k) for k in ("backend", "amp", "test_accuracy")})
+    expected = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    assert summary["backend"] == "nccl" and summary["amp"] == expected
+    assert summary["test_accuracy"] >= 0.9
+    fp32 = services.registry(ray_cluster).get("intents-gpu", str(summary["version"]))
+    assert fp32.spec["role"] == "classifier"
