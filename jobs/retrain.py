@@ -35,6 +35,7 @@ from inhouse.data import DatasetInfo, describe, read_rows
 from inhouse.data.store import Rows
 from inhouse.explain.importance import GlobalImportance, compare_importance
 from inhouse.explain.lineage import importance_lineage
+from inhouse.models.text import TEXT_KIND
 from inhouse.registry import ModelVersion, Registry
 from inhouse.training import evaluate, private_run, train_one_epoch
 from inhouse.training.dp import make_private
@@ -285,9 +286,16 @@ def _settle_resumed(engine: Engine, candidate: ModelVersion) -> None:
 
 
 def run_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]) -> Measured:
-    """Retrain the job's window (or finish an earlier attempt of it); measure for the gate."""
+    """Retrain the job's window (or finish an earlier attempt of it); measure for the gate.
+
+    Text models are retrained by :func:`jobs.retrain_text.run_text_retrain` (adapters).
+    """
     torch.set_num_threads(cs.threads)
     engine, registry = services.engine(settings), services.registry(settings)
+    if registry.get(cs.model, "champion").spec.get("kind") == TEXT_KIND:
+        from jobs.retrain_text import run_text_retrain
+
+        return run_text_retrain(settings, cs, job)
     run = str(job["run_id"])
     candidate, packed = _registered(registry, cs.model, run)
     started = time.perf_counter()

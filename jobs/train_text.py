@@ -11,6 +11,12 @@ registers the float classifier plus its int8 version (served when it loses at mo
 ``--max-accuracy-drop`` points); ``head`` and ``lora`` train a small fraction of the weights
 and register an adapter versioned against the base. Each worker tokenises its shard itself;
 mixed precision (bf16, else fp16) runs only on CUDA; checkpoints are encrypted and resumed.
+
+``--dp`` (``head`` and ``lora``; a method whose layers Opacus cannot clip per example is
+refused with the layers named) plans the run and charges the data set's privacy budget before
+any worker starts, exactly as the tabular job does: Opacus across the DDP workers (``DPDDP``,
+Poisson sampling of the training rows, no ``DistributedSampler``), its accountant in every
+checkpoint, epsilon and the mechanism in the version's lineage, the ledger settled at the end.
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from inhouse.config import Settings, load_settings
 from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
 from inhouse.crypto import KeyRing
 from inhouse.data import describe
-from inhouse.data.text_import import read_text_rows
+from inhouse.data.text_import import TextRows, read_text_rows
 from inhouse.db import get_engine
 from inhouse.errors import ConfigError
 from inhouse.training import load_checkpoint, save_checkpoint, unwrap
+from inhouse.training.dp import DPPlan, PrivateTraining, make_private
 from inhouse.training.text import (
     TextTrainOptions,
     evaluate_texts,
@@ -46,6 +53,12 @@ from inhouse.training.text import (
     start_model,
     train_epoch,
     warm_head,
+)
+from inhouse.training.text_dp import (
+    check_private,
+    prepare_text,
+    row_dataset,
+    train_epoch_private,
 )
 from inhouse.training.text_register import register_result
 from jobs.driver import joined_cluster
@@ -69,6 +82,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate())
     keyring = KeyRing(settings.key_dir) if config["encrypted"] else None
     start_epoch = 0
+    state: dict[str, Any] = {}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -76,6 +90,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 Path(directory), model=model, optimizer=optimizer, keyring=keyring
             )
             start_epoch = int(state["epoch"]) + 1
+    plan = DPPlan(**config["dp_plan"]) if config.get("dp_plan") else None
+    if plan is not None:
+        _private_loop(
+            config,
+            options,
+            model,
+            (train, probe, tokenizer),
+            optimizer,
+            plan=plan,
+            accountant=state.get("accountant"),
+            start_epoch=start_epoch,
+            keyring=keyring,
+        )
+        return
     if options.head_epochs and start_epoch == 0 and rank == 0:
         # DDP starts every worker from rank 0's weights, warmed head included.
         rows = shard(train, options=options, epoch=0, rank=0, world=1)
@@ -105,39 +133,122 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             world=world,
             device=device,
         )
-        totals = torch.tensor(
-            [stats["loss_sum"], stats["correct"], stats["seen"]], dtype=torch.float64, device=device
-        )
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(totals)
-        loss_sum, correct, seen = (float(t) for t in totals.cpu())
-        metrics = {
-            "epoch": epoch,
-            "train_loss": loss_sum / max(seen, 1.0),
-            "train_accuracy": correct / max(seen, 1.0),
+        metrics = _epoch_metrics(stats, epoch, start_epoch, device) | {
             "probe_accuracy": evaluate_texts(
                 unwrap(ddp), tokenizer, probe, options, limit=options.probe_rows, device=device
             ),
             "epoch_seconds": time.perf_counter() - started,
-            "resumed_from_epoch": start_epoch,
-            "backend": dist.get_backend() if dist.is_initialized() else "none",
-            "device": str(device),
-            "amp": stats["amp"],
         }
-        if rank == 0:
-            emit(EPOCH_MARKER, metrics)
-            with tempfile.TemporaryDirectory() as tmp:
-                save_checkpoint(
-                    Path(tmp),
-                    model=ddp,
-                    optimizer=optimizer,
-                    state=metrics,
-                    keyring=keyring,
-                    artifact_id=config["run_name"],
-                )
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(metrics)
+        _report(
+            config, metrics, rank=rank, model=ddp, optimizer=optimizer, extra={}, keyring=keyring
+        )
+
+
+def _private_loop(
+    config: dict[str, Any],
+    options: TextTrainOptions,
+    model: torch.nn.Module,
+    data: tuple[TextRows, TextRows, Any],
+    optimizer: torch.optim.Optimizer,
+    *,
+    plan: DPPlan,
+    accountant: dict[str, Any] | None,
+    start_epoch: int,
+    keyring: KeyRing | None,
+) -> None:
+    """DP-SGD epochs: Opacus wraps the worker (DPDDP across workers, its Poisson sampler over
+    the row indices instead of a DistributedSampler); the accountant goes into each checkpoint,
+    restored from it on resume, so a resumed run keeps the epsilon it had spent."""
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    train, probe, tokenizer = data
+    model.train()  # Opacus refuses a module in eval mode (a registered base loads as one)
+    private: PrivateTraining = make_private(
+        model=model,
+        optimizer=optimizer,
+        dataset=row_dataset(train, options),
+        plan=plan,
+        distributed=world > 1,
+        accountant_state=accountant,
+    )
+    for epoch in range(start_epoch, options.epochs):
+        started = time.perf_counter()
+        stats = train_epoch_private(
+            private.model,
+            tokenizer,
+            train,
+            private.optimizer,
+            private.loader,
+            options=options,
+            epoch=epoch,
+            device=device,
+        )
+        metrics = _epoch_metrics(stats, epoch, start_epoch, device) | {
+            "probe_accuracy": evaluate_texts(
+                model, tokenizer, probe, options, limit=options.probe_rows, device=device
+            ),
+            "epsilon": private.epsilon(plan.delta) if rank == 0 else 0.0,
+            "dp_steps": private.steps(),
+        }
+        metrics["epoch_seconds"] = time.perf_counter() - started
+        _report(
+            config,
+            metrics,
+            rank=rank,
+            model=model,
+            optimizer=private.optimizer.original_optimizer,  # type: ignore[attr-defined]
+            extra={"accountant": private.accountant_state()},
+            keyring=keyring,
+        )
+
+
+def _epoch_metrics(
+    stats: dict[str, Any], epoch: int, start_epoch: int, device: torch.device
+) -> dict[str, Any]:
+    """Loss and accuracy summed over every worker, and where the epoch ran."""
+    totals = torch.tensor(
+        [stats["loss_sum"], stats["correct"], stats["seen"]], dtype=torch.float64, device=device
+    )
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
+    loss_sum, correct, seen = (float(t) for t in totals.cpu())
+    return {
+        "epoch": epoch,
+        "train_loss": loss_sum / max(seen, 1.0),
+        "train_accuracy": correct / max(seen, 1.0),
+        "resumed_from_epoch": start_epoch,
+        "backend": dist.get_backend() if dist.is_initialized() else "none",
+        "device": str(device),
+        "amp": stats["amp"],
+    }
+
+
+def _report(
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    *,
+    rank: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    extra: dict[str, Any],
+    keyring: KeyRing | None,
+) -> None:
+    """Rank 0 prints the epoch and reports it with an (encrypted) checkpoint; the rest report."""
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    emit(EPOCH_MARKER, metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(
+            Path(tmp),
+            model=model,
+            optimizer=optimizer,
+            state=metrics | extra,
+            keyring=keyring,
+            artifact_id=config["run_name"],
+        )
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def _trainer(
@@ -172,14 +283,19 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
     run_dir = settings.runs_dir / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     keyring = services.keyring(settings)
-    # Refuse bad options (missing dir, unknown base, DP) here, before any worker starts.
+    # Refuse bad options (missing dir, unknown base, layers DP cannot clip, a budget the run
+    # would overspend, non-DP on a budgeted data set) here, before any worker starts.
     model, tokenizer, spec, base = start_model(settings, options, info.class_names)
+    if options.dp:
+        check_private(model, tokenizer, options)
+    privacy = prepare_text(engine=engine, options=options, info=info, run_name=run_name)
     payload = {
         "home": str(settings.home),
         "database_url": settings.database_url,
         "security": settings.security.model_dump(mode="json"),
     }
     loop_config = {
+        **privacy.worker_config(),
         "options": options.model_dump(),
         "settings": payload,
         "run_name": run_name,
@@ -188,7 +304,11 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
         "encrypted": keyring is not None,
     }
     started = time.perf_counter()
-    result = _trainer(settings, options, loop_config, run_name).fit()
+    try:
+        result = _trainer(settings, options, loop_config, run_name).fit()
+    except BaseException:
+        privacy.fail(engine)
+        raise
     seconds = time.perf_counter() - started
     if result.checkpoint is None:
         raise ConfigError("training finished without a checkpoint; see the Ray job logs")
@@ -206,7 +326,9 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
         history=history,
         info=info,
         run_name=run_name,
+        privacy=privacy.lineage(history),
     )
+    privacy.settle(engine, history, summary["version"])
     return summary | {"run_dir": str(run_dir), "train_seconds": round(seconds, 2)}
 
 
@@ -232,6 +354,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['test_accuracy']:.4f} in {summary['train_seconds']} s; serving "
         f"v{summary['served_version']}"
     )
+    privacy = summary.get("privacy") or {}
+    if privacy.get("dp"):
+        print(
+            f"DP: ε={privacy['epsilon']:.3f} (δ={privacy['delta']:g}, {privacy['accountant']}), "
+            f"noise {privacy['noise_multiplier']:.3g}, q={privacy['sample_rate']:.3g}, "
+            f"{privacy['steps']} steps; charged to data set {options.dataset!r}"
+        )
     return 0
 
 

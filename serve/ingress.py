@@ -312,6 +312,9 @@ class Ingress:
         except InhouseError:
             raise
         except Exception as exc:  # noqa: BLE001 - a replica crash is a 503, never a 500
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, InhouseError):  # the replica refused the input
+                raise cause from None
             self._canary.record(name, None, started, error=True)
             raise UnavailableError(f"model replica failed: {type(exc).__name__}") from exc
         self._canary.record(name, int(result["version"]), started, error=False)

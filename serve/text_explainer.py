@@ -20,7 +20,7 @@ from inhouse.explain.text import explain_text
 from inhouse.explain.types import ExplainLimits, Explanation
 from inhouse.models.lora import float_version
 from inhouse.models.text import encode_texts
-from serve.text_replica import Served, load_served
+from inhouse.models.text_serving import Served, load_served
 
 
 def _response(explanation: Explanation, served: Served, *, reference: int) -> dict[str, Any]:

@@ -12,56 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from ray import serve
-from torch import nn
 
 from inhouse import services
-from inhouse.compress import Int8Embedding, Int8Linear, quantize_linears
 from inhouse.config import load_settings
 from inhouse.errors import InvalidInputError, ModelNotFoundError
-from inhouse.models.lora import float_version, load_text
-from inhouse.models.text import encode_texts
+from inhouse.models.lora import float_version
+from inhouse.models.text_serving import Served, load_as_served, load_served
 from inhouse.registry import ModelVersion, Registry
 from serve.versioned import follow_alias, pinned
 
+__all__ = ["TextReplica", "Served", "load_served", "variant_base"]
+
 MAX_VARIANTS = 4
-
-
-@dataclass(frozen=True)
-class Served:
-    """One runnable text model: module, tokenizer, spec, and which version it is."""
-
-    module: nn.Module
-    tokenizer: Any
-    spec: dict[str, Any]
-    model: str
-    version: int
-    precision: str
-
-    @torch.inference_mode()
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        ids, mask = encode_texts(self.tokenizer, texts, max_length=int(self.spec["max_length"]))
-        return torch.softmax(self.module(ids, mask).float(), dim=-1).numpy()
-
-
-def _int8(module: nn.Module) -> bool:
-    return any(isinstance(m, (Int8Linear, Int8Embedding)) for m in module.modules())
-
-
-def load_served(registry: Registry, info: ModelVersion, *, quantize: bool) -> Served:
-    """Load a text version; a float adapter merge is quantized to int8 when ``quantize``."""
-    module, tokenizer, spec = load_text(registry, info)
-    if spec.get("role") == "encoder":
-        raise InvalidInputError(f"{info.model} v{info.version} is an encoder without a head")
-    if quantize and not _int8(module):
-        quantize_linears(module)
-    precision = "int8" if _int8(module) else "fp32"
-    return Served(module.eval(), tokenizer, spec, info.model, info.version, precision)
 
 
 def variant_base(registry: Registry, info: ModelVersion) -> str:
@@ -82,6 +49,7 @@ class TextReplica:
         self._registry = services.registry(self._settings)
         self._model_name = model
         self._ref = ref
+        self._candidate: Served | None = None  # the canary's version while one runs
         self._served = self._load(ref)
         # Promotions and rollbacks of the alias reach this replica within a second.
         threading.Thread(
@@ -96,12 +64,27 @@ class TextReplica:
         info = self._registry.get(self._model_name, ref)
         if info.spec.get("kind") != "hf_text":
             raise InvalidInputError(f"{self._model_name} is not a text model")
-        return load_served(self._registry, info, quantize=info.spec.get("role") == "adapter")
+        held = self._candidate
+        if held is not None and held.version == info.version:
+            return held  # a promoted canary: already loaded
+        return load_as_served(self._registry, info)
 
     def _refresh(self) -> None:
-        if not pinned(self._ref):
-            if self._registry.resolve(self._model_name, self._ref) != self._served.version:
-                self._served = self._load(self._ref)  # the old one answers until the swap
+        if pinned(self._ref):
+            return
+        if self._registry.resolve(self._model_name, self._ref) != self._served.version:
+            self._served = self._load(self._ref)  # the old one answers until the swap
+        if self._ref == "champion":
+            self._follow_candidate(self._registry.aliases(self._model_name).get("candidate"))
+
+    def _follow_candidate(self, version: int | None) -> None:
+        """Hold the canary's version beside the champion (drop it when the canary ends)."""
+        if version is None or version == self._served.version:
+            self._candidate = None
+            return
+        if self._candidate is None or self._candidate.version != version:
+            info = self._registry.get(self._model_name, str(version))
+            self._candidate = load_as_served(self._registry, info)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve a different version: ``{"ref": "champion" | "<n>"}``."""
@@ -143,11 +126,17 @@ class TextReplica:
         probabilities = self._served.probabilities(merged)
         return list(np.split(probabilities, np.cumsum(sizes)[:-1]))
 
-    async def predict(self, texts: list[str]) -> dict[str, Any]:
-        """Class probabilities of ``texts``, with the model and version that answered."""
+    async def predict(self, texts: list[str], candidate: int | None = None) -> dict[str, Any]:
+        """Class probabilities of ``texts``, with the model and version that answered: a
+        multiplexed variant when the request names one, the canary ``candidate`` when it is
+        given and loaded here, else the champion (batched with other requests)."""
         variant = serve.get_multiplexed_model_id()
+        held = self._candidate
         if variant:
             served = await self.get_variant(variant)
+            probabilities = served.probabilities(texts)
+        elif candidate is not None and held is not None and held.version == candidate:
+            served = held
             probabilities = served.probabilities(texts)
         else:
             served = self._served

@@ -48,6 +48,8 @@ class Front(Protocol):
 
     async def _model_info(self, name: str) -> dict[str, Any]: ...
 
+    async def _predict(self, name: str, handle: DeploymentHandle, x: Any) -> dict[str, Any]: ...
+
 
 async def _route(front: Front, request: Request, name: str, action: str) -> tuple[Any, str]:
     """Authorize (on the variant when one is asked for); the handle to call and the variant."""
@@ -59,6 +61,13 @@ async def _route(front: Front, request: Request, name: str, action: str) -> tupl
     if variant:
         return handle.options(multiplexed_model_id=variant), variant
     return handle, variant
+
+
+async def _predict(front: Front, name: str, handle: Any, variant: str, texts: list[str]) -> Any:
+    """A variant answers its own requests; the model's go through the ingress's canary split."""
+    if variant:
+        return await _call(handle.predict.remote(texts))
+    return await _call(front._predict(name, handle, texts))
 
 
 async def _call(awaitable: Any) -> Any:
@@ -85,7 +94,7 @@ async def v2_infer(front: Front, name: str, request: Request) -> dict[str, Any]:
     texts, request_id = parse_text_v2(
         await front._body(request), max_instances=front._settings.max_instances
     )
-    result = await _call(handle.predict.remote(texts))
+    result = await _predict(front, name, handle, variant, texts)
     return text_v2_response(
         model=variant or name,
         version=result["version"],
@@ -96,9 +105,9 @@ async def v2_infer(front: Front, name: str, request: Request) -> dict[str, Any]:
 
 
 async def v1_predict(front: Front, name: str, request: Request) -> dict[str, Any]:
-    handle, _ = await _route(front, request, name, PREDICT)
+    handle, variant = await _route(front, request, name, PREDICT)
     texts = parse_text_v1(await front._body(request), max_instances=front._settings.max_instances)
-    result = await _call(handle.predict.remote(texts))
+    result = await _predict(front, name, handle, variant, texts)
     return v1_response(probabilities=result["probabilities"], class_names=result["class_names"]) | {
         "model": result["model"],
         "version": result["version"],

@@ -99,13 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
         data_cmds,
         "append",
         cmd_data_append,
-        "append labelled rows from a CSV to a tabular data set (the coordinator's stream)",
+        "append labelled rows from a CSV to a data set (the coordinator's stream)",
     )
     append.add_argument("--dataset", required=True, help="data set to append to, e.g. digits")
     append.add_argument(
         "--csv",
         required=True,
-        help="UTF-8 CSV with a header: the data set's feature columns by name, and the label",
+        help="UTF-8 CSV with a header: the data set's feature columns by name (tabular) or "
+        "the text column (text), and the label",
+    )
+    append.add_argument(
+        "--text-column", default="text", help="text data sets: column with the text (text)"
     )
     append.add_argument(
         "--label-column", default="label", help="column with the class name or index (label)"

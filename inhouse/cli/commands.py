@@ -14,7 +14,7 @@ from inhouse import local_cluster
 from inhouse.cli.ray_ops import compress_args, deploy, run_job, train_args
 from inhouse.config import Settings
 from inhouse.console import print_table, step
-from inhouse.errors import InvalidInputError, UnavailableError
+from inhouse.errors import UnavailableError
 
 
 def _engine(settings: Settings) -> Any:
@@ -118,22 +118,46 @@ def cmd_data_append(settings: Settings, args: argparse.Namespace) -> int:
     authorize(settings, action="data:write", resource=args.dataset, detail="append")
     engine = _engine(settings)
     record = get_dataset(engine, args.dataset)
-    if record.kind != "tabular":
-        raise InvalidInputError(
-            f"data set {args.dataset!r} holds {record.kind} rows; append text with `inhouse data "
-            "import` or SQL"
+    if record.kind == "text":
+        first, last, count = _append_texts(engine, args, list(record.class_names))
+    else:
+        features, labels = read_tabular_csv(
+            args.csv,
+            feature_names=list(record.feature_names),
+            class_names=list(record.class_names),
+            label_column=args.label_column,
         )
-    features, labels = read_tabular_csv(
-        args.csv,
-        feature_names=list(record.feature_names),
-        class_names=list(record.class_names),
-        label_column=args.label_column,
-    )
-    first, last = append_rows(
-        engine, args.dataset, features=features, labels=labels, split=args.split
-    )
-    print(f"{args.dataset}: appended {len(labels)} {args.split} rows (ids {first}..{last})")
+        first, last = append_rows(
+            engine, args.dataset, features=features, labels=labels, split=args.split
+        )
+        count = len(labels)
+    print(f"{args.dataset}: appended {count} {args.split} rows (ids {first}..{last})")
     return 0
+
+
+def _append_texts(
+    engine: Any, args: argparse.Namespace, class_names: list[str]
+) -> tuple[int, int, int]:
+    """Append a CSV's (text, label) rows to a text data set; labels by class name or index."""
+    from inhouse.data.csv_file import class_index
+    from inhouse.data.text_import import append_text_rows, read_csv_pairs
+
+    pairs, _ = read_csv_pairs(
+        args.csv, text_column=args.text_column, label_column=args.label_column
+    )
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = [
+        class_index(label, index, where=f"{args.csv} line {line}")
+        for line, (_text, label) in enumerate(pairs, start=2)
+    ]
+    first, last = append_text_rows(
+        engine,
+        args.dataset,
+        texts=[text for text, _ in pairs],
+        labels=labels,
+        split=args.split,
+    )
+    return first, last, len(pairs)
 
 
 def cmd_data_list(settings: Settings, _args: argparse.Namespace) -> int:

@@ -29,6 +29,12 @@ _START_FLAGS: dict[str, tuple[str, Any, str]] = {
     "--epochs": ("epochs", int, "epochs of each incremental retrain (default 8)"),
     "--lr": ("lr", float, "learning rate of the warm start (default 3e-3)"),
     "--replay-ratio": ("replay_ratio", float, "older rows replayed per new row (default 4)"),
+    "--batch-size": ("batch_size", int, "rows per step of each retrain (default 128)"),
+    "--text-method": (
+        "text_method",
+        str,
+        "text models: lora (default; LoRA adapters + head) or head (the head only)",
+    ),
     "--trainable-layers": ("trainable_layers", int, "train only the last N Linear layers"),
     "--max-accuracy-drop": ("max_accuracy_drop", float, "gate: points lost allowed (0.5)"),
     "--max-latency-ratio": ("max_latency_ratio", float, "gate: slowdown allowed (3.0)"),

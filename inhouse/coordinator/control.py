@@ -23,6 +23,7 @@ from inhouse.coordinator.state import (
 )
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, InvalidInputError, ModelNotFoundError
+from inhouse.models.text import TEXT_KIND
 from inhouse.registry import Registry
 from inhouse.registry.records import AliasRecord
 
@@ -38,18 +39,38 @@ def initial_watermark(registry: Registry, model: str) -> tuple[int, int]:
             f"model {model!r} has no champion to keep up to date; train one first "
             f"(`inhouse train --model {model}`)"
         ) from None
-    if champion.spec.get("kind") == "hf_text":
-        raise InvalidInputError(
-            f"model {model!r} is a text model: the coordinator retrains tabular models only so "
-            f"far; update it with `python -m jobs.train --base {model} --method lora "
-            "--dataset <text set>`"
-        )
     rows = champion.lineage.get("rows") or {}
     return champion.version, int(rows.get("up_to_id") or 0)
 
 
+def check_fits(registry: Registry, settings: CoordinatorSettings) -> None:
+    """Refuse settings that cannot work for this model and data set, before anything starts."""
+    from inhouse.data import describe
+
+    champion = registry.get(settings.model, "champion")
+    text_model = champion.spec.get("kind") == TEXT_KIND
+    kind = describe(registry.engine, settings.dataset).kind
+    if text_model != (kind == "text"):
+        raise InvalidInputError(
+            f"model {settings.model!r} is a {'text' if text_model else 'tabular'} model but data "
+            f"set {settings.dataset!r} holds {kind} rows; pass --dataset with the rows it learns"
+        )
+    if text_model and settings.drift_threshold is not None:
+        raise InvalidInputError(
+            "--drift-threshold compares numeric features, which text rows do not have; use "
+            "--min-rows, --interval or --cron for a text model"
+        )
+    if text_model and settings.dp:
+        raise InvalidInputError(
+            "--dp retrains are not offered for text models yet; train DP text versions with "
+            "`python -m jobs.train_text --dp` and keep the coordinator for non-DP updates"
+        )
+
+
 def start(registry: Registry, settings: CoordinatorSettings) -> CoordinatorState:
     """Create or re-enable a model's coordinator state (keeping its watermark and history)."""
+    initial_watermark(registry, settings.model)  # a champion must exist
+    check_fits(registry, settings)
     store = CoordinatorStore(registry.engine)
     for _attempt in range(5):
         state = store.get(settings.model)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from sqlalchemy import Engine
 
 from inhouse.coordinator.canary import Feedback, judge_canary
 from inhouse.coordinator.decide import Decision, Policy
+from inhouse.coordinator.feedback import feedback
 from inhouse.coordinator.gate import GateResult, Measured, judge
 from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
@@ -147,16 +147,16 @@ class Coordinator:
 
     def _feedback(self, state: CoordinatorState, candidate: int, champion: int) -> Feedback | None:
         """Both versions' accuracy on the labelled rows that arrived after the retrain window."""
-        rows = read_rows(self.engine, self.settings.dataset, after_id=state.watermark)
-        if len(rows) < self.settings.canary_min_feedback_rows:
-            return None
-        accuracy = {}
-        for version in (candidate, champion):
-            module = self.registry.load_module(self.registry.get(self.settings.model, str(version)))
-            with torch.inference_mode():  # compressed artifacts hold buffers, not parameters
-                predicted = module.eval()(rows.x).argmax(dim=1)
-            accuracy[version] = float((predicted == rows.y).float().mean())
-        return Feedback(len(rows), accuracy[candidate], accuracy[champion])
+        return feedback(
+            self.registry,
+            self.engine,
+            model=self.settings.model,
+            dataset=self.settings.dataset,
+            after_id=state.watermark,
+            candidate=candidate,
+            champion=champion,
+            min_rows=self.settings.canary_min_feedback_rows,
+        )
 
     def _watch_canary(self, state: CoordinatorState) -> StepReport:
         canary = state.canary

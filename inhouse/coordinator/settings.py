@@ -49,6 +49,9 @@ class CoordinatorSettings(BaseModel):
     trainable_layers: int | None = Field(
         None, ge=1, description="Train only the last N Linear layers (None: all)."
     )
+    text_method: Literal["lora", "head"] = Field(
+        "lora", description="Text models: a retrain updates LoRA adapters + head, or the head."
+    )
     compress: bool = Field(True, description="Compress the candidate like the champion was.")
     seed: int = 0
     threads: int = Field(1, ge=1, le=256, description="torch threads of an in-process retrain.")

@@ -34,6 +34,18 @@ def read_csv_dicts(
     return columns, rows
 
 
+def class_index(cell: str | None, index: dict[str, int], *, where: str) -> int:
+    """The class a label cell names: a class name, or an index into the class list."""
+    label = (cell or "").strip()
+    if label in index:
+        return index[label]
+    if label.isdigit() and int(label) < len(index):
+        return int(label)
+    raise InvalidInputError(
+        f"{where}: label {label[:40]!r} is neither a class name nor an index 0..{len(index) - 1}"
+    )
+
+
 def read_tabular_csv(
     path: str | os.PathLike[str],
     *,
@@ -65,16 +77,7 @@ def read_tabular_csv(
             if not math.isfinite(value):
                 raise InvalidInputError(f"{path} line {line}: {name} is {cell!r}, not finite")
             values.append(value)
-        label = (row.get(label_column) or "").strip()
-        if label in index:
-            labels.append(index[label])
-        elif label.isdigit() and int(label) < len(class_names):
-            labels.append(int(label))
-        else:
-            raise InvalidInputError(
-                f"{path} line {line}: label {label[:40]!r} is neither a class name nor an "
-                f"index 0..{len(class_names) - 1}"
-            )
+        labels.append(class_index(row.get(label_column), index, where=f"{path} line {line}"))
         features.append(values)
     if not rows:
         raise InvalidInputError(f"{path} has no data rows")

@@ -9,7 +9,7 @@ After training, the charge is settled with the steps actually run and the versio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -74,35 +74,58 @@ def _steps(history: dict[str, Any]) -> int:
     return sum(int(entry[2]) for entry in accountant.get("history", []))
 
 
-def prepare(
-    *, engine: Engine, cfg: TrainSettings, info: DatasetInfo, run_name: str, num_workers: int
-) -> PrivateRun:
-    """Plan and reserve a DP run, or check that a non-DP run may touch this data set."""
+class DPRequest(Protocol):
+    """The DP settings of a run (``TrainSettings`` and ``TextTrainOptions`` both have them)."""
+
+    # read-only: a settings model's Literal or narrower field types still match
+    @property
+    def dataset(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def max_grad_norm(self) -> float: ...
+    @property
+    def target_delta(self) -> float: ...
+    @property
+    def accountant(self) -> str: ...
+    @property
+    def noise_multiplier(self) -> float | None: ...
+    @property
+    def target_epsilon(self) -> float | None: ...
+
+
+def reserve(
+    *,
+    engine: Engine,
+    request: DPRequest,
+    info: DatasetInfo,
+    run_name: str,
+    train_rows: int,
+    batch_size: int,
+) -> tuple[DPPlan, int]:
+    """Plan a DP run over ``train_rows`` rows (``batch_size`` expected across all workers) and
+    reserve its spend on the data set's rows; ``(plan, charge id)``. Refuses over budget."""
     from inhouse.privacy import Mechanism, PrivacyLedger
 
-    ledger = PrivacyLedger(engine)
-    if not cfg.dp:
-        ledger.check_non_dp(dataset=cfg.dataset, model=cfg.model, run=run_name)
-        return PrivateRun(plan=None)
     if info.first_id is None or info.last_id is None:
-        raise InvalidInputError(f"data set {cfg.dataset!r} has no rows to train on")
-    budget = ledger.budget(cfg.dataset)
-    delta = budget.delta if budget is not None else cfg.target_delta  # account at the budget's
-    lo, hi, source = public_bounds(
-        dataset=cfg.dataset, feature_names=info.feature_names, bounds_file=cfg.dp_bounds
-    )
+        raise InvalidInputError(f"data set {request.dataset!r} has no rows to train on")
+    ledger = PrivacyLedger(engine)
+    budget = ledger.budget(request.dataset)
+    delta = budget.delta if budget is not None else request.target_delta  # the budget's
     plan = plan_dp(
-        train_rows=info.train_rows,
-        batch_size=cfg.batch_size * num_workers,
-        epochs=cfg.epochs,
-        max_grad_norm=cfg.max_grad_norm,
+        train_rows=train_rows,
+        batch_size=batch_size,
+        epochs=request.epochs,
+        max_grad_norm=request.max_grad_norm,
         delta=delta,
-        accountant=cfg.accountant,
-        noise_multiplier=cfg.noise_multiplier,
-        target_epsilon=cfg.target_epsilon,
+        accountant=request.accountant,
+        noise_multiplier=request.noise_multiplier,
+        target_epsilon=request.target_epsilon,
     )
     charge = ledger.reserve(
-        dataset=cfg.dataset,
+        dataset=request.dataset,
         first_id=info.first_id,
         up_to_id=info.last_id,
         mechanism=Mechanism(
@@ -110,13 +133,38 @@ def prepare(
         ),
         accountant=plan.accountant,
         clipping=plan.max_grad_norm,
-        model=cfg.model,
+        model=request.model,
         run=run_name,
         delta=delta,
     )
+    return plan, charge.id
+
+
+def prepare(
+    *, engine: Engine, cfg: TrainSettings, info: DatasetInfo, run_name: str, num_workers: int
+) -> PrivateRun:
+    """Plan and reserve a DP run, or check that a non-DP run may touch this data set."""
+    from inhouse.privacy import PrivacyLedger
+
+    if not cfg.dp:
+        PrivacyLedger(engine).check_non_dp(dataset=cfg.dataset, model=cfg.model, run=run_name)
+        return PrivateRun(plan=None)
+    if info.first_id is None or info.last_id is None:
+        raise InvalidInputError(f"data set {cfg.dataset!r} has no rows to train on")
+    lo, hi, source = public_bounds(
+        dataset=cfg.dataset, feature_names=info.feature_names, bounds_file=cfg.dp_bounds
+    )
+    plan, charge_id = reserve(
+        engine=engine,
+        request=cfg,
+        info=info,
+        run_name=run_name,
+        train_rows=info.train_rows,
+        batch_size=cfg.batch_size * num_workers,
+    )
     return PrivateRun(
         plan=plan,
-        charge_id=charge.id,
+        charge_id=charge_id,
         bounds=(lo.tolist(), hi.tolist()),
         bounds_source=source,
     )

@@ -53,7 +53,18 @@ class TextTrainOptions(BaseModel):
     threads_per_worker: int = Field(1, ge=1, le=64)
     use_gpu: bool = Field(False, description="train on GPUs (mixed precision bf16/fp16)")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory")
-    dp: bool = Field(False, description="DP-SGD through Opacus (refused where it cannot run)")
+    dp: bool = Field(
+        False, description="DP-SGD through Opacus (head, lora; refused where layers cannot)"
+    )
+    noise_multiplier: float | None = Field(
+        None, gt=0, description="DP: Gaussian noise / clipping norm (or give --target-epsilon)"
+    )
+    target_epsilon: float | None = Field(
+        None, gt=0, description="DP: noise is chosen so the planned epochs spend this epsilon"
+    )
+    target_delta: float = Field(1e-5, gt=0, lt=1, description="DP: delta of the guarantee")
+    max_grad_norm: float = Field(1.0, gt=0, description="DP: per-sample gradient clipping norm")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="DP: privacy accountant")
     lora_r: int = Field(8, ge=1, le=256)
     lora_alpha: int = Field(16, ge=1)
     compress: bool = Field(True, description="also register the int8 version (full method)")
@@ -72,6 +83,9 @@ class TextTrainOptions(BaseModel):
                 f"--method {self.method} trains an adapter against a registered base: import the "
                 "directory first (inhouse models import DIR --name NAME) and pass --base NAME"
             )
+        if self.dp and self.head_epochs:
+            # the warm-up fits the head on cached features without noise: not private
+            raise ValueError("--head-epochs trains without noise; it cannot run with --dp")
         return self
 
     def learning_rate(self) -> float:
@@ -89,22 +103,6 @@ class TextTrainOptions(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "options"
             raise ConfigError(f"{where}: {first['msg']}") from None
-
-
-def refuse_dp(model: nn.Module) -> None:
-    """Say why DP-SGD does not run on this text model (Opacus's own reasons when it has any)."""
-    from opacus.validators import ModuleValidator
-
-    problems = [str(error) for error in ModuleValidator.validate(model, strict=False)]
-    reason = (
-        "; ".join(problems)
-        if problems
-        else (
-            "its layers pass Opacus's validator, but DP-SGD for text is not wired to the privacy "
-            "ledger (per-sample gradients through the embeddings, Poisson batches of token ids)"
-        )
-    )
-    raise ConfigError(f"--dp is not available for text models: {reason}")
 
 
 def start_model(
@@ -139,12 +137,10 @@ def start_model(
         prepare_incremental(
             model, options.method, lora=lora_config(r=options.lora_r, alpha=options.lora_alpha)
         )
-    if options.dp:
-        refuse_dp(model)
     if options.gradient_checkpointing:
         hf: Any = getattr(model, "hf")
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model, tokenizer, spec, base
+    return model, tokenizer, spec, base  # DP: the driver checks the layers (text_dp)
 
 
 def shard(
@@ -166,6 +162,16 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def set_learning_rate(
+    optimizer: torch.optim.Optimizer, options: TextTrainOptions, *, done: int, total: int
+) -> None:
+    """Linear warm-up over ``options.warmup`` of the ``total`` steps, then linear decay."""
+    warm = max(1, int(total * options.warmup))
+    factor = (done + 1) / warm if done < warm else max(0.0, (total - done) / (total - warm))
+    for group in optimizer.param_groups:
+        group["lr"] = options.learning_rate() * factor
+
+
 def train_epoch(
     model: nn.Module,
     tokenizer: Any,
@@ -184,17 +190,13 @@ def train_epoch(
     device = device or torch.device("cpu")
     indices = shard(rows, options=options, epoch=epoch, rank=rank, world=world)
     steps = math.ceil(len(indices) / options.batch_size)
-    total = steps * options.epochs
-    warm = max(1, int(total * options.warmup))
     dtype = autocast_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
+    total = steps * options.epochs
     for step in range(steps):
-        done = epoch * steps + step
-        factor = (done + 1) / warm if done < warm else max(0.0, (total - done) / (total - warm))
-        for group in optimizer.param_groups:
-            group["lr"] = options.learning_rate() * factor
+        set_learning_rate(optimizer, options, done=epoch * steps + step, total=total)
         batch = indices[step * options.batch_size : (step + 1) * options.batch_size]
         ids, mask = encode_texts(
             tokenizer, [rows.texts[i] for i in batch], max_length=options.max_length

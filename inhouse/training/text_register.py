@@ -3,7 +3,8 @@
 A full fine-tune registers the float classifier, then its int8 version (Linear layers and,
 by default, embeddings) measured on the test split; ``champion`` moves to the int8 version
 when it loses at most ``max_accuracy_drop`` points, else to the float one. A head-only or LoRA
-run registers an adapter versioned against its base.
+run registers an adapter versioned against its base. A DP run's privacy facts go into the
+lineage of every version it makes.
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ def register_result(
     history: dict[str, Any],
     info: DatasetInfo,
     run_name: str,
+    privacy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Register the trained weights (classifier + int8, or an adapter); move the champion."""
+    """Register the trained weights (classifier + int8, or an adapter); move the champion.
+
+    ``privacy`` is the run's privacy lineage (:meth:`PrivateRun.lineage`: epsilon, delta,
+    accountant, noise, clipping, sample rate, steps, ledger charge); every version made here,
+    the int8 one included (post-processing), carries it.
+    """
     from inhouse.compress import CompressionSettings, compress
     from inhouse.models.lora import register_adapter, trainable_fraction
 
@@ -75,6 +82,7 @@ def register_result(
         "parent": None,
         "base": source,
         "code_revision": os.environ.get("INHOUSE_CODE_REVISION", "unknown"),
+        "privacy": privacy or {"dp": False},
     }
     summary: dict[str, Any] = {
         "model": options.model,
@@ -85,6 +93,7 @@ def register_result(
         "device": history.get("device"),
         "amp": history.get("amp"),
         "epochs": options.epochs,
+        "privacy": lineage["privacy"],
     }
     if options.method != "full":
         version = register_adapter(

@@ -230,3 +230,57 @@ def test_text_replicas_follow_a_promotion_and_a_rollback(
     finally:
         registry.set_alias(MODEL, "champion", 2)  # back to int8, as a rollback would
     wait_for(lambda: answered_by() == "2", timeout_s=30, what="the int8 v2 answering again")
+
+
+def test_a_text_canary_answers_its_share_and_its_traffic_is_counted(
+    registered: Settings, client: httpx.Client
+) -> None:
+    """While a canary of the text model runs, the ingress sends it its share (the replica holds
+    it beside the champion) and records both versions' requests for the coordinator."""
+    import time
+
+    from sqlalchemy import delete
+
+    from inhouse.coordinator.canary import CanaryRecord
+    from inhouse.coordinator.traffic import read_traffic
+    from inhouse.db import session_scope
+    from inhouse.registry.records import AliasRecord
+    from tests.polling import wait_for
+
+    registry, engine = services.registry(registered), services.engine(registered)
+    champion, candidate = registry.resolve(MODEL, "champion"), 1  # int8 v2, float v1
+    started = time.time()
+    registry.set_alias(MODEL, "candidate", candidate)
+    with session_scope(engine) as session:
+        session.add(
+            CanaryRecord(
+                model=MODEL,
+                version=candidate,
+                champion_version=champion,
+                share=0.5,
+                started_at=started,
+                ends_at=started + 600,
+            )
+        )
+    answered: list[str] = []
+
+    def both_answer() -> bool:
+        reply = client.post(f"/v2/models/{MODEL}/infer", json=_v2(["refund please"]))
+        assert reply.status_code == 200, reply.text
+        answered.append(str(reply.json()["model_version"]))
+        return {str(candidate), str(champion)} <= set(answered[-30:])
+
+    try:
+        wait_for(both_answer, timeout_s=60, what="the champion and the canary both answering")
+        wait_for(
+            lambda: read_traffic(engine, MODEL, candidate, since=started).requests > 0
+            and read_traffic(engine, MODEL, champion, since=started).requests > 0,
+            timeout_s=15,
+            what="both versions' traffic flushed by the ingress",
+        )
+        assert read_traffic(engine, MODEL, candidate, since=started).errors == 0
+    finally:
+        with session_scope(engine) as session:
+            session.execute(delete(CanaryRecord).where(CanaryRecord.model == MODEL))
+            aliases = AliasRecord.model == MODEL, AliasRecord.alias == "candidate"
+            session.execute(delete(AliasRecord).where(*aliases))

@@ -80,5 +80,5 @@ def test_bad_starts_and_dp_are_refused_before_any_worker(
         TextTrainOptions(dataset="intents_refuse", model="x", model_dir="/m", method="lora")
     tiny = make_tiny_bert(tmp_path / "tiny")
     options = TextTrainOptions(dataset="intents_refuse", model="x", model_dir=str(tiny), dp=True)
-    with pytest.raises(ConfigError, match="--dp is not available for text models"):
+    with pytest.raises(ConfigError, match="--dp is not available for --method full"):
         train_text.run(ray_cluster, options)

@@ -147,3 +147,33 @@ def test_data_append_from_csv_feeds_the_stream(
     assert main([*home, "data", "append", "--dataset", "digits", "--csv", "/nope.csv"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert position(db, "digits", after_id=1797).new_train_rows == 2  # nothing half-written
+
+
+def test_data_append_adds_texts_to_a_text_data_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inhouse.config import load_settings
+    from inhouse.data.text_import import read_text_rows
+    from inhouse.services import engine
+
+    home = ["--home", str(tmp_path)]
+    first = tmp_path / "intents.csv"
+    first.write_text("text,intent\nwhere is my card,card\nrefund me,refund\n", encoding="utf-8")
+    base = ["data", "import", "--csv", str(first), "--name", "intents", "--label-column", "intent"]
+    assert main([*home, *base]) == 0
+    capsys.readouterr()
+    new = tmp_path / "new.csv"
+    new.write_text("intent,body\nrefund,money back please\n0,card still not here\n", "utf-8")
+    append = ["data", "append", "--dataset", "intents", "--csv", str(new)]
+    flags = ["--text-column", "body", "--label-column", "intent"]
+    assert main([*home, *append, *flags]) == 0
+    assert "intents: appended 2 train rows" in capsys.readouterr().out
+    rows = read_text_rows(engine(load_settings(home=str(tmp_path))), "intents", split="train")
+    assert rows.texts[-2:] == ["money back please", "card still not here"]
+    assert rows.labels[-2:] == [1, 0]  # classes sorted: card, refund
+    bad = tmp_path / "bad.csv"
+    bad.write_text("intent,body\nloan,give me a loan\n", "utf-8")
+    assert main([*home, "data", "append", "--dataset", "intents", "--csv", str(bad), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "line 2: label 'loan' is neither a class name nor an index 0..1" in err
+    assert len(read_text_rows(engine(load_settings(home=str(tmp_path))), "intents")) == 4

@@ -144,16 +144,3 @@ def test_adapter_is_small_versioned_against_its_base_and_reloads(
     )
     base_only = predict_proba(load_text(registry, parent_info)[0], tok, TEXTS, max_length=32)
     assert not torch.allclose(torch.from_numpy(base_only), torch.from_numpy(got), atol=1e-4)
-
-
-def test_the_coordinator_refuses_a_text_model_with_the_way_to_update_it(
-    registry: Registry, tiny: Path
-) -> None:
-    from inhouse.coordinator import CoordinatorSettings
-    from inhouse.coordinator.control import start
-    from inhouse.errors import InvalidInputError
-
-    base = import_model_dir(registry, tiny, name="tiny-bert", max_length=16)
-    registry.set_alias("tiny-bert", "champion", base.version)
-    with pytest.raises(InvalidInputError, match="--method lora"):
-        start(registry, CoordinatorSettings(model="tiny-bert"))
