@@ -271,7 +271,7 @@ def _spearman(champion: ModelVersion, candidate: ModelVersion) -> float | None:
     return float(compare_importance(old, new).spearman)
 
 
-def _settle_resumed(engine: Engine, candidate: ModelVersion) -> None:
+def settle_resumed(engine: Engine, candidate: ModelVersion) -> None:
     """A DP candidate registered by an attempt that died before settling its charge: settle
     it now, once, with the steps its lineage records."""
     privacy = candidate.lineage.get("privacy") or {}
@@ -302,7 +302,7 @@ def run_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]
     if candidate is None:
         candidate = train_candidate(registry, engine, cs, job)
     else:
-        _settle_resumed(engine, candidate)
+        settle_resumed(engine, candidate)
     if cs.compress and packed is None:
         _compress(registry, engine, cs, candidate.version)
         packed = _registered(registry, cs.model, run)[1]

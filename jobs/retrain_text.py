@@ -10,9 +10,10 @@ matrices and the head:
   adapter weights (warm start) on the same base, so what earlier retrains learnt is kept.
 
 It trains on the rows ``after_id < id <= up_to_id`` plus ``replay_ratio`` times as many older
-rows, and is measured as the text replica serves it (merged into its base and quantized to
-int8) against the champion on the test split. Idempotent per row window like the tabular
-retrain: a resumed retrain finds the version an earlier attempt registered.
+rows (with ``--dp``: DP-SGD through Opacus, planned and charged to the privacy ledger before a
+row is read), and is measured as the text replica serves it (merged into its base and
+quantized to int8) against the champion on the test split. Idempotent per row window like the
+tabular retrain: a resumed retrain finds the version an earlier attempt registered.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from inhouse import services
 from inhouse.config import Settings
 from inhouse.coordinator import CoordinatorSettings, Measured
+from inhouse.data import DatasetInfo, describe
 from inhouse.data.text_import import TextRows, read_text_rows
 from inhouse.models.lora import (
     float_version,
@@ -39,7 +41,15 @@ from inhouse.models.lora import (
 from inhouse.models.text import TextModel, classifier_from
 from inhouse.models.text_serving import load_as_served
 from inhouse.registry import ModelVersion, Registry
+from inhouse.training.dp import make_private
+from inhouse.training.private_run import PrivateRun
 from inhouse.training.text import TextTrainOptions, train_epoch
+from inhouse.training.text_dp import (
+    check_private,
+    prepare_text,
+    row_dataset,
+    train_epoch_private,
+)
 
 
 def _registered(registry: Registry, model: str, run: str) -> ModelVersion | None:
@@ -101,24 +111,8 @@ def _model(
     return model, tokenizer, spec
 
 
-def train_candidate(
-    settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]
-) -> ModelVersion:
-    """Train the window's adapter (new rows + replay) and register it against the base."""
-    from inhouse.privacy import PrivacyLedger
-
-    engine, registry = services.engine(settings), services.registry(settings)
-    after_id, up_to_id, run = int(job["after_id"]), int(job["up_to_id"]), str(job["run_id"])
-    PrivacyLedger(engine).check_non_dp(dataset=cs.dataset, model=cs.model, run=run)
-    champion = registry.get(cs.model, "champion")
-    base, warm, lora = starting_point(registry, champion, cs.text_method)
-    model, tokenizer, spec = _model(
-        registry, base, warm, method=cs.text_method, lora=lora, seed=cs.seed
-    )
-    new = read_text_rows(engine, cs.dataset, split="train", after_id=after_id, up_to_id=up_to_id)
-    old = read_text_rows(engine, cs.dataset, split="train", up_to_id=after_id)
-    rows = replay_rows(new, old, cs.replay_ratio, seed=cs.seed + up_to_id)
-    options = TextTrainOptions(
+def _options(cs: CoordinatorSettings, base: ModelVersion, max_length: int) -> TextTrainOptions:
+    return TextTrainOptions(
         dataset=cs.dataset,
         model=cs.model,
         base=f"{base.model}:{base.version}",
@@ -126,15 +120,88 @@ def train_candidate(
         epochs=cs.epochs,
         batch_size=cs.batch_size,
         lr=cs.lr,
-        max_length=int(spec["max_length"]),
+        max_length=max_length,
         seed=cs.seed,
+        num_workers=1,
+        dp=cs.dp,
+        noise_multiplier=cs.noise_multiplier,
+        target_epsilon=cs.target_epsilon,
+        max_grad_norm=cs.max_grad_norm,
     )
+
+
+def _train(
+    model: TextModel,
+    tokenizer: Any,
+    rows: TextRows,
+    options: TextTrainOptions,
+    privacy: PrivateRun,
+) -> dict[str, Any]:
+    """Train in-process (DP-SGD through Opacus when the run has a plan); the history."""
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=options.learning_rate()
     )
+    plan = privacy.plan
+    if plan is None:
+        for epoch in range(options.epochs):
+            stats = train_epoch(model, tokenizer, rows, optimizer, options=options, epoch=epoch)
+        return {"train_accuracy": stats["correct"] / max(stats["seen"], 1)}
+    model.train()  # registry modules load in eval mode; Opacus refuses to wrap those
+    private = make_private(
+        model=model,
+        optimizer=optimizer,
+        dataset=row_dataset(rows, options),
+        plan=plan,
+        distributed=False,
+    )
+    for epoch in range(options.epochs):
+        stats = train_epoch_private(
+            private.model,
+            tokenizer,
+            rows,
+            private.optimizer,
+            private.loader,
+            options=options,
+            epoch=epoch,
+            device=torch.device("cpu"),
+        )
+    return {
+        "train_accuracy": stats["correct"] / max(stats["seen"], 1),
+        "epsilon": private.epsilon(plan.delta),
+        "accountant": private.accountant_state(),
+    }
+
+
+def train_candidate(
+    settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]
+) -> ModelVersion:
+    """Train the window's adapter (new rows + replay) and register it against the base; a DP
+    retrain is planned and charged to the privacy ledger before a row is read."""
+    engine, registry = services.engine(settings), services.registry(settings)
+    after_id, up_to_id, run = int(job["after_id"]), int(job["up_to_id"]), str(job["run_id"])
+    champion = registry.get(cs.model, "champion")
+    base, warm, lora = starting_point(registry, champion, cs.text_method)
+    model, tokenizer, spec = _model(
+        registry, base, warm, method=cs.text_method, lora=lora, seed=cs.seed
+    )
+    options = _options(cs, base, int(spec["max_length"]))
+    if cs.dp:
+        check_private(model, tokenizer, options)  # refuses layers Opacus cannot clip
+    new = read_text_rows(engine, cs.dataset, split="train", after_id=after_id, up_to_id=up_to_id)
+    old = read_text_rows(engine, cs.dataset, split="train", up_to_id=after_id)
+    rows = replay_rows(new, old, cs.replay_ratio, seed=cs.seed + up_to_id)
+    full = describe(engine, cs.dataset)
+    first_id = min(rows.ids, default=after_id + 1)  # the oldest replayed row is charged too
+    used = DatasetInfo(
+        **{**full.__dict__, "train_rows": len(rows), "first_id": first_id, "last_id": up_to_id}
+    )
+    privacy = prepare_text(engine=engine, options=options, info=used, run_name=run)
     started = time.perf_counter()
-    for epoch in range(cs.epochs):
-        stats = train_epoch(model, tokenizer, rows, optimizer, options=options, epoch=epoch)
+    try:
+        history = _train(model, tokenizer, rows, options, privacy)
+    except BaseException:
+        privacy.fail(engine)
+        raise
     seconds = time.perf_counter() - started
     lineage: dict[str, Any] = {
         "dataset": cs.dataset,
@@ -156,15 +223,16 @@ def train_candidate(
         "coordinator_run": run,
         "trigger": list(job.get("reasons", [])),
         "run": run,
-        "privacy": {"dp": False},
+        "privacy": privacy.lineage(history),
     }
     metrics = {
-        "train_accuracy": stats["correct"] / max(stats["seen"], 1),
+        "train_accuracy": history["train_accuracy"],
         "train_seconds": seconds,
         "trainable_fraction": trainable_fraction(model),
         "method": cs.text_method,
+        "epsilon": float(history.get("epsilon", 0.0)),
     }
-    return register_adapter(
+    version = register_adapter(
         registry,
         cs.model,
         model=model.eval(),
@@ -176,6 +244,8 @@ def train_candidate(
         metrics=metrics,
         lineage=lineage,
     )
+    privacy.settle(engine, history, version.version)
+    return version
 
 
 def run_text_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]) -> Measured:
@@ -186,6 +256,10 @@ def run_text_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str,
     candidate = _registered(registry, cs.model, str(job["run_id"]))
     if candidate is None:
         candidate = train_candidate(settings, cs, job)
+    else:
+        from jobs.retrain import settle_resumed
+
+        settle_resumed(engine, candidate)
     champion = registry.get(cs.model, "champion")
     test = read_text_rows(engine, cs.dataset, split="test", up_to_id=int(job["up_to_id"]))
     ours, theirs = load_as_served(registry, candidate), load_as_served(registry, champion)
@@ -205,7 +279,7 @@ def run_text_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str,
             "window": [int(job["after_id"]), int(job["up_to_id"])],
             "train_seconds": candidate.metrics.get("train_seconds"),
             "retrain_seconds": time.perf_counter() - started,
-            "epsilon": 0.0,
+            "epsilon": candidate.metrics.get("epsilon", 0.0),
             "new_train_rows": candidate.lineage["rows"].get("new_train_rows", 0),
             "test_rows": len(test),
             "method": cs.text_method,

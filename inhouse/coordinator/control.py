@@ -60,11 +60,6 @@ def check_fits(registry: Registry, settings: CoordinatorSettings) -> None:
             "--drift-threshold compares numeric features, which text rows do not have; use "
             "--min-rows, --interval or --cron for a text model"
         )
-    if text_model and settings.dp:
-        raise InvalidInputError(
-            "--dp retrains are not offered for text models yet; train DP text versions with "
-            "`python -m jobs.train_text --dp` and keep the coordinator for non-DP updates"
-        )
 
 
 def start(registry: Registry, settings: CoordinatorSettings) -> CoordinatorState:

@@ -128,8 +128,30 @@ def test_settings_that_cannot_work_for_a_text_model_are_refused(settings: Settin
     cases = {
         "holds tabular rows": {"dataset": "digits"},
         "drift-threshold compares numeric features": {"dataset": DATASET, "drift_threshold": 0.2},
-        "--dp retrains are not offered": {"dataset": DATASET, "dp": True, "noise_multiplier": 1.0},
     }
     for message, values in cases.items():
         with pytest.raises(InvalidInputError, match=message):
             start(registry, CoordinatorSettings(model=MODEL, **values))
+
+
+def test_a_dp_retrain_is_charged_to_the_ledger_and_recorded(settings: Settings) -> None:
+    from opacus.accountants import PRVAccountant
+
+    from inhouse.privacy import PrivacyLedger
+
+    coordinator = _coordinator(
+        settings, text_method="head", dp=True, noise_multiplier=1.0, max_grad_norm=1.0, epochs=2
+    )
+    append_text_stream(coordinator.engine, 45, seed=26)
+    report = coordinator.step()
+    assert report.measured is not None
+    candidate = coordinator.registry.get(MODEL, str(report.measured.candidate_version))
+    privacy = candidate.lineage["privacy"]
+    assert privacy["dp"] and privacy["noise_multiplier"] == 1.0 and privacy["steps"] > 0
+    accountant = PRVAccountant()
+    accountant.history = [(privacy["noise_multiplier"], privacy["sample_rate"], privacy["steps"])]
+    expected = accountant.get_epsilon(delta=privacy["delta"])
+    assert candidate.metrics["epsilon"] == pytest.approx(expected, rel=1e-3)
+    ledger = PrivacyLedger(coordinator.engine)
+    assert ledger.spent(DATASET) == pytest.approx(expected, rel=1e-3)
+    assert ledger.charge(int(privacy["charge_id"])).status == "committed"
