@@ -67,7 +67,7 @@ MIN_TIMED_STEPS = 100  # steps per timed repeat, so the time ratio is stable
 # 94.11 vs 97.00, centred (multiplier 10) 94.78 (non-DP centred 96.78, uncentred 97.00). The only
 # consistent gain (+0.4-0.7), not yet the 2 points; not in the recipe (needs plan_dp to compose
 # the mean release). On top of it lr 0.02 / 0.05 94.6 / 94.2; a nearest-centroid start from
-# private class means 94.6 (90.2 at logit scale 4). Scripts: /tmp/h3/exp.py.
+# private class means 94.6 (90.2 at logit scale 4).
 DP_RECIPE = {"hidden": [], "batch": 720, "epochs": 100, "lr": 0.03, "clip": 0.3}
 
 
