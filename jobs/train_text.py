@@ -315,6 +315,9 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
     with result.checkpoint.as_directory() as directory:
         history = load_checkpoint(Path(directory), model=model, keyring=keyring)
     test = read_text_rows(engine, options.dataset, split="test", up_to_id=info.last_id)
+    calibration: list[str] = []  # training texts calibrate the int8 copy's smoothing
+    if not options.dp:  # (a DP run's budget does not cover statistics of raw rows)
+        calibration = read_text_rows(engine, options.dataset, split="train").texts
     summary = register_result(
         settings,
         options,
@@ -327,6 +330,7 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
         info=info,
         run_name=run_name,
         privacy=privacy.lineage(history),
+        calibration_texts=calibration,
     )
     privacy.settle(engine, history, summary["version"])
     return summary | {"run_dir": str(run_dir), "train_seconds": round(seconds, 2)}

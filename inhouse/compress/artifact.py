@@ -14,7 +14,9 @@ Layout (``model.safetensors``; the same bytes travel in memory through :func:`du
 Tensors appear in state-dict order and take their values and codes from the pools in turn, so
 offsets need not be stored (a few hundred bytes matter: the Digits MLP compresses to ~3 KB).
 A module with ``<name>.qweight`` and ``<name>.scale`` is int8: a Linear or an Embedding as the
-rebuilt float architecture says.
+rebuilt float architecture says. An int8 Linear may also hold ``<name>.smooth`` (float,
+``[in_features]``): factors its input is multiplied by before the int8 matmul (SmoothQuant);
+the stored weight already has its columns divided by them. Artifacts without it load as before.
 Float32 tensors that float16 holds exactly are stored as float16. Nothing is pickled.
 """
 
@@ -212,6 +214,7 @@ def _swap_int8_layers(
                 bias=layer.bias is not None,
                 scale_rows=state[f"{name}.scale"].numel(),
                 mode=mode,
+                smooth=f"{name}.smooth" in state,
             )
         elif isinstance(layer, (nn.Embedding, Int8Embedding)):
             new = Int8Embedding(

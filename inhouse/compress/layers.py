@@ -7,6 +7,12 @@
 - ``dynamic``: activations are quantized per batch and multiplied by the int8 weight in the
   fbgemm/x86 kernel (``torch.ops.quantized.linear_dynamic``, what ``quantize_dynamic`` runs).
   4-8x faster than float32 from 256x256 up at batch 32, 2.5x at 1024x1024 at batch 1.
+  Activations use all 8 bits where the CPU's kernel sums int8 products without saturating
+  (AVX512-VNNI; probed once, see :func:`full_range_activations`), else 7 (``reduce_range``).
+
+An optional ``smooth`` buffer (one factor per input channel, SmoothQuant) multiplies the input
+before it is quantized; the stored weight's columns were divided by the same factors, so the
+product is unchanged while outlier input channels no longer set the one activation scale.
 
 Scales are rounded to float16 precision when they fit, so the artifact stores them in two bytes
 and a loaded module computes exactly what the in-memory one did.
@@ -14,6 +20,7 @@ and a loaded module computes exactly what the in-memory one did.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, Literal
 
@@ -61,12 +68,53 @@ def dynamic_kernel_available() -> bool:
     )
 
 
+def _pack(qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> Any:
+    rows = qweight.shape[0]
+    scales = scale.double().expand(rows).contiguous()
+    zero_points = torch.zeros(rows, dtype=torch.long)
+    with warnings.catch_warnings():
+        # quantized tensors are deprecated in torch; the kernel has no other entry point yet
+        warnings.simplefilter("ignore", UserWarning)
+        packed = torch._make_per_channel_quantized_tensor(qweight, scales, zero_points, 0)
+        return torch.ops.quantized.linear_prepack(packed, bias)
+
+
+@functools.cache
+def _full_range_exact(engine: str) -> bool:
+    # uint8 255 x int8 127, summed in pairs, is 64,770: an int16 intermediate (AVX2's vpmaddubsw)
+    # saturates at 32,767 and the result comes out wrong; VNNI sums into int32 and stays exact.
+    qweight = torch.full((8, 64), 127, dtype=torch.int8)
+    packed = _pack(qweight, torch.full((8,), 0.01), None)
+    x = torch.ones(2, 64)
+    x[0, 0] = 0.0
+    out = torch.ops.quantized.linear_dynamic(x, packed, False)
+    return bool(torch.allclose(out, x @ (qweight.float() * 0.01).T, rtol=1e-3))
+
+
+def full_range_activations() -> bool:
+    """Whether the dynamic kernel runs 8-bit activations exactly on this CPU and engine.
+
+    Where it does not (no VNNI), activations are quantized to 7 bits (``reduce_range``) so
+    pairs of products cannot overflow the kernel's int16 intermediate.
+    """
+    if not dynamic_kernel_available():
+        return False
+    return _full_range_exact(torch.backends.quantized.engine)
+
+
+def round_smooth(factors: torch.Tensor) -> torch.Tensor:
+    """Input factors rounded to float16 precision (stored in two bytes), clamped to its range."""
+    factors = torch.where(factors > 0, factors.float(), torch.ones_like(factors.float()))
+    return factors.clamp(_FP16_MIN_NORMAL, _FP16_MAX).half().float()
+
+
 class Int8Linear(nn.Module):
     """A Linear layer whose weight is int8 with per-row scales (see the module docstring)."""
 
     qweight: torch.Tensor
     scale: torch.Tensor
     bias: torch.Tensor | None
+    smooth: torch.Tensor | None
 
     def __init__(
         self,
@@ -76,6 +124,7 @@ class Int8Linear(nn.Module):
         bias: bool = True,
         scale_rows: int | None = None,
         mode: LinearMode = "weight_only",
+        smooth: bool = False,
     ) -> None:
         super().__init__()
         if mode not in LINEAR_MODES:
@@ -88,53 +137,74 @@ class Int8Linear(nn.Module):
             "scale", torch.ones(out_features if scale_rows is None else scale_rows)
         )
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        self.register_buffer("smooth", torch.ones(in_features) if smooth else None)
         self._weight: torch.Tensor | None = None
         self._packed: Any = None
+        self._reduce_range = True
 
     @classmethod
     def from_linear(
-        cls, linear: nn.Linear, *, per_channel: bool = True, mode: LinearMode = "weight_only"
+        cls,
+        linear: nn.Linear,
+        *,
+        per_channel: bool = True,
+        mode: LinearMode = "weight_only",
+        smooth: torch.Tensor | None = None,
     ) -> Int8Linear:
-        """Quantize a float ``nn.Linear`` (zeros from pruning are kept exactly)."""
-        q, scale = quantize_rows(linear.weight, per_channel=per_channel)
+        """Quantize a float ``nn.Linear`` (zeros from pruning are kept exactly).
+
+        ``smooth`` (``[in_features]``, positive) multiplies the input; the weight's columns are
+        divided by it before quantization so the layer computes the same product.
+        """
+        weight = linear.weight.detach().float()
+        if smooth is not None:
+            if smooth.shape != (linear.in_features,):
+                raise ValueError(
+                    f"smooth must have shape ({linear.in_features},), got {tuple(smooth.shape)}"
+                )
+            smooth = round_smooth(smooth)
+            weight = weight / smooth
+        q, scale = quantize_rows(weight, per_channel=per_channel)
         layer = cls(
             linear.in_features,
             linear.out_features,
             bias=linear.bias is not None,
             scale_rows=scale.numel(),
             mode=mode,
+            smooth=smooth is not None,
         )
         layer.qweight.copy_(q)
         layer.scale.copy_(scale)
+        if smooth is not None and layer.smooth is not None:
+            layer.smooth.copy_(smooth)
         if linear.bias is not None and layer.bias is not None:
             layer.bias.copy_(linear.bias.detach())
         return layer.refresh()
 
     def dequantized_weight(self) -> torch.Tensor:
-        """The float32 weight this layer computes with (``q * scale``)."""
-        return self.qweight.float() * self.scale.unsqueeze(1)
+        """The float32 weight this layer computes with (``q * scale``, times ``smooth``)."""
+        weight = self.qweight.float() * self.scale.unsqueeze(1)
+        return weight if self.smooth is None else weight * self.smooth
 
     def refresh(self) -> Int8Linear:
         """Rebuild the kernel's cached weight; call after changing the buffers (e.g. loading)."""
         self._weight, self._packed = None, None
         if self.mode == "weight_only":
-            self._weight = self.dequantized_weight()
+            self._weight = self.dequantized_weight()  # smooth folded in: no extra multiply
             return self
-        scales = self.scale.double().expand(self.out_features).contiguous()
-        zero_points = torch.zeros(self.out_features, dtype=torch.long)
-        with warnings.catch_warnings():
-            # quantized tensors are deprecated in torch; the kernel has no other entry point yet
-            warnings.simplefilter("ignore", UserWarning)
-            qweight = torch._make_per_channel_quantized_tensor(self.qweight, scales, zero_points, 0)
-            self._packed = torch.ops.quantized.linear_prepack(qweight, self.bias)
+        self._packed = _pack(self.qweight, self.scale, self.bias)
+        self._reduce_range = not full_range_activations()
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "dynamic":
             if self._packed is None:
                 self.refresh()
+            x = x.float()
+            if self.smooth is not None:
+                x = x * self.smooth
             out: torch.Tensor = torch.ops.quantized.linear_dynamic(
-                x.float().contiguous(), self._packed, True
+                x.contiguous(), self._packed, self._reduce_range
             )
             return out
         if self._weight is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +21,7 @@ def compress(
     *,
     finetune: FineTune | None = None,
     train: tuple[torch.Tensor, torch.Tensor] | None = None,
+    calibration: Sequence[Any] | None = None,
 ) -> nn.Module:
     """Prune, fine-tune and quantize a copy of ``model`` (which is left untouched).
 
@@ -29,6 +32,9 @@ def compress(
             zero while it trains), e.g. a Ray Train loop or a BERT trainer.
         train: ``(inputs, labels)`` for the built-in classifier fine-tune (Adam, cross-entropy,
             ``settings.finetune_epochs`` epochs); used when ``finetune`` is not given.
+        calibration: a few batches of training inputs (each a tensor or a tuple of the
+            model's positional arguments): the int8 layers' inputs are smoothed where that
+            helps (``settings.smooth_alphas``); without them no activation statistics are used.
 
     Returns:
         The compressed module in eval mode; save it with ``save_compressed``.
@@ -51,7 +57,7 @@ def compress(
         prune_model(compressed, settings, finetune=finetune)
     compressed.eval()
     with torch.no_grad():
-        quantize_model(compressed, settings)
+        quantize_model(compressed, settings, calibration=calibration)
     for parameter in compressed.parameters():
         parameter.requires_grad_(False)
     return compressed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -74,6 +74,12 @@ class CompressionSettings(_Settings):
             "int8 Linear kernel: weight_only (dequantized float32), dynamic (fbgemm int8), "
             "or auto: dynamic from dynamic_min_weights weights up"
         ),
+    )
+    smooth_alphas: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = Field(
+        default=(0.5, 0.75, 0.9),
+        max_length=8,
+        description="SmoothQuant strengths tried per dynamic int8 layer when calibration batches "
+        "are given; each layer keeps the best or none (empty: never smooth)",
     )
     dynamic_min_weights: int = Field(
         default=32_768,

@@ -10,6 +10,8 @@ lineage of every version it makes.
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,20 @@ def _accuracy(model: torch.nn.Module, tokenizer: Any, test: TextRows, max_length
     return float((probabilities.argmax(axis=1) == np.asarray(test.labels)).mean())
 
 
+def calibration_batches(
+    tokenizer: Any, texts: Sequence[str], *, max_length: int, rows: int = 256, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(ids, mask)`` batches of 64 from a seeded sample of ``rows`` training texts: what the
+    int8 compression calibrates its SmoothQuant factors on (see inhouse.compress.smooth)."""
+    from inhouse.models.text import encode_texts
+
+    picked = random.Random(seed).sample(list(texts), min(rows, len(texts)))
+    return [
+        encode_texts(tokenizer, picked[start : start + 64], max_length=max_length)
+        for start in range(0, len(picked), 64)
+    ]
+
+
 def register_result(
     settings: Settings,
     options: TextTrainOptions,
@@ -44,8 +60,13 @@ def register_result(
     info: DatasetInfo,
     run_name: str,
     privacy: dict[str, Any] | None = None,
+    calibration_texts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Register the trained weights (classifier + int8, or an adapter); move the champion.
+
+    ``calibration_texts`` (training texts) calibrate the int8 copy's activation smoothing; a
+    differentially private run ignores them (statistics of raw training rows are not covered
+    by its epsilon).
 
     ``privacy`` is the run's privacy lineage (:meth:`PrivateRun.lineage`: epsilon, delta,
     accountant, noise, clipping, sample rate, steps, ledger charge); every version made here,
@@ -115,11 +136,18 @@ def register_result(
         )
         served = version.version
         if options.compress:
+            dp = bool((privacy or {}).get("dp", False))
+            calibration = (
+                calibration_batches(tokenizer, calibration_texts, max_length=options.max_length)
+                if calibration_texts and not dp
+                else None
+            )
             int8 = compress(
                 model,
                 CompressionSettings(
                     prune_amount=0.0, quantize_embeddings=options.quantize_embeddings
                 ),
+                calibration=calibration,
             )
             int8_accuracy = _accuracy(int8, tokenizer, test, options.max_length)
             drop = 100.0 * (accuracy - int8_accuracy)
