@@ -52,6 +52,9 @@ class TextTrainOptions(BaseModel):
     cpus_per_worker: float = Field(1.0, gt=0)
     threads_per_worker: int = Field(1, ge=1, le=64)
     use_gpu: bool = Field(False, description="train on GPUs (mixed precision bf16/fp16)")
+    mixed_precision: bool = Field(
+        True, description="on GPUs: bf16 autocast (fp16 where bf16 is missing); no: fp32"
+    )
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory")
     dp: bool = Field(
         False, description="DP-SGD through Opacus (head, lora; refused where layers cannot)"
@@ -190,7 +193,7 @@ def train_epoch(
     device = device or torch.device("cpu")
     indices = shard(rows, options=options, epoch=epoch, rank=rank, world=world)
     steps = math.ceil(len(indices) / options.batch_size)
-    dtype = autocast_dtype(device)
+    dtype = autocast_dtype(device) if options.mixed_precision else None
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
