@@ -50,7 +50,7 @@ def float_version(registry: Registry, info: ModelVersion) -> ModelVersion:
     return registry.get(info.model, str(info.lineage["parent"]["version"]))
 
 
-def _registered(registry: Registry, model: str, run: str) -> tuple[ModelVersion | None, ...]:
+def registered(registry: Registry, model: str, run: str) -> tuple[ModelVersion | None, ...]:
     """The float and compressed versions an earlier attempt of ``run`` registered."""
     made = [v for v in registry.versions(model) if v.lineage.get("coordinator_run") == run]
     floats = [v for v in made if v.format != COMPRESSED]
@@ -297,7 +297,7 @@ def run_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]
 
         return run_text_retrain(settings, cs, job)
     run = str(job["run_id"])
-    candidate, packed = _registered(registry, cs.model, run)
+    candidate, packed = registered(registry, cs.model, run)
     started = time.perf_counter()
     if candidate is None:
         candidate = train_candidate(registry, engine, cs, job)
@@ -305,7 +305,7 @@ def run_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]
         settle_resumed(engine, candidate)
     if cs.compress and packed is None:
         _compress(registry, engine, cs, candidate.version)
-        packed = _registered(registry, cs.model, run)[1]
+        packed = registered(registry, cs.model, run)[1]
     served = packed if packed is not None and packed.metrics.get("gate_passed") else candidate
     champion = registry.get(cs.model, "champion")
     test = read_rows(engine, cs.dataset, split="test", up_to_id=int(job["up_to_id"]))

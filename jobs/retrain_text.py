@@ -52,11 +52,6 @@ from inhouse.training.text_dp import (
 )
 
 
-def _registered(registry: Registry, model: str, run: str) -> ModelVersion | None:
-    made = [v for v in registry.versions(model) if v.lineage.get("coordinator_run") == run]
-    return made[0] if made else None
-
-
 def replay_rows(new: TextRows, old: TextRows, ratio: float, *, seed: int) -> TextRows:
     """The new rows plus ``ceil(len(new) * ratio)`` older ones drawn without replacement."""
     count = min(len(old), math.ceil(len(new) * ratio))
@@ -253,12 +248,12 @@ def run_text_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str,
     torch.set_num_threads(cs.threads)
     engine, registry = services.engine(settings), services.registry(settings)
     started = time.perf_counter()
-    candidate = _registered(registry, cs.model, str(job["run_id"]))
+    from jobs.retrain import registered, settle_resumed
+
+    candidate = registered(registry, cs.model, str(job["run_id"]))[0]  # an adapter: not packed
     if candidate is None:
         candidate = train_candidate(settings, cs, job)
     else:
-        from jobs.retrain import settle_resumed
-
         settle_resumed(engine, candidate)
     champion = registry.get(cs.model, "champion")
     test = read_text_rows(engine, cs.dataset, split="test", up_to_id=int(job["up_to_id"]))

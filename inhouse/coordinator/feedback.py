@@ -16,33 +16,6 @@ from inhouse.models.text import TEXT_KIND
 from inhouse.registry import Registry
 
 
-def _tabular_accuracies(
-    registry: Registry, engine: Engine, model: str, dataset: str, after_id: int, versions: list[int]
-) -> tuple[int, list[float]]:
-    rows = read_rows(engine, dataset, after_id=after_id)
-    scores = []
-    for version in versions:
-        module = registry.load_module(registry.get(model, str(version)))
-        with torch.inference_mode():  # compressed artifacts hold buffers, not parameters
-            predicted = module.eval()(rows.x).argmax(dim=1) if len(rows) else rows.y
-        scores.append(float((predicted == rows.y).float().mean()) if len(rows) else 0.0)
-    return len(rows), scores
-
-
-def _text_accuracies(
-    registry: Registry, engine: Engine, model: str, dataset: str, after_id: int, versions: list[int]
-) -> tuple[int, list[float]]:
-    from inhouse.data.text_import import read_text_rows
-    from inhouse.models.text_serving import load_as_served
-
-    rows = read_text_rows(engine, dataset, after_id=after_id)
-    scores = [
-        load_as_served(registry, registry.get(model, str(v))).accuracy(rows.texts, rows.labels)
-        for v in versions
-    ]
-    return len(rows), scores
-
-
 def feedback(
     registry: Registry,
     engine: Engine,
@@ -55,13 +28,25 @@ def feedback(
     min_rows: int,
 ) -> Feedback | None:
     """Both versions' accuracy on rows with ``id > after_id``; None below ``min_rows`` rows."""
-    from inhouse.data.stream import position
+    versions = [registry.get(model, str(v)) for v in (candidate, champion)]
+    if versions[1].spec.get("kind") == TEXT_KIND:
+        from inhouse.data.text_import import read_text_rows
+        from inhouse.models.text_serving import load_as_served
 
-    if position(engine, dataset, after_id=after_id).max_row_id - after_id < min_rows:
-        return None  # cheap pre-check: too few rows of any split arrived
-    text = registry.get(model, str(champion)).spec.get("kind") == TEXT_KIND
-    score = _text_accuracies if text else _tabular_accuracies
-    count, (ours, theirs) = score(registry, engine, model, dataset, after_id, [candidate, champion])
-    if count < min_rows:
+        texts = read_text_rows(engine, dataset, after_id=after_id)
+        if len(texts) < min_rows:
+            return None
+        ours, theirs = (
+            load_as_served(registry, v).accuracy(texts.texts, texts.labels) for v in versions
+        )
+        return Feedback(len(texts), ours, theirs)
+    rows = read_rows(engine, dataset, after_id=after_id)
+    if len(rows) < min_rows:
         return None
-    return Feedback(count, ours, theirs)
+    scores = []
+    for info in versions:
+        module = registry.load_module(info)
+        with torch.inference_mode():  # compressed artifacts hold buffers, not parameters
+            predicted = module.eval()(rows.x).argmax(dim=1)
+        scores.append(float((predicted == rows.y).float().mean()))
+    return Feedback(len(rows), scores[0], scores[1])
