@@ -112,7 +112,7 @@ def _save_load(quick: bool, ring: Any, tmp: Path) -> list[dict[str, Any]]:
 
 def _auth(quick: bool, tmp: Path) -> list[dict[str, Any]]:
     from inhouse.access import AccessService, load_or_create_pepper
-    from inhouse.access.fastpath import measure
+    from inhouse.access.fastbench import measure
     from inhouse.db import get_engine
 
     service = AccessService(

@@ -2,7 +2,8 @@
 
 Precedence, highest first: explicit overrides (CLI flags), environment variables
 (``INHOUSE_TRAIN__EPOCHS=10``; nested fields use ``__``), the YAML file named by
-``--config`` or ``INHOUSE_CONFIG`` (or ``./inhouse.yaml`` if present), then the defaults.
+``--config`` or ``INHOUSE_CONFIG`` (else ``<home>/inhouse.yaml``; never ``./inhouse.yaml``:
+see :func:`inhouse.private_paths.settings_file`), then the defaults.
 
 All state lives under ``home`` (default ``~/.inhouse``), an absolute path so that the CLI,
 Ray jobs (which run in a copy of the working directory) and Serve replicas agree on it.
@@ -29,7 +30,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from inhouse.dburl import read_url_file
 from inhouse.errors import ConfigError
+from inhouse.private_paths import check_auth_off, settings_file
 
 MiB = 1024 * 1024
 
@@ -99,6 +102,17 @@ class ServeSettings(_Section):
     )
     rate_limit_per_s: float = Field(1000.0, ge=0, description="Requests/s per token; 0: no limit.")
     rate_limit_burst: int = Field(2000, ge=1, description="Requests a token may send at once.")
+    preauth_rate_per_s: float = Field(
+        10.0, ge=0, description="Failed auth attempts/s per client address; 0: no limit."
+    )
+    preauth_burst: int = Field(50, ge=1, description="Failed auth attempts per address at once.")
+    preauth_global_rate_per_s: float = Field(
+        100.0, gt=0, description="DB reads/s for tokens not seen yet, all clients together."
+    )
+    preauth_global_burst: int = Field(200, ge=1, description="Such reads at once.")
+    audit_failure_window_s: float = Field(
+        10.0, ge=0, le=3600, description="Repeated refusals: one audit entry per window; 0: each."
+    )
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> ServeSettings:
@@ -178,6 +192,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path.home() / ".inhouse", description="State: db, registry, keys, runs.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home.")
+    database_url_file: Path | None = Field(
+        None, description="0600 file holding the URL (how jobs get one with a password)."
+    )
     ray: RaySettings = Field(default_factory=RaySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
@@ -192,13 +209,27 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_path = os.environ.get("INHOUSE_CONFIG") or (
-            "inhouse.yaml" if Path("inhouse.yaml").exists() else None
+        home = init_settings().get("home") or env_settings().get("home")
+        yaml_path = settings_file(
+            explicit=os.environ.get("INHOUSE_CONFIG"),
+            home=Path(home or cls.model_fields["home"].default),
         )
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if yaml_path:
+        if yaml_path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
         return tuple(sources)
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_url_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # set empty beside database_url_file for jobs
+
+    @model_validator(mode="after")
+    def _resolve_and_refuse(self) -> Settings:
+        if self.database_url is None and self.database_url_file is not None:
+            self.database_url = read_url_file(self.database_url_file.expanduser())
+        check_auth_off(require_auth=self.security.require_auth, host=self.serve.host)
+        return self
 
     @property
     def db_url(self) -> str:
@@ -258,7 +289,8 @@ def load_settings(*, config_file: str | None = None, **overrides: Any) -> Settin
     if config_file is not None:
         if not Path(config_file).is_file():
             raise ConfigError(f"config file {config_file} does not exist")
-        os.environ["INHOUSE_CONFIG"] = config_file
+        # Absolute: jobs inherit it and run in another working directory.
+        os.environ["INHOUSE_CONFIG"] = str(Path(config_file).resolve())
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:

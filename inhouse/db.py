@@ -1,7 +1,9 @@
 """The metadata database: one SQLAlchemy engine per URL, one declarative base for every table.
 
 SQLite (the embedded default) and PostgreSQL run the same code. Tables of every module
-register on :class:`Base`; :func:`create_all` makes whatever is missing (idempotent).
+register on :class:`Base`; :func:`create_all` makes whatever is missing (idempotent). A SQLite
+file (training rows, the audit log, token hashes) is created 0600, and tightened to it with a
+warning when found looser (:func:`inhouse.private_paths.private_sqlite`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from inhouse.errors import UnavailableError
+from inhouse.private_paths import private_sqlite
 
 
 class Base(DeclarativeBase):
@@ -42,6 +45,7 @@ def get_engine(url: str) -> Engine:
         engine = _engines.get(url)
         if engine is None:
             if url.startswith("sqlite"):
+                private_sqlite(make_url(url).database or "")
                 engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:

@@ -5,6 +5,10 @@ Ray). The token lives in ``<home>/ray_auth_token`` with mode 0600; every process
 gets ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` so clients, jobs and replicas
 authenticate, and this environment's ``bin`` first on ``PATH`` so ``python -m jobs.…`` in a
 ``ray job submit`` runs with the project's interpreter.
+
+The token is only ever sent to a dashboard on this machine (:func:`token_url`): the Jobs API
+speaks plain HTTP. Ray's temp dir sits in a private 0700 root (:func:`ray_temp_dir`) because
+Ray makes its own directories 0777.
 """
 
 from __future__ import annotations
@@ -25,9 +29,15 @@ import psutil
 
 from inhouse.atomic import atomic_write_bytes
 from inhouse.config import Settings
+from inhouse.dburl import database_env
 from inhouse.errors import ConfigError, UnavailableError
+from inhouse.private_paths import private_root, reaches_only_this_machine
 
 START_TIMEOUT_S = 90.0
+# What Ray appends to --temp-dir for its longest socket path, with a 7-digit pid:
+# /session_YYYY-MM-DD_HH-MM-SS_ffffff_<pid>/sockets/plasma_store; AF_UNIX allows 107 bytes.
+_RAY_SOCKET_SUFFIX = len("/session_2025-01-01_00-00-00_000000_1234567/sockets/plasma_store")
+_SOCKET_PATH_MAX = 107
 
 
 def ensure_token(path: Path) -> str:
@@ -46,15 +56,39 @@ def ensure_token(path: Path) -> str:
     return token
 
 
+def token_url(settings: Settings) -> str:
+    """The dashboard URL, once it is known to stay on this machine: the Jobs API is plain
+    HTTP, so the cluster token sent there must not cross a network.
+
+    Raises:
+        ConfigError: ``ray.dashboard_host`` is not a loopback (or unspecified) address.
+    """
+    host = settings.ray.dashboard_host
+    if not reaches_only_this_machine(host):
+        raise ConfigError(
+            f"refusing to send the Ray cluster token over plain HTTP to {host}: "
+            "ray.dashboard_host must be 127.0.0.1 (reach a remote head through an SSH "
+            "tunnel: ssh -L 8265:127.0.0.1:8265 <head>)"
+        )
+    return settings.ray.dashboard_url
+
+
 def client_env(settings: Settings) -> dict[str, str]:
-    """Environment variables a Ray client of this cluster needs (token auth, address, home)."""
-    return {
+    """Environment variables a Ray client of this cluster needs (token auth, address, home).
+
+    A database URL with a password travels as a 0600 file's path (:mod:`inhouse.dburl`);
+    ``RAY_ADDRESS`` is left out when the dashboard is not on this machine (see
+    :func:`token_url`).
+    """
+    env = {
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(settings.ray_token_path),
-        "RAY_ADDRESS": settings.ray.dashboard_url,
         "INHOUSE_HOME": str(settings.home),
-        **({"INHOUSE_DATABASE_URL": settings.database_url} if settings.database_url else {}),
+        **database_env(home=settings.home, url=settings.database_url),
     }
+    if reaches_only_this_machine(settings.ray.dashboard_host):
+        env["RAY_ADDRESS"] = settings.ray.dashboard_url
+    return env
 
 
 def process_env(settings: Settings) -> dict[str, str]:
@@ -69,10 +103,11 @@ def process_env(settings: Settings) -> dict[str, str]:
 
 def dashboard_up(settings: Settings) -> bool:
     """Whether the dashboard answers an authenticated request."""
+    url = token_url(settings)
     token = settings.ray_token_path.read_text().strip() if settings.ray_token_path.exists() else ""
     try:
         response = httpx.get(
-            f"{settings.ray.dashboard_url}/api/version",
+            f"{url}/api/version",
             headers={"Authorization": f"Bearer {token}"},
             timeout=2.0,
         )
@@ -88,8 +123,31 @@ def ray_command() -> str:
 
 
 def ray_temp_dir(settings: Settings) -> Path:
-    """Where this cluster's sessions, logs and sockets live (short: sockets have a limit)."""
-    return Path(tempfile.gettempdir()) / f"inhouse-ray-{settings.ray.gcs_port}"
+    """Where this cluster's sessions, logs and sockets live: ``<tmp>/inhouse-<uid>/ray-<port>``.
+
+    Short, because Ray's unix socket paths under it have a 107-byte limit (a state dir can be
+    too deep). Ray makes this directory and everything in it 0777, so its parent is a private
+    root: 0700, this user's, refused if it pre-exists otherwise (:func:`private_ray_temp_dir`).
+    """
+    root = Path(tempfile.gettempdir()) / f"inhouse-{os.getuid()}"
+    return root / f"ray-{settings.ray.gcs_port}"
+
+
+def private_ray_temp_dir(settings: Settings) -> Path:
+    """:func:`ray_temp_dir`, with its private root created (or checked) first.
+
+    Raises:
+        ConfigError: the root pre-exists with another owner or a looser mode, or the path is
+            too long for Ray's sockets.
+    """
+    temp = ray_temp_dir(settings)
+    if len(str(temp)) + _RAY_SOCKET_SUFFIX > _SOCKET_PATH_MAX:
+        raise ConfigError(
+            f"Ray's temp dir {temp} is too long for its unix sockets "
+            f"({_SOCKET_PATH_MAX} bytes); point TMPDIR at a shorter directory"
+        )
+    private_root(temp.parent)
+    return temp
 
 
 def start(settings: Settings) -> bool:
@@ -98,6 +156,7 @@ def start(settings: Settings) -> bool:
     if dashboard_up(settings):
         return False
     cfg = settings.ray
+    temp_dir = private_ray_temp_dir(settings)
     command = [
         ray_command(),
         "start",
@@ -112,7 +171,7 @@ def start(settings: Settings) -> bool:
         "--disable-usage-stats",
         # Its own temp dir: job drivers resolve "auto" there, so two clusters on one host
         # (a demo beside tests) never send a job to the other one.
-        f"--temp-dir={ray_temp_dir(settings)}",
+        f"--temp-dir={temp_dir}",
     ]
     # Logical CPUs are scheduling tokens: at least 4, so a 2-worker training job fits
     # beside the Serve replicas on a 2-core laptop.

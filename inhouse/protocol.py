@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -103,6 +104,11 @@ def parse_json(raw: bytes, *, max_bytes: int) -> Any:
         raise MalformedRequestError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise MalformedRequestError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # not JSONDecodeError (caught above): Python's int digit limit
+        raise MalformedRequestError(
+            f"request body has a JSON integer longer than {sys.get_int_max_str_digits()} "
+            "digits; send numbers of ordinary size"
+        ) from None
     _depth(value, MAX_JSON_DEPTH)
     if not isinstance(value, dict):
         raise InvalidInputError("request body must be a JSON object")

@@ -105,7 +105,11 @@ def _train(
     if private is not None:
         for _ in range(cs.epochs):
             train_one_epoch(private.model, private.loader, private.optimizer)
-        return {"epsilon": private.epsilon(delta), "accountant": private.accountant_state()}
+        return {
+            "epsilon": private.epsilon(delta),
+            "accountant": private.accountant_state(),
+            "dp_steps": private.steps(),  # counted in this process
+        }
     loader = DataLoader(
         data,
         batch_size=cs.batch_size,
@@ -195,14 +199,14 @@ def train_candidate(
         "trigger": list(job.get("reasons", [])),
         "run": run,
     }
-    lineage["privacy"] = privacy.lineage(history)
+    lineage["privacy"] = privacy.lineage(reported_steps=history.get("dp_steps"))
     background = _background(engine, cs, parent, privacy)
     lineage.update(
         importance_lineage(
             module.eval(),
             background,
             feature_names=list(parent.spec.get("feature_names", [])),
-            champion_lineage=parent.lineage,
+            champion_lineage=registry.full_lineage(parent),
         )
     )
     metrics = {
@@ -214,7 +218,7 @@ def train_candidate(
     version = registry.register(
         cs.model, module=module, spec=parent.spec, metrics=metrics, lineage=lineage
     )
-    privacy.settle(engine, history, version.version)
+    privacy.settle(engine, reported_steps=history.get("dp_steps"), version=version.version)
     return version
 
 
@@ -260,10 +264,11 @@ def _compress(registry: Registry, engine: Engine, cs: CoordinatorSettings, ref: 
     )
 
 
-def _spearman(champion: ModelVersion, candidate: ModelVersion) -> float | None:
+def _spearman(registry: Registry, champion: ModelVersion, candidate: ModelVersion) -> float | None:
+    # global importances are statistics of rows, kept in the (encrypted) lineage files only
     ours, theirs = (
-        champion.lineage.get("global_importance"),
-        candidate.lineage.get("global_importance"),
+        registry.full_lineage(champion).get("global_importance"),
+        registry.full_lineage(candidate).get("global_importance"),
     )
     if not ours or not theirs:
         return None
@@ -273,7 +278,7 @@ def _spearman(champion: ModelVersion, candidate: ModelVersion) -> float | None:
 
 def settle_resumed(engine: Engine, candidate: ModelVersion) -> None:
     """A DP candidate registered by an attempt that died before settling its charge: settle
-    it now, once, with the steps its lineage records."""
+    it now, once, with the steps its lineage records (never fewer than were planned)."""
     privacy = candidate.lineage.get("privacy") or {}
     charge_id = privacy.get("charge_id")
     if not privacy.get("dp") or charge_id is None:
@@ -281,8 +286,10 @@ def settle_resumed(engine: Engine, candidate: ModelVersion) -> None:
     from inhouse.privacy import PrivacyLedger
 
     ledger = PrivacyLedger(engine)
-    if ledger.charge(int(charge_id)).status == "reserved":
-        ledger.settle(int(charge_id), steps=int(privacy["steps"]), version=candidate.version)
+    charge = ledger.charge(int(charge_id))
+    if charge.status == "reserved":
+        steps = max(int(privacy["steps"]), charge.planned_steps)
+        ledger.settle(charge.id, steps=steps, version=candidate.version)
 
 
 def run_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]) -> Measured:
@@ -318,7 +325,7 @@ def run_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]
         champion_version=champion.version,
         champion_accuracy=accuracy(champion_module, test.x, test.y) / 100.0,
         champion_latency_ms=latency_ms(champion_module, probe, threads=1),
-        importance_spearman=_spearman(float_version(registry, champion), candidate),
+        importance_spearman=_spearman(registry, float_version(registry, champion), candidate),
         extra={
             "float_version": candidate.version,
             "compressed_version": packed.version if packed is not None else None,

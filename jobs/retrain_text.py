@@ -164,6 +164,7 @@ def _train(
         "train_accuracy": stats["correct"] / max(stats["seen"], 1),
         "epsilon": private.epsilon(plan.delta),
         "accountant": private.accountant_state(),
+        "dp_steps": private.steps(),  # counted in this process
     }
 
 
@@ -218,7 +219,7 @@ def train_candidate(
         "coordinator_run": run,
         "trigger": list(job.get("reasons", [])),
         "run": run,
-        "privacy": privacy.lineage(history),
+        "privacy": privacy.lineage(reported_steps=history.get("dp_steps")),
     }
     metrics = {
         "train_accuracy": history["train_accuracy"],
@@ -239,7 +240,7 @@ def train_candidate(
         metrics=metrics,
         lineage=lineage,
     )
-    privacy.settle(engine, history, version.version)
+    privacy.settle(engine, reported_steps=history.get("dp_steps"), version=version.version)
     return version
 
 

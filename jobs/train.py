@@ -49,6 +49,7 @@ from inhouse.training import (
 )
 from inhouse.training.dp import DPPlan, PrivateTraining, make_private
 from jobs.driver import joined_cluster
+from jobs.resume import resume
 
 
 def _all_reduce_stats(
@@ -95,13 +96,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     start_epoch = 0
     state: dict[str, Any] = {}
     keyring = KeyRing(config["key_dir"]) if config["key_dir"] else None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = load_checkpoint(
-                Path(directory), model=model, optimizer=optimizer, keyring=keyring
-            )
-            start_epoch = state["epoch"] + 1
+    resumed = resume(model=model, optimizer=optimizer, keyring=keyring, run_name=config["run_name"])
+    if resumed is not None:
+        state, start_epoch = resumed, int(resumed["epoch"]) + 1
     base = model
     writer = SummaryWriter(config["tensorboard_dir"]) if rank == 0 else None
     if writer is not None and start_epoch == 0:  # before Opacus adds its hooks
@@ -186,7 +183,8 @@ def _global_explanation(
     attributions of private rows would be a release the privacy budget does not cover.
     """
     try:
-        champion_lineage: dict[str, Any] | None = registry.get(cfg.model).lineage
+        # the champion's global importance is a statistic of rows: only its lineage file has it
+        champion_lineage: dict[str, Any] | None = registry.full_lineage(registry.get(cfg.model))
     except ModelNotFoundError:
         champion_lineage = None
     if privacy.bounds is not None:
@@ -293,7 +291,15 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         raise SystemExit("error: training finished without a checkpoint")
     model = build_model(spec)
     with result.checkpoint.as_directory() as directory:
-        history = load_checkpoint(Path(directory), model=model, keyring=keyring)
+        # The driver names the run and the final epoch: the files cannot pick another.
+        history = load_checkpoint(
+            Path(directory),
+            model=model,
+            keyring=keyring,
+            artifact_id=run_name,
+            epoch=cfg.epochs - 1,
+        )
+    dp_steps = (result.metrics or {}).get("dp_steps")  # reported through Ray, not a file
     test = read_rows(engine, cfg.dataset, split="test", up_to_id=info.last_id)
     final = evaluate(model, test.x, test.y)
     registry = services.registry(settings)
@@ -318,12 +324,12 @@ def run(settings: Settings, *, crash_at_epoch: int | None = None) -> dict[str, A
         "run_dir": str(run_dir),
         "parent": None,
     }
-    lineage["privacy"] = privacy.lineage(history)
+    lineage["privacy"] = privacy.lineage(reported_steps=dp_steps)
     lineage.update(_global_explanation(registry, cfg, model, engine, info, spec, privacy))
     version = registry.register(
         cfg.model, module=model, spec=spec, metrics=metrics, lineage=lineage
     )
-    privacy.settle(engine, history, version.version)
+    privacy.settle(engine, reported_steps=dp_steps, version=version.version)
     if cfg.promote:
         registry.set_alias(cfg.model, "champion", version.version)
     compressed = _compress(registry, engine, cfg, version.version) if cfg.compress else None

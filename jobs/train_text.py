@@ -62,6 +62,7 @@ from inhouse.training.text_dp import (
 )
 from inhouse.training.text_register import register_result
 from jobs.driver import joined_cluster
+from jobs.resume import resume
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -83,13 +84,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     keyring = KeyRing(settings.key_dir) if config["encrypted"] else None
     start_epoch = 0
     state: dict[str, Any] = {}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = load_checkpoint(
-                Path(directory), model=model, optimizer=optimizer, keyring=keyring
-            )
-            start_epoch = int(state["epoch"]) + 1
+    resumed = resume(model=model, optimizer=optimizer, keyring=keyring, run_name=config["run_name"])
+    if resumed is not None:
+        state, start_epoch = resumed, int(resumed["epoch"]) + 1
     plan = DPPlan(**config["dp_plan"]) if config.get("dp_plan") else None
     if plan is not None:
         _private_loop(
@@ -313,7 +310,15 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
     if result.checkpoint is None:
         raise ConfigError("training finished without a checkpoint; see the Ray job logs")
     with result.checkpoint.as_directory() as directory:
-        history = load_checkpoint(Path(directory), model=model, keyring=keyring)
+        # The driver names the run and the final epoch: the files cannot pick another.
+        history = load_checkpoint(
+            Path(directory),
+            model=model,
+            keyring=keyring,
+            artifact_id=run_name,
+            epoch=options.epochs - 1,
+        )
+    dp_steps = (result.metrics or {}).get("dp_steps")  # reported through Ray, not a file
     test = read_text_rows(engine, options.dataset, split="test", up_to_id=info.last_id)
     calibration: list[str] = []  # training texts calibrate the int8 copy's smoothing
     if not options.dp:  # (a DP run's budget does not cover statistics of raw rows)
@@ -329,10 +334,10 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
         history=history,
         info=info,
         run_name=run_name,
-        privacy=privacy.lineage(history),
+        privacy=privacy.lineage(reported_steps=dp_steps),
         calibration_texts=calibration,
     )
-    privacy.settle(engine, history, summary["version"])
+    privacy.settle(engine, reported_steps=dp_steps, version=summary["version"])
     return summary | {"run_dir": str(run_dir), "train_seconds": round(seconds, 2)}
 
 

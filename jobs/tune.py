@@ -34,7 +34,6 @@ from torch.utils.tensorboard import SummaryWriter
 from inhouse import services
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.console import RESULT_MARKER, emit
-from inhouse.crypto import KeyRing
 from inhouse.data import DatasetInfo, read_rows
 from inhouse.db import get_engine
 from inhouse.flags import add_section_flags, section_overrides
@@ -107,13 +106,9 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any]) -> None:
     except BaseException:
         privacy.fail(engine)
         raise
-    if privacy.plan is not None and result.checkpoint is not None:
-        # Settle with the steps the final checkpoint's accountant counted.
-        keyring = KeyRing(base["key_dir"]) if base["key_dir"] else None
-        model = build_model(loop_config["spec"])
-        with result.checkpoint.as_directory() as directory:
-            history = load_checkpoint(Path(directory), model=model, keyring=keyring)
-        privacy.settle(engine, history, None)
+    # Settled with the driver's own count: the plan, or more if the workers reported more
+    # through Ray; never with a count read back from a checkpoint file.
+    privacy.settle(engine, reported_steps=(result.metrics or {}).get("dp_steps"), version=None)
 
 
 def _space(tune_cfg: TuneSettings) -> dict[str, Any]:
@@ -212,13 +207,22 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
     )
     _write_hparams(run_dir, trials)
     best_result = grid.get_best_result(metric=METRIC, mode="max", scope="last")
-    checkpoint_path = (best_result.metrics or {}).get(CHECKPOINT_PATH_KEY)
+    best_metrics = best_result.metrics or {}
+    checkpoint_path = best_metrics.get(CHECKPOINT_PATH_KEY)
     if best_result.error or checkpoint_path is None:
         raise SystemExit("error: no trial finished with a checkpoint")
     best = _trial_summary(best_result)
     spec = {**spec, "hidden": best["config"]["hidden"]}
     model = build_model(spec)
-    history = load_checkpoint(Path(checkpoint_path), model=model, keyring=keyring)
+    # The best trial's run name and the epoch Tune recorded with its last checkpoint, not what
+    # the checkpoint's files say.
+    history = load_checkpoint(
+        Path(checkpoint_path),
+        model=model,
+        keyring=keyring,
+        artifact_id=f"{run_name}-{best_metrics['trial_id']}",
+        epoch=int(best_metrics["epoch"]),
+    )
     test = read_rows(engine, cfg.dataset, split="test", up_to_id=info.last_id)
     final = evaluate(model, test.x, test.y)
     best_cfg = cfg.model_copy(update={**best["config"], "epochs": best["epochs"]})

@@ -19,6 +19,7 @@ from inhouse.explain import Explanation
 from inhouse.explain.request import (
     explanation_png,
     explanation_response,
+    mean_is_public,
     run_explanation,
     server_limits,
 )
@@ -63,6 +64,8 @@ class Explainer(VersionedModel):
                 options=options,
                 feature_names=info.spec.get("feature_names") or None,
                 limits=self._limits,
+                # a non-DP version's mean is a statistic of its rows: not for predict tokens
+                training_mean_allowed=mean_is_public(info.lineage),
             )
         return explanation, info
 

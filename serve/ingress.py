@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import inhouse
 from inhouse import services
-from inhouse.access import RateLimiter, RequestAuthorizer
+from inhouse.access import PreAuthLimiter, RateLimiter, RequestAuthorizer
 from inhouse.config import load_settings
 from inhouse.errors import (
     InhouseError,
@@ -109,9 +109,16 @@ class Ingress:
             else None
         )
         # Cached token checks (a few µs) and audit entries written in batches by a thread;
-        # revocations and grant changes apply within the cache TTL (1 s).
+        # revocations and grant changes apply within the cache TTL (1 s). Attempts not
+        # authenticated from memory are budgeted per client address and globally before
+        # any database work, and repeated refusals are audited once per window.
         self._authorizer = (
-            RequestAuthorizer(self._access, rate_limiter=self._limiter)
+            RequestAuthorizer(
+                self._access,
+                rate_limiter=self._limiter,
+                preauth=self._preauth_limiter(),
+                failure_window_s=self._settings.audit_failure_window_s,
+            )
             if self._access is not None
             else None
         )
@@ -120,15 +127,29 @@ class Ingress:
         self._canary = CanaryRouter(services.engine(platform), list(models))
         self._explain_limits = server_limits(max_instances=self._settings.max_instances)
 
+    def _preauth_limiter(self) -> PreAuthLimiter | None:
+        serving = self._settings
+        if serving.preauth_rate_per_s <= 0:
+            return None
+        return PreAuthLimiter(
+            client_rate_per_s=serving.preauth_rate_per_s,
+            client_burst=serving.preauth_burst,
+            global_rate_per_s=serving.preauth_global_rate_per_s,
+            global_burst=serving.preauth_global_burst,
+        )
+
     async def _authorize(self, request: Request, *, action: str, resource: str) -> str:
         """Check the bearer token for ``action`` on ``resource``; returns the request id."""
         request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
         if self._authorizer is not None:
+            # The TCP peer the Serve proxy saw (a trusted proxy's X-Forwarded-For from
+            # 127.0.0.1, per uvicorn's default); None when unknown: the global budget holds.
             await self._authorizer.authorize_async(
                 request.headers.get("authorization"),
                 action=action,
                 resource=resource,
                 request_id=request_id,
+                client=request.client.host if request.client else None,
             )
         return request_id
 

@@ -17,7 +17,9 @@ database transaction per call (right for the CLI). A server answering many reque
 ``cache_ttl_s`` and audit entries written in batches by a background thread
 (:mod:`inhouse.access.fastpath`).
 Then a :class:`RateLimiter` keyed by ``principal.token_id`` may refuse with
-:class:`~inhouse.errors.RateLimitedError` (429). :mod:`inhouse.access.policy` syncs the
+:class:`~inhouse.errors.RateLimitedError` (429); before authentication, a
+:class:`PreAuthLimiter` budgets the attempts of each client address that cannot be
+checked from memory. :mod:`inhouse.access.policy` syncs the
 database to a YAML policy file (GitOps).
 """
 
@@ -51,6 +53,7 @@ from inhouse.access.policy import (
     load_policy,
     parse_policy,
 )
+from inhouse.access.preauth import PreAuthLimiter
 from inhouse.access.ratelimit import RateLimiter
 from inhouse.access.records import ACCESS_TABLES
 from inhouse.access.service import AccessService
@@ -70,6 +73,7 @@ __all__ = [
     "Policy",
     "PolicyChange",
     "PolicyDiff",
+    "PreAuthLimiter",
     "Principal",
     "PrincipalPolicy",
     "RateLimiter",

@@ -70,7 +70,7 @@ class AccessAdmin:
             return load_principal(session, validate_name(name, what="principal name"), None)
 
     def disable_principal(self, *, name: str, actor: str = "system") -> None:
-        """Disable a principal: its tokens stop authenticating at once."""
+        """Disable a principal: its tokens stop authenticating (cached checks within 1 s)."""
 
         def change(session: Session) -> None:
             require_principal(session, name).disabled = True

@@ -11,6 +11,10 @@ unavailable they stay (retried with exponential backoff); once ``max_pending`` w
 :meth:`AuditQueue.put` refuses with :class:`~inhouse.errors.UnavailableError` (503), so a
 caller fails closed instead of serving requests nobody recorded. Entries still queued when
 the process dies are lost: at most ``flush_interval_s`` of decisions in normal operation.
+
+Refusals of callers that are not authenticated go through :meth:`AuditQueue.offer` and a
+``source`` (the :class:`~inhouse.access.failures.FailureAggregator`), which may fill only
+half of ``max_pending``: a flood of them can never make the queue refuse anyone else.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from inhouse.access.audit import AuditEvent, AuditLog, Outcome
@@ -40,6 +44,8 @@ class AuditQueue:
         flush_interval_s: the longest an entry waits in a healthy queue.
         max_pending: entries kept while the database is unavailable; beyond, refuse.
         flush_at: pending entries that trigger a flush before the interval is up.
+        source: called before each write with the room left for it (half of
+            ``max_pending`` minus what waits); the events it returns are written too.
 
     Raises:
         ConfigError: a non-positive interval, or ``max_pending`` / ``flush_at`` below 1.
@@ -53,6 +59,7 @@ class AuditQueue:
         flush_interval_s: float = 0.05,
         max_pending: int = 10_000,
         flush_at: int = FLUSH_AT,
+        source: Callable[[int], Sequence[AuditEvent]] | None = None,
     ) -> None:
         if not flush_interval_s > 0:
             raise ConfigError(f"flush_interval_s {flush_interval_s!r} must be > 0 seconds")
@@ -63,6 +70,7 @@ class AuditQueue:
         self._interval = flush_interval_s
         self._max_pending = max_pending
         self._flush_at = flush_at
+        self._source = source
         self._pending: deque[AuditEvent] = deque()
         self._cond = threading.Condition(threading.Lock())
         # Held while writing, so the thread and flush() never append the same entries twice.
@@ -120,6 +128,30 @@ class AuditQueue:
             if len(self._pending) == self._flush_at:
                 self._cond.notify_all()
 
+    def offer(
+        self,
+        principal: str,
+        action: str,
+        resource: str,
+        outcome: Outcome,
+        request_id: str | None,
+        detail: str | None,
+    ) -> bool:
+        """Queue a decision that may be left out of the log (an unauthenticated refusal).
+
+        Never refuses a request: returns False, queueing nothing, when the queue is closed
+        or half full; the caller then counts the decision elsewhere.
+        """
+        with self._cond:
+            if self._closed or len(self._pending) >= self._max_pending // 2:
+                return False
+            self._pending.append(
+                AuditEvent(self._clock(), principal, action, resource, outcome, request_id, detail)
+            )
+            if len(self._pending) == self._flush_at:
+                self._cond.notify_all()
+            return True
+
     def flush(self) -> int:
         """Append every entry queued so far in one transaction, now; returns how many.
 
@@ -127,6 +159,13 @@ class AuditQueue:
             UnavailableError: the write failed; the entries stay queued, in order.
         """
         with self._write_lock:
+            if self._source is not None:
+                with self._cond:
+                    room = self._max_pending // 2 - len(self._pending)
+                extra = self._source(room) if room > 0 else ()
+                if extra:
+                    with self._cond:
+                        self._pending.extend(extra)
             with self._cond:
                 batch = list(self._pending)
             if not batch:

@@ -10,15 +10,16 @@
 Trust boundary: these commands talk to the metadata database and read the token pepper
 directly, so they run as the owner of the state directory and no API token is asked for;
 whoever can read that directory already holds every secret the server has. Each change is
-still audited, with ``actor`` = ``local:<OS user name>`` (the operator at the keyboard).
+still audited, with ``actor`` = ``local:<OS user name>(uid=<uid>)`` (the operator at the
+keyboard, named from the password database, not from ``$LOGNAME``).
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
+import pwd
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -94,7 +95,12 @@ def add_access_commands(subparsers: argparse._SubParsersAction[argparse.Argument
             nargs="?",
             help=_RESOURCE_HELP + "; the older form, instead of ':RESOURCE' (default '*')",
         )
-    disable = _cmd(acts, "disable", "disable a principal: its tokens stop working at once")
+    disable = _cmd(
+        acts,
+        "disable",
+        "disable a principal: its tokens stop working within 1 s (serving replicas cache "
+        "token checks for up to 1 s)",
+    )
     disable.add_argument("name", help="principal name")
     _cmd(acts, "roles", "list the built-in roles and the actions each includes")
 
@@ -120,7 +126,9 @@ def add_access_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     lst = _cmd(acts, "list", "list tokens (ids, owners, dates, status; never secrets)")
     lst.add_argument("--principal", help="only the tokens of this principal")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    revoke = _cmd(acts, "revoke", "revoke a token at once (idempotent)")
+    revoke = _cmd(
+        acts, "revoke", "revoke a token; serving replicas refuse it within 1 s (idempotent)"
+    )
     revoke.add_argument("token_id", help="the token id shown by 'tokens list' (16 hex digits)")
 
     audit = _group(subparsers, "audit", "the hash-chained audit log")
@@ -173,12 +181,18 @@ def _days(value: str) -> int:
 
 
 def local_actor() -> str:
-    """``local:<OS user>``: who the audit log names for a command run on this machine."""
+    """``local:<OS user>(uid=<uid>)``: who the audit log names for a command run here.
+
+    The name comes from the password database for the real uid, not from ``$LOGNAME`` or
+    ``$USER`` (which ``getpass.getuser`` trusts and anyone can set), and the uid is recorded
+    beside it.
+    """
+    uid = os.getuid()
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers): fall back to the uid
-        user = f"uid{os.getuid()}"
-    return f"local:{user}"
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:  # no passwd entry (containers)
+        user = f"uid{uid}"
+    return f"local:{user}(uid={uid})"
 
 
 def run_access(

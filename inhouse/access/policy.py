@@ -374,7 +374,8 @@ def apply_policy(
     Args:
         service: the access service whose database is changed.
         policy: from :func:`load_policy` or :func:`parse_policy`.
-        actor: who applies it, as the audit log names them (``local:alice``, ``ci:deploy``).
+        actor: who applies it, as the audit log names them (``local:alice(uid=1000)``,
+            ``ci:deploy``).
         prune: also disable every principal the policy does not list.
 
     Returns:

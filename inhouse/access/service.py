@@ -54,14 +54,15 @@ class AuthFailure(Exception):
     """An authentication failure with what the audit entry needs (who, why).
 
     Attributes:
-        error: the 401 to raise to the client.
+        error: the error to raise to the client: a 401, or the 429 of a limit applied
+            before authentication.
         principal: the token's owner when the token was found, else ``"-"``.
         detail: the audit entry's detail (``unauthenticated: ...``).
     """
 
     def __init__(self, message: str, principal: str, detail: str) -> None:
         super().__init__(message)
-        self.error = AuthenticationError(message)
+        self.error: InhouseError = AuthenticationError(message)
         self.principal = principal
         self.detail = f"unauthenticated: {detail}"
 

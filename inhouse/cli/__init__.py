@@ -34,6 +34,7 @@ from inhouse.cli.commands import (
 from inhouse.config import RaySettings, ServeSettings, Settings, TrainSettings, load_settings
 from inhouse.errors import InhouseError
 from inhouse.flags import add_section_flags, section_overrides
+from inhouse.private_paths import secure_dir
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -49,7 +50,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(config_file=args.config, **overrides)
     for noisy in ("ray", "ray.serve", "ray._private.runtime_env"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secure_dir(settings.home)  # 0700 on every start: the db, keys and tokens live there
     os.environ.update(local_cluster.client_env(settings))
     return settings
 
@@ -127,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     show = _add(model_cmds, "show", cmd_models_show, "one version with metrics and lineage")
     show.add_argument("model", help="model name")
     show.add_argument("--version", default="champion", help="number, alias or 'latest'")
+    show.add_argument(
+        "--training-stats",
+        action="store_true",
+        help="also show statistics of the training rows (global importance); "
+        "needs data:read on the version's data set",
+    )
 
     train = _add(commands, "train", cmd_train, "train a model as a Ray job and register it")
     add_section_flags(train, TrainSettings)

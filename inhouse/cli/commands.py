@@ -204,8 +204,24 @@ def cmd_models_list(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
+    """One version as JSON. Statistics of its training rows (global importance...) are shown
+    only with ``--training-stats`` and ``data:read`` on its data set: whoever may read the rows
+    learns nothing more from them; a predict-only token must not."""
     registry = _registry(settings)
     info = registry.get(args.model, args.version)
+    dataset = str(info.lineage.get("dataset") or args.model)
+    lineage: dict[str, Any] = {
+        **info.lineage,
+        "training_stats": f"not shown; pass --training-stats (needs data:read on {dataset})",
+    }
+    if getattr(args, "training_stats", False):
+        authorize(
+            settings,
+            action="data:read",
+            resource=dataset,
+            detail=f"training statistics of {info.model} v{info.version}",
+        )
+        lineage = registry.full_lineage(info)
     print(
         json.dumps(
             {
@@ -219,7 +235,7 @@ def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
                 "size_bytes": info.size_bytes,
                 "metrics": info.metrics,
                 "spec": {k: v for k, v in info.spec.items() if k != "feature_names"},
-                "lineage": info.lineage,
+                "lineage": lineage,
                 "path": str(info.path),
             },
             indent=2,
@@ -250,7 +266,12 @@ def cmd_train(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_compress(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse.compress.admission import flags_finetune
+
     authorize(settings, action="model:deploy", resource=args.model, detail="compress")
+    if flags_finetune(prune_amount=args.prune, finetune_epochs=args.finetune_epochs):
+        # a fine-tune trains on the data set's rows: it is training, not only a deployment
+        authorize(settings, action="train:submit", resource=args.model, detail="compress")
     result = run_job(settings, "jobs.compress", compress_args(args))
     print(result["report_markdown"])
     print(
@@ -322,9 +343,14 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     args.default_key_dir = str(settings.key_dir)
     if args.keys_action != "list":
         authorize(settings, action="keys:admin", resource="*", detail=f"keys {args.keys_action}")
-    if args.keys_action == "rotate" and not args.rewrap:
-        # Re-wrap every artifact we wrote: registry versions and training checkpoints.
-        args.rewrap = [str(p) for p in (settings.registry_dir, settings.runs_dir) if p.exists()]
+    # Without paths, cover every artifact we wrote: registry versions and training checkpoints.
+    ours = [str(p) for p in (settings.registry_dir, settings.runs_dir) if p.exists()]
+    if args.keys_action == "rotate" and args.reencrypt is not None:
+        args.reencrypt = args.reencrypt or ours
+    elif args.keys_action == "rotate" and not args.rewrap:
+        args.rewrap = ours
+    elif args.keys_action == "reencrypt" and not args.paths:
+        args.paths = ours
     return run_keys(args)
 
 

@@ -83,9 +83,11 @@ def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0
         raise UnavailableError(
             f"no cluster answers at {settings.ray.dashboard_url}; run `inhouse cluster up`"
         )
-    client = JobSubmissionClient(settings.ray.dashboard_url)
+    client = JobSubmissionClient(local_cluster.token_url(settings))
+    # The Jobs API and the dashboard show these: a database URL with a password travels
+    # as a 0600 file's path (inhouse.dburl), never as itself.
     env = local_cluster.client_env(settings)
-    env.pop("RAY_ADDRESS")
+    env.pop("RAY_ADDRESS", None)
     revision = os.popen(
         f"git -C {shlex.quote(str(PROJECT_ROOT))} rev-parse --short HEAD 2>/dev/null"
     )

@@ -6,6 +6,9 @@ parent on the test split (stored bytes, accuracy, latency, explanation fidelity)
 register a ``compressed`` version whose lineage points at the parent, and move ``champion`` to it
 when the gate passes. A failed gate still registers the version (its metrics say why) but leaves
 the parent serving.
+
+Training rows are read only by a fine-tune the privacy ledger admitted first (see
+:mod:`inhouse.compress.admission`); the lineage claims only the privacy that was paid for.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ import torch
 from sqlalchemy import Engine
 from torch import nn
 
+from inhouse.compress.admission import (
+    admit_compression,
+    compression_run_name,
+    finetunes_on_rows,
+)
 from inhouse.compress.artifact import dumps_compressed, float32_size, load_compressed
 from inhouse.compress.pipeline import compress
 from inhouse.compress.report import CompressionReport, compare
@@ -129,7 +137,8 @@ def compress_version(
         engine: the database holding the parent's data set (``lineage["dataset"]``).
         model: registry name.
         ref: version number, alias or ``latest`` of the float parent.
-        settings: pruning, fine-tuning and quantization.
+        settings: pruning, fine-tuning and quantization. A fine-tune (pruning with
+            ``finetune_epochs > 0``) reads the training rows and needs the ledger's admission.
         gate: limits the compressed model must meet to replace the parent as champion.
         promote: move ``champion`` to the compressed version when the gate passes and the parent
             is the champion.
@@ -140,20 +149,40 @@ def compress_version(
 
     Raises:
         ModelNotFoundError: unknown model or version.
-        InvalidInputError: the parent is already compressed or its data set rows are missing.
+        InvalidInputError: the parent is already compressed or its data set rows are missing;
+            a fine-tune of a differentially private parent.
+        PermissionDeniedError: a fine-tune on a budgeted data set without an admin's
+            exemption for non-DP training (see ``inhouse privacy allow-non-dp``).
     """
     info = _parent(registry, model, ref)
-    parent = registry.load_module(info)
     dataset, up_to_id = _data_source(info)
-    train = read_rows(engine, dataset, split="train", up_to_id=up_to_id)
+    run = compression_run_name(model, info.version)
+    privacy = admit_compression(
+        engine=engine,
+        model=model,
+        version=info.version,
+        lineage=info.lineage,
+        dataset=dataset,
+        settings=settings,
+        run=run,
+    )
+    parent = registry.load_module(info)
     test = read_rows(engine, dataset, split="test", up_to_id=up_to_id)
-    if len(train) == 0 or len(test) == 0:
+    rows: tuple[torch.Tensor, torch.Tensor] | None = None
+    if finetunes_on_rows(settings):  # admitted above, before a training row is read
+        train = read_rows(engine, dataset, split="train", up_to_id=up_to_id)
+        if len(train) == 0:
+            raise InvalidInputError(
+                f"data set {dataset!r} has no train rows up to id {up_to_id} to fine-tune on"
+            )
+        rows = (train.x, train.y)
+    if len(test) == 0:
         raise InvalidInputError(
-            f"data set {dataset!r} has {len(train)} train and {len(test)} test rows up to id "
-            f"{up_to_id}; compression needs both"
+            f"data set {dataset!r} has no test rows up to id {up_to_id}; compression is "
+            "measured on them"
         )
 
-    compressed = compress(parent, settings, train=(train.x, train.y))
+    compressed = compress(parent, settings, train=rows)
     plain = dumps_compressed(compressed)
     # Measure what serving will load (the module rebuilt from the artifact bytes), and its size
     # as the registry stores it (encrypted when it has a key ring; the length does not depend on
@@ -203,10 +232,11 @@ def compress_version(
         "compression_report": {**report.to_dict(), "fidelity": fidelity},
     }
     lineage = {
-        **info.lineage,
+        **registry.full_lineage(info),  # the parent's statistics of rows stay in the file only
         "parent": {"model": model, "version": info.version},
         "compression": settings.model_dump(mode="json"),
         "gate": {"passed": passed, "reasons": reasons, "settings": gate.model_dump(mode="json")},
+        "privacy": privacy,  # never the parent's DP claim after a fine-tune without noise
     }
     new = registry.register(
         model,

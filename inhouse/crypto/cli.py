@@ -1,4 +1,4 @@
-"""``inhouse keys init|rotate|rewrap|list|retire``: the master key ring from the command line.
+"""``inhouse keys init|rotate|rewrap|reencrypt|list|retire``: the master key ring from the CLI.
 
 ``inhouse/cli.py`` mounts this with :func:`add_keys_command` and dispatches to :func:`run_keys`;
 ``python -m inhouse.crypto.cli keys …`` runs it on its own. The ring lives in ``--key-dir``,
@@ -8,15 +8,23 @@ else ``$INHOUSE_KEY_DIR``, else the default the caller passes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
 
 from inhouse.crypto.keyring import KEY_DIR_ENV, KeyRing
 from inhouse.crypto.manifest import KeyState
-from inhouse.crypto.rotation import rewrap_all, rotate, usage_checker
+from inhouse.crypto.rotation import (
+    Progress,
+    RotationReport,
+    reencrypt_all,
+    rewrap_all,
+    rotate,
+    usage_checker,
+)
 from inhouse.errors import ConfigError, InhouseError
 
 
@@ -35,16 +43,45 @@ def add_keys_command(
     keys.set_defaults(default_key_dir=default_key_dir)
     actions = keys.add_subparsers(dest="keys_action", required=True)
     actions.add_parser("init", help="create the key ring and its first key (idempotent)")
-    rot = actions.add_parser("rotate", help="make a new active key; the old one turns decrypt-only")
-    rot.add_argument(
+    rot = actions.add_parser(
+        "rotate",
+        help="make a new active key; the old one turns decrypt-only",
+        description="Make a new active key; the old one turns decrypt-only until `retire`.",
+        epilog=WHICH_ROTATION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    how = rot.add_mutually_exclusive_group()
+    how.add_argument(
         "--rewrap",
         nargs="+",
         default=[],
         metavar="PATH",
-        help="artifact files or directories whose data keys to re-wrap under the new key",
+        help="routine rotation: re-wrap the data keys of the artifacts under these files or "
+        "directories (headers only; data keys unchanged)",
     )
-    rew = actions.add_parser("rewrap", help="re-wrap artifacts under the active key")
+    how.add_argument(
+        "--reencrypt",
+        nargs="*",
+        default=None,
+        metavar="PATH",
+        help="key compromise: re-encrypt every artifact under these paths with a fresh data key "
+        "(reads and rewrites all data)",
+    )
+    rew = actions.add_parser(
+        "rewrap",
+        help="re-wrap artifacts under the active key (finishes an interrupted rotate)",
+        epilog=WHICH_ROTATION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rew.add_argument("paths", nargs="+", metavar="PATH")
+    ree = actions.add_parser(
+        "reencrypt",
+        help="re-encrypt artifacts under fresh data keys and the active key "
+        "(finishes an interrupted rotate --reencrypt)",
+        epilog=WHICH_ROTATION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ree.add_argument("paths", nargs="*", metavar="PATH")
     lst = actions.add_parser("list", help="list keys with their state and fingerprint")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ret = actions.add_parser("retire", help="delete a decrypt-only key no artifact uses")
@@ -59,6 +96,22 @@ def add_keys_command(
     group.add_argument(
         "--force", action="store_true", help="retire without checking artifacts (unrecoverable)"
     )
+
+
+WHICH_ROTATION = """\
+which to use:
+  re-wrap (default)  routine rotation on a schedule, with no sign that a key was exposed.
+                     Rewrites each artifact's header only, so it is fast, but the data keys
+                     stay the same: an old copy of a file (a backup) plus the old private key
+                     still decrypts the current file, even after `retire`.
+  --reencrypt        a private key may have leaked (key file or key ring backup copied, host
+                     breached, someone with access to it left). Decrypts every artifact and
+                     seals it again under a fresh data key wrapped by the new key: costs a full
+                     read and write of every artifact. Each file is replaced atomically after
+                     it verifies; if it stops, run `keys reencrypt` on the same paths. Then
+                     retire the old key: `keys retire OLD_ID --artifacts PATH ...`.
+  Without PATH, `inhouse keys rotate` covers its registry and runs directories.
+"""
 
 
 def _ring(args: argparse.Namespace) -> KeyRing:
@@ -82,17 +135,32 @@ def run_keys(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
             )
         elif action == "rotate":
             old = ring.active()
-            report = rotate(keyring=ring, artifacts=args.rewrap)
+            reencrypt = args.reencrypt is not None
+            paths = args.reencrypt if reencrypt else args.rewrap
+            verb = "re-encrypting" if reencrypt else "re-wrapping"
+            with _progress_bar(verb) as progress:
+                report = rotate(
+                    keyring=ring, artifacts=paths, reencrypt=reencrypt, progress=progress
+                )
             print(f"active key {report.key.id}; {old.id} is now decrypt-only", file=stream)
+            if reencrypt:
+                return _print_reencrypted(report, paths=paths, old_id=old.id, out=stream)
             if args.rewrap:
                 print(f"re-wrapped {len(report.rewrapped)} artifact(s)", file=stream)
         elif action == "rewrap":
-            report = rewrap_all(args.paths, keyring=ring)
+            with _progress_bar("re-wrapping") as progress:
+                report = rewrap_all(args.paths, keyring=ring, progress=progress)
             print(
                 f"re-wrapped {len(report.rewrapped)} artifact(s) under {report.key.id}; "
                 f"{len(report.unchanged)} already were",
                 file=stream,
             )
+        elif action == "reencrypt":
+            if not args.paths:
+                raise ConfigError("name the artifact files or directories to re-encrypt")
+            with _progress_bar("re-encrypting") as progress:
+                report = reencrypt_all(args.paths, keyring=ring, progress=progress)
+            return _print_reencrypted(report, paths=args.paths, old_id=None, out=stream)
         elif action == "list":
             _print_list(ring, as_json=args.json, out=stream)
         elif action == "retire":
@@ -104,6 +172,57 @@ def run_keys(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     except InhouseError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
+    return 0
+
+
+@contextlib.contextmanager
+def _progress_bar(desc: str) -> Iterator[Progress]:
+    """A progress callback that opens a bar (stderr) once the total is known."""
+    from inhouse.console import progress
+
+    bar: Any = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = progress(total=total, desc=desc, unit="artifact")
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _print_reencrypted(
+    report: RotationReport, *, paths: Sequence[str], old_id: str | None, out: TextIO
+) -> int:
+    """Summary of a re-encryption; 1 if any artifact could not be re-encrypted."""
+    print(
+        f"re-encrypted {len(report.reencrypted)} artifact(s) under fresh data keys wrapped by "
+        f"{report.key.id}",
+        file=out,
+    )
+    if report.changed:
+        print(
+            f"{len(report.changed)} artifact(s) were replaced or removed by another writer "
+            "meanwhile and left so (new writes get fresh data keys):",
+            file=out,
+        )
+        for path in report.changed:
+            print(f"  {path}", file=out)
+    if report.failed:
+        print(
+            f"error: {len(report.failed)} artifact(s) could not be re-encrypted and still use "
+            "their old data keys:",
+            file=sys.stderr,
+        )
+        for path, reason in report.failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    retire = f"inhouse keys retire {old_id or 'OLD_ID'} --artifacts {' '.join(paths) or 'PATH'}"
+    print(f"next, once every copy of the key ring is updated: {retire}", file=out)
     return 0
 
 

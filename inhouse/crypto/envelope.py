@@ -217,6 +217,30 @@ def encrypt(
     return b"".join(out.parts)
 
 
+def encrypt_to(
+    out: BinaryIO,
+    plaintext: Plaintext,
+    *,
+    keyring: KeyRing,
+    artifact_id: str,
+    version: int,
+    chunk_size: int = fmt.DEFAULT_CHUNK_SIZE,
+) -> ArtifactHeader:
+    """Encrypt into an open binary file chunk by chunk: the bytes :func:`encrypt` returns.
+
+    The sealed artifact is never built in memory whole. Making the file appear atomically is
+    the caller's job (:func:`encrypt_file` does it for a single file).
+    """
+    return _seal(
+        out,
+        plaintext,
+        keyring=keyring,
+        artifact_id=artifact_id,
+        version=version,
+        chunk_size=chunk_size,
+    )
+
+
 def decrypt(blob: bytes, *, keyring: KeyRing, artifact_id: str, version: int) -> bytes:
     """Decrypt and verify a whole artifact held in memory.
 
@@ -258,8 +282,14 @@ def encrypt_file(
 
 def decrypt_file(path: PathLike, *, keyring: KeyRing, artifact_id: str, version: int) -> bytes:
     """Decrypt and verify the artifact at ``path``; returns its plaintext only if all is intact."""
+    # Each chunk is copied out as soon as it is verified, so only one chunk of plaintext and
+    # one of ciphertext are alive besides the result (a join would hold every chunk, then copy
+    # them all). getvalue() hands over the buffer without a copy.
+    plaintext = io.BytesIO()
     with open(path, "rb") as handle:
-        return b"".join(_open(handle, keyring=keyring, artifact_id=artifact_id, version=version))
+        for piece in _open(handle, keyring=keyring, artifact_id=artifact_id, version=version):
+            plaintext.write(piece)
+    return plaintext.getvalue()
 
 
 def decrypt_to_file(

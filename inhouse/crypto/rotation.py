@@ -1,10 +1,16 @@
-"""Master key rotation across many artifacts: rotate, re-wrap every header, then retire.
+"""Master key rotation across many artifacts: rotate, re-wrap or re-encrypt, then retire.
 
 The registry knows where artifacts live; these helpers take the paths (files or directories,
-searched recursively for files that start with the artifact magic) and do the rest::
+searched recursively for files that start with the artifact magic, whatever their name) and do
+the rest::
 
     new = rotate(keyring=ring, artifacts=[registry_root])       # new active key, headers re-wrapped
     ring.retire(old_id, in_use=usage_checker([registry_root]))  # refused while still in use
+
+Re-wrapping (routine rotation) keeps every data key, so an old copy of a file plus the old
+private key still decrypts the current file. After a suspected key compromise pass
+``reencrypt=True``: every artifact is sealed again under a fresh data key
+(:func:`inhouse.crypto.reencryption.reencrypt`).
 """
 
 from __future__ import annotations
@@ -20,18 +26,28 @@ from inhouse.crypto import format as fmt
 from inhouse.crypto.envelope import read_header, rewrap
 from inhouse.crypto.keyring import KeyRing
 from inhouse.crypto.manifest import KeyRecord
-from inhouse.errors import CryptoError
+from inhouse.crypto.reencryption import reencrypt
+from inhouse.errors import ConflictError, CryptoError, StorageError
 
 PathLike = str | os.PathLike[str]
+Progress = Callable[[int, int], None]
+"""Called as ``progress(artifacts_done, artifacts_total)`` after each artifact."""
 
 
 @dataclass(frozen=True)
 class RotationReport:
-    """Outcome of re-wrapping a set of artifacts under one key."""
+    """Outcome of re-wrapping or re-encrypting a set of artifacts under one key.
+
+    ``changed`` lists artifacts another process replaced or removed while they were being
+    re-encrypted (left so); ``failed`` those that could not be decrypted, with the reason.
+    """
 
     key: KeyRecord
     rewrapped: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
+    reencrypted: list[Path] = field(default_factory=list)
+    changed: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def _is_artifact(path: Path) -> bool:
@@ -83,15 +99,52 @@ def usage_checker(roots: Iterable[PathLike]) -> Callable[[str], bool]:
 
 
 def rewrap_all(
-    artifacts: Iterable[PathLike], *, keyring: KeyRing, new_key_id: str | None = None
+    artifacts: Iterable[PathLike],
+    *,
+    keyring: KeyRing,
+    new_key_id: str | None = None,
+    progress: Progress | None = None,
 ) -> RotationReport:
     """Re-wrap every artifact under ``artifacts`` to ``new_key_id`` (default: the active key)."""
     target = keyring.active() if new_key_id is None else keyring.get(new_key_id)
     report = RotationReport(key=target)
-    for path in find_artifacts(artifacts):
+    paths = list(find_artifacts(artifacts))
+    for done, path in enumerate(paths, start=1):
         before = read_header(path)
         after = rewrap(path, keyring=keyring, new_key_id=target.id)
         (report.unchanged if after == before else report.rewrapped).append(path)
+        if progress is not None:
+            progress(done, len(paths))
+    return report
+
+
+def reencrypt_all(
+    artifacts: Iterable[PathLike], *, keyring: KeyRing, progress: Progress | None = None
+) -> RotationReport:
+    """Re-encrypt every artifact under ``artifacts`` under fresh data keys and the active key.
+
+    Each file is replaced atomically on its own, so it can be interrupted and run again. An
+    artifact that cannot be decrypted is left as it is and listed in ``failed``; the others go
+    on. A :class:`~inhouse.errors.StorageError` (disk full, read-only) stops the run.
+    """
+    report = RotationReport(key=keyring.active())
+    paths = list(find_artifacts(artifacts))
+    for done, path in enumerate(paths, start=1):
+        try:
+            reencrypt(path, keyring=keyring)
+        except ConflictError:
+            report.changed.append(path)
+        except StorageError as exc:
+            raise StorageError(
+                f"{exc.message} (after re-encrypting {len(report.reencrypted)} of {len(paths)} "
+                "artifacts; the rest keep their old data keys)"
+            ) from exc
+        except CryptoError as exc:
+            report.failed.append((path, exc.message))
+        else:
+            report.reencrypted.append(path)
+        if progress is not None:
+            progress(done, len(paths))
     return report
 
 
@@ -100,12 +153,18 @@ def rotate(
     keyring: KeyRing,
     artifacts: Iterable[PathLike],
     private_key: rsa.RSAPrivateKey | None = None,
+    reencrypt: bool = False,
+    progress: Progress | None = None,
 ) -> RotationReport:
-    """Make a new active key and re-wrap every artifact under ``artifacts`` with it.
+    """Make a new active key and re-wrap (or re-encrypt) every artifact under ``artifacts``.
 
-    If it stops half-way, run :func:`rewrap_all` to finish: artifacts already on the active key
-    are left alone, and the rest are still readable with their decrypt-only key meanwhile.
+    Re-wrapping is for routine rotation. ``reencrypt=True`` is for a compromised key: each
+    artifact gets a fresh data key, so old copies plus the old private key do not decrypt it.
+    If it stops half-way, run :func:`rewrap_all` (or :func:`reencrypt_all`) to finish; the
+    artifacts not done yet stay readable with their decrypt-only key meanwhile.
     """
     roots = list(artifacts)
     new = keyring.rotate(private_key=private_key)
-    return rewrap_all(roots, keyring=keyring, new_key_id=new.id)
+    if reencrypt:
+        return reencrypt_all(roots, keyring=keyring, progress=progress)
+    return rewrap_all(roots, keyring=keyring, new_key_id=new.id, progress=progress)

@@ -70,7 +70,8 @@ def add_explain_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline",
         choices=["zeros", "mean"],
-        help="reference input: all zeros (default) or the training mean stored in the model",
+        help="reference input: all zeros (default) or the feature mean stored in the model "
+        "(over HTTP only DP versions offer 'mean')",
     )
     parser.add_argument(
         "--n-steps", type=int, metavar="N", help="Integrated Gradients path points (default 50)"
@@ -195,6 +196,8 @@ def _run(args: argparse.Namespace, registry: Any, engine: Any) -> int:
             options=options,
             feature_names=feature_names,
             limits=limits,
+            # the caller holds the registry keys, hence the weights and their stored mean
+            training_mean_allowed=True,
         )
 
     def name(index: int) -> str:

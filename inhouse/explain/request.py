@@ -23,7 +23,7 @@ import torch
 from pydantic import ConfigDict, Field
 from torch import nn
 
-from inhouse.errors import InvalidInputError, PayloadTooLargeError
+from inhouse.errors import InvalidInputError, PayloadTooLargeError, PermissionDeniedError
 from inhouse.explain.attribution import explain, parse_options
 from inhouse.explain.plots import bar_chart_png, heatmap_png, top_features
 from inhouse.explain.types import BaselineKind, ExplainLimits, Explanation, Method
@@ -135,6 +135,21 @@ def training_mean(module: nn.Module, n_features: int) -> np.ndarray | None:
     return None
 
 
+def mean_is_public(lineage: Mapping[str, Any]) -> bool:
+    """Whether a version's stored feature mean says nothing about its training rows.
+
+    A DP tabular version scales features by public bounds (``privacy.feature_scaling``), so
+    its ``Standardize`` mean is their midpoint. Any other version's is the mean of its
+    training rows, a statistic that no privacy budget covers.
+    """
+    privacy = lineage.get("privacy")
+    return (
+        isinstance(privacy, Mapping)
+        and privacy.get("dp") is True
+        and "bounds" in str(privacy.get("feature_scaling", ""))
+    )
+
+
 def run_explanation(
     module: nn.Module,
     x: np.ndarray,
@@ -144,17 +159,28 @@ def run_explanation(
     options: Mapping[str, Any],
     feature_names: Sequence[str] | None,
     limits: ExplainLimits,
+    training_mean_allowed: bool = False,
 ) -> Explanation:
-    """``explain`` for a registry model: baseline ``mean`` uses the model's training mean.
+    """``explain`` for a registry model: baseline ``mean`` uses the model's stored mean.
+
+    That mean is returned in the answer (``baseline``), so it is used only when
+    ``training_mean_allowed``: the served explainer sets it when :func:`mean_is_public`,
+    ``inhouse explain`` (run where the registry keys are) always.
 
     Raises:
         InvalidInputError: bad options, over ``limits``, or ``ig`` on a version that cannot be
             differentiated.
+        PermissionDeniedError: baseline ``mean`` and not ``training_mean_allowed``.
     """
     opts = parse_options({**options, "method": method})
     n_features = int(x.shape[1])
     background = None
     if opts.baseline == "mean":
+        if not training_mean_allowed:
+            raise PermissionDeniedError(
+                "options.baseline 'mean' would reveal the mean of this version's training rows "
+                "(only DP versions scaled by public bounds offer it here); use 'zeros'"
+            )
         mean = training_mean(module, n_features)
         if mean is None:
             raise InvalidInputError(

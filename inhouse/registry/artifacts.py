@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from inhouse.crypto import KeyRing, decrypt, encrypt
+from inhouse.crypto import KeyRing, decrypt_file, encrypt
+from inhouse.crypto.envelope import encrypt_to
 from inhouse.errors import IntegrityError, InvalidInputError, StorageError
 from inhouse.models import build_model
 
@@ -34,10 +36,8 @@ class StoredArtifact:
     plaintext_size: int
 
 
-def encode(
-    module: nn.Module, *, fmt: str, model: str, version: int, keyring: KeyRing | None
-) -> StoredArtifact:
-    """Serialise ``module`` in ``fmt`` and encrypt it when a key ring is given."""
+def serialize(module: nn.Module, *, fmt: str) -> tuple[bytes, str]:
+    """The plaintext bytes of ``module`` in ``fmt`` and their SHA-256 (hex)."""
     if fmt == "safetensors":
         state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
         plain = save_safetensors(state)
@@ -47,16 +47,49 @@ def encode(
         plain = dumps_compressed(module)
     else:
         raise InvalidInputError(f"unknown artifact format {fmt!r}; use one of {sorted(FILENAMES)}")
+    return plain, hashlib.sha256(plain).hexdigest()
+
+
+def encode(
+    module: nn.Module, *, fmt: str, model: str, version: int, keyring: KeyRing | None
+) -> StoredArtifact:
+    """Serialise ``module`` in ``fmt`` and encrypt it when a key ring is given (in memory)."""
+    plain, digest = serialize(module, fmt=fmt)
     filename = FILENAMES[fmt]
-    digest = hashlib.sha256(plain).hexdigest()
     if keyring is None:
         return StoredArtifact(filename, plain, digest, len(plain))
     sealed = encrypt(plain, keyring=keyring, artifact_id=f"{model}/{filename}", version=version)
     return StoredArtifact(filename + ENCRYPTED_SUFFIX, sealed, digest, len(plain))
 
 
+def write_artifact(
+    directory: Path,
+    plain: bytes,
+    *,
+    fmt: str,
+    model: str,
+    version: int,
+    keyring: KeyRing | None,
+) -> tuple[str, int]:
+    """Write serialised bytes into ``directory``; returns the file's name and size.
+
+    With a key ring the bytes are sealed chunk by chunk straight into the file (the same bytes
+    :func:`encode` returns), so no sealed copy of the whole artifact is built in memory. The
+    caller makes ``directory`` appear atomically (:func:`inhouse.atomic.atomic_directory`).
+    """
+    filename = FILENAMES[fmt]
+    if keyring is None:
+        (directory / filename).write_bytes(plain)
+        return filename, len(plain)
+    artifact_id = f"{model}/{filename}"
+    filename += ENCRYPTED_SUFFIX
+    with open(directory / filename, "wb") as out:
+        encrypt_to(out, plain, keyring=keyring, artifact_id=artifact_id, version=version)
+        return filename, out.tell()
+
+
 def decode(
-    data: bytes,
+    path: Path,
     *,
     fmt: str,
     spec: dict[str, Any],
@@ -66,15 +99,27 @@ def decode(
     keyring: KeyRing | None,
     encrypted: bool,
 ) -> nn.Module:
-    """Decrypt (if needed), verify and load a version's module in eval mode."""
+    """Read the artifact file at ``path`` (decrypting it if needed), verify and load its module.
+
+    An encrypted file is decrypted chunk by chunk as it is read: its sealed bytes are never held
+    in memory whole. Returns the module in eval mode.
+    """
     filename = FILENAMES[fmt]
-    if encrypted:
-        if keyring is None:
-            raise StorageError(f"{model} v{version} is encrypted; configure the key ring")
-        # AES-GCM authenticates every chunk, bound to this model, file and version: a second
-        # hash over the plaintext would only repeat that check (and cost a pass over it).
-        data = decrypt(data, keyring=keyring, artifact_id=f"{model}/{filename}", version=version)
-    elif hashlib.sha256(data).hexdigest() != sha256:
+    if encrypted and keyring is None:
+        raise StorageError(f"{model} v{version} is encrypted; configure the key ring")
+    try:
+        if keyring is not None and encrypted:
+            # AES-GCM authenticates every chunk, bound to this model, file and version, but
+            # anyone holding the master *public* key can seal a valid file: the plaintext's
+            # SHA-256 from the SQL row is what ties the weights to the registered version.
+            data = decrypt_file(
+                path, keyring=keyring, artifact_id=f"{model}/{filename}", version=version
+            )
+        else:
+            data = path.read_bytes()
+    except FileNotFoundError:
+        raise StorageError(f"{model} v{version}: {path.name} is missing") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
         raise IntegrityError(f"weights of {model} v{version} do not match their hash")
     if fmt == "compressed":
         from inhouse.compress import load_compressed

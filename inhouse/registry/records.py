@@ -12,7 +12,11 @@ from inhouse.db import Base
 
 
 class ModelVersionRecord(Base):
-    """One registered version; never updated after insert."""
+    """One registered version; never updated after insert (but for the one-time strip of
+    non-public lineage fields from rows of older registries, :mod:`inhouse.registry.lineage`).
+
+    ``lineage`` holds only the public fields; the whole lineage is in the version's file.
+    """
 
     __tablename__ = "model_versions"
 

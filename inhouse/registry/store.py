@@ -1,9 +1,11 @@
 """The model registry: versioned safetensors weights plus lineage, written atomically.
 
-Layout on disk: ``<root>/<model>/v<version>/{<artifact>[.enc],lineage.json}`` (see
+Layout on disk: ``<root>/<model>/v<version>/{<artifact>[.enc],lineage.json[.enc]}`` (see
 :mod:`inhouse.registry.artifacts` for formats and encryption). The
 directory is built under a temporary name and renamed into place, then the SQL row is
 committed; a version exists only once both happened, so no reader sees half a version.
+The SQL row holds only the public lineage fields (:mod:`inhouse.registry.lineage`); the
+whole lineage, statistics of the training rows included, is in the (encrypted) file.
 """
 
 from __future__ import annotations
@@ -23,14 +25,31 @@ from torch import nn
 from inhouse.atomic import atomic_directory
 from inhouse.crypto import KeyRing, encrypt
 from inhouse.db import session_scope
-from inhouse.errors import ConflictError, InvalidInputError, ModelNotFoundError, StorageError
+from inhouse.errors import (
+    ConflictError,
+    InvalidInputError,
+    ModelNotFoundError,
+    StorageError,
+    UnavailableError,
+)
 from inhouse.models import build_model
-from inhouse.registry.artifacts import ENCRYPTED_SUFFIX, FILENAMES, decode, encode
+from inhouse.registry.artifacts import (
+    ENCRYPTED_SUFFIX,
+    FILENAMES,
+    decode,
+    serialize,
+    write_artifact,
+)
+from inhouse.registry.lineage import (
+    LINEAGE_FILE,
+    public_lineage,
+    read_lineage_file,
+    scrub_sql_lineage,
+)
 from inhouse.registry.records import AliasRecord, ModelVersionRecord
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 ALIAS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-LINEAGE_FILE = "lineage.json"
 
 
 def validate_model_name(name: str) -> str:
@@ -44,7 +63,11 @@ def validate_model_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """A registered version as callers see it."""
+    """A registered version as callers see it.
+
+    ``lineage`` holds the public lineage fields only; :meth:`Registry.full_lineage` reads the
+    rest (statistics of the training rows) from the version's encrypted lineage file.
+    """
 
     model: str
     version: int
@@ -71,7 +94,7 @@ class ModelVersion:
             size_bytes=record.size_bytes,
             spec=dict(record.spec),
             metrics=dict(record.metrics),
-            lineage=dict(record.lineage),
+            lineage=public_lineage(dict(record.lineage)),
         )
 
 
@@ -82,6 +105,10 @@ class Registry:
         self.engine = engine
         self.root = Path(root)
         self.keyring = keyring
+        try:  # rows of older registries held the whole lineage in the clear
+            scrub_sql_lineage(engine)
+        except UnavailableError:
+            pass  # retried on the next open; reads filter the row meanwhile
 
     def register(
         self,
@@ -97,9 +124,9 @@ class Registry:
         validate_model_name(model)
         if fmt == "safetensors":
             build_model(spec).load_state_dict(module.state_dict())  # weights must fit the spec
+        plain, digest = serialize(module, fmt=fmt)
         for _attempt in range(5):
             version = self._next_version(model)
-            artifact = encode(module, fmt=fmt, model=model, version=version, keyring=self.keyring)
             relative = f"{model}/v{version}"
             target = self.root / relative
             if target.exists():
@@ -111,11 +138,13 @@ class Registry:
                 "spec": spec,
                 "metrics": metrics,
                 "lineage": lineage,
-                "sha256": artifact.sha256,
+                "sha256": digest,
             }
             try:
                 with atomic_directory(target) as tmp:
-                    (tmp / artifact.filename).write_bytes(artifact.data)
+                    _, size_bytes = write_artifact(
+                        tmp, plain, fmt=fmt, model=model, version=version, keyring=self.keyring
+                    )
                     lineage_bytes = json.dumps(document, indent=2, default=str).encode()
                     if self.keyring is None:
                         (tmp / LINEAGE_FILE).write_bytes(lineage_bytes)
@@ -139,11 +168,11 @@ class Registry:
                             model=model,
                             version=version,
                             path=relative,
-                            sha256=artifact.sha256,
-                            size_bytes=len(artifact.data),
+                            sha256=digest,
+                            size_bytes=size_bytes,
                             spec=spec,
                             metrics=metrics,
-                            lineage=lineage,
+                            lineage=public_lineage(lineage),
                             format=fmt,
                             encrypted=self.keyring is not None,
                         )
@@ -228,15 +257,29 @@ class Registry:
             else:
                 record.version = version
 
+    def full_lineage(self, info: ModelVersion) -> dict[str, Any]:
+        """The whole lineage of ``info``, statistics of its training rows included.
+
+        Read (and decrypted) from the version's lineage file. Callers that show it to a person
+        check a permission first (``inhouse models show --training-stats``: ``data:read``).
+
+        Raises:
+            StorageError: the file is missing, or encrypted and no key ring is configured.
+            CryptoError: the file was tampered with or belongs to another version.
+        """
+        return read_lineage_file(
+            info.path,
+            model=info.model,
+            version=info.version,
+            encrypted=info.encrypted,
+            keyring=self.keyring,
+        )
+
     def load_module(self, info: ModelVersion) -> nn.Module:
         """The ready-to-run module of a version (decrypted in memory), in eval mode."""
         filename = FILENAMES[info.format] + (ENCRYPTED_SUFFIX if info.encrypted else "")
-        try:
-            data = (info.path / filename).read_bytes()
-        except FileNotFoundError:
-            raise StorageError(f"{info.model} v{info.version}: {filename} is missing") from None
         return decode(
-            data,
+            info.path / filename,
             fmt=info.format,
             spec=info.spec,
             model=info.model,

@@ -3,11 +3,14 @@
 Before any worker reads a row, a DP run is planned (noise, sample rate, steps) and its
 spend reserved in the privacy ledger, which refuses a run that would overspend the data
 set's budget; a non-DP run on a budgeted data set is refused unless an admin exempted it.
-After training, the charge is settled with the steps actually run and the version it made.
+After training, the charge is settled with the steps the run ran, by the driver's own count
+(the plan, or more if the workers reported more), and the version it made: never with a count
+read back from a checkpoint file, which whoever can write the run's storage could edit.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,28 +38,54 @@ class PrivateRun:
             return {"dp_plan": None, "dp_scaling": None}
         return {"dp_plan": self.plan.__dict__, "dp_scaling": self.bounds}
 
-    def lineage(self, history: dict[str, Any]) -> dict[str, Any]:
-        """The version's privacy lineage, from the accountant the final checkpoint holds."""
+    def charged_steps(self, reported_steps: int | None) -> int:
+        """The steps a finished DP run is charged, by the driver's own count.
+
+        A run that finished ran every planned epoch, and Opacus's Poisson loader runs exactly
+        ``steps_per_epoch`` steps an epoch, so the plan is the floor; ``reported_steps`` (what
+        the workers reported to the driver through Ray Train's metrics, or what an in-process
+        run counted) can only raise it. Never less than what was actually run.
+        """
+        if self.plan is None:
+            return 0
+        try:
+            reported = operator.index(reported_steps or 0)  # int, numpy int; not a float
+        except TypeError:
+            reported = -1
+        if reported < 0:
+            raise InvalidInputError(
+                f"reported steps must be an integer >= 0, not {reported_steps!r}"
+            )
+        return max(self.plan.steps, reported)
+
+    def lineage(self, *, reported_steps: int | None) -> dict[str, Any]:
+        """The version's privacy lineage: the charged steps (:meth:`charged_steps`) and the
+        epsilon they spend, computed as the ledger computes the charge."""
         if self.plan is None:
             return {"dp": False}
+        from inhouse.privacy import Mechanism, epsilon_of
+
+        plan, steps = self.plan, self.charged_steps(reported_steps)
+        epsilon = epsilon_of(
+            [Mechanism(plan.noise_multiplier, plan.sample_rate, steps)],
+            delta=plan.delta,
+            accountant=plan.accountant,
+        )
         return {
             "dp": True,
             "charge_id": self.charge_id,
-            **dp_lineage(
-                self.plan,
-                epsilon=float(history.get("epsilon", 0.0)),
-                steps=_steps(history),
-                bounds_source=self.bounds_source,
-            ),
+            **dp_lineage(plan, epsilon=epsilon, steps=steps, bounds_source=self.bounds_source),
         }
 
-    def settle(self, engine: Engine, history: dict[str, Any], version: int | None) -> None:
-        """Charge the steps actually run, and the version they made, to the ledger."""
+    def settle(self, engine: Engine, *, reported_steps: int | None, version: int | None) -> None:
+        """Charge the run's steps (:meth:`charged_steps`), and the version they made, to the
+        ledger."""
         if self.plan is None or self.charge_id is None:
             return
         from inhouse.privacy import PrivacyLedger
 
-        PrivacyLedger(engine).settle(self.charge_id, steps=_steps(history), version=version)
+        steps = self.charged_steps(reported_steps)
+        PrivacyLedger(engine).settle(self.charge_id, steps=steps, version=version)
 
     def fail(self, engine: Engine, *, steps: int | None = None) -> None:
         """A run that died: its planned spend stays charged (its checkpoints exist), unless
@@ -67,11 +96,6 @@ class PrivateRun:
 
         spent = self.plan.steps if steps is None else steps
         PrivacyLedger(engine).settle(self.charge_id, steps=spent, version=None, status="failed")
-
-
-def _steps(history: dict[str, Any]) -> int:
-    accountant = history.get("accountant") or {}
-    return sum(int(entry[2]) for entry in accountant.get("history", []))
 
 
 class DPRequest(Protocol):

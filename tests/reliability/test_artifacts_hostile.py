@@ -133,7 +133,9 @@ def _checkpoint(directory: Path, *, keyring: KeyRing, epoch: int, run: str, seed
 def _resume(directory: Path, keyring: KeyRing) -> None:
     model = tiny_model(9)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    load_checkpoint(directory, model=model, optimizer=optimizer, keyring=keyring)
+    load_checkpoint(
+        directory, model=model, optimizer=optimizer, keyring=keyring, artifact_id="run-a", epoch=1
+    )
 
 
 def test_checkpoints_refuse_tampering_truncation_and_swaps(
@@ -143,7 +145,7 @@ def test_checkpoints_refuse_tampering_truncation_and_swaps(
     _checkpoint(epoch1, keyring=keyring, epoch=1, run="run-a", seed=0)
     _checkpoint(epoch2, keyring=keyring, epoch=2, run="run-a", seed=1)
     _checkpoint(other, keyring=keyring, epoch=1, run="run-b", seed=2)
-    for name in ("model.safetensors.enc", "optimizer.safetensors.enc"):
+    for name in ("model.safetensors.enc", "optimizer.safetensors.enc", "state.json.enc"):
         target = epoch1 / name
         original = target.read_bytes()
         for position in (len(original) // 3, len(original) - 1):
@@ -163,7 +165,7 @@ def test_checkpoints_refuse_tampering_truncation_and_swaps(
 
 def test_a_truncated_checkpoint_state_is_a_clear_error(tmp_path: Path, keyring: KeyRing) -> None:
     _checkpoint(tmp_path / "c", keyring=keyring, epoch=1, run="run-a", seed=0)
-    state = tmp_path / "c" / "state.json"
+    state = tmp_path / "c" / "state.json.enc"
     state.write_bytes(state.read_bytes()[:10])
     with pytest.raises(IntegrityError):
         _resume(tmp_path / "c", keyring)

@@ -422,7 +422,13 @@ def test_rayservice_deploys_our_serve_app(monkeypatch: pytest.MonkeyPatch) -> No
     from serve.app import ServeArgs
 
     raw = yaml.safe_load(kube_docs("rayservice.yaml")[0]["spec"]["serveConfigV2"])
-    assert raw == load("serve.yaml")  # `serve deploy` on launcher clusters: the same app
+    launcher = load("serve.yaml")  # `serve deploy` on launcher clusters: the same app, but
+    # launcher nodes bind loopback (plain HTTP) and pods the pod network (NetworkPolicy)
+    assert (launcher["http_options"]["host"], raw["http_options"]["host"]) == (
+        "127.0.0.1",
+        "0.0.0.0",
+    )
+    assert {**raw, "http_options": launcher["http_options"]} == launcher
     config = ServeDeploySchema.model_validate(raw)  # what `serve deploy` accepts
     assert set(raw) <= set(ServeDeploySchema.model_fields)  # Serve ignores unknown keys
     (app,) = raw["applications"]

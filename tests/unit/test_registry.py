@@ -159,3 +159,29 @@ def test_compressed_format_round_trips(sqlite_url: str, tmp_path: Path, keyring:
     assert info.format == "compressed"
     x = torch.randn(4, 8)
     assert torch.allclose(registry.load_module(info)(x), small(x), atol=1e-6)
+
+
+def test_encrypted_weights_are_sealed_and_read_chunk_by_chunk(
+    sqlite_url: str, tmp_path: Path, keyring: KeyRing
+) -> None:
+    import hashlib
+
+    from inhouse.crypto import decrypt_file, read_header
+
+    spec = MLPSpec(input_dim=64, hidden=[512, 512], num_classes=10).model_dump()  # ~1.2 MB
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    registry = Registry(engine=get_engine(sqlite_url), root=tmp_path, keyring=keyring)
+    info = registry.register("big", module=model, spec=spec, metrics={}, lineage={})
+    path = info.path / "weights.safetensors.enc"
+    assert info.size_bytes == path.stat().st_size
+    header = read_header(path)
+    assert (header.artifact_id, header.version) == ("big/weights.safetensors", info.version)
+    plain = decrypt_file(path, keyring=keyring, artifact_id=header.artifact_id, version=1)
+    assert len(plain) > 1 << 20  # more than one chunk
+    assert hashlib.sha256(plain).hexdigest() == info.sha256
+    x = torch.randn(3, 64)
+    assert torch.equal(registry.load_module(info)(x), model(x))
+    path.unlink()
+    with pytest.raises(StorageError, match="missing"):
+        registry.load_module(info)

@@ -195,17 +195,13 @@ def test_text_runs_are_charged_refused_over_budget_and_non_dp_needs_the_exemptio
     run = prepare_text(engine=engine, options=options, info=info, run_name="r1")
     assert run.plan is not None and run.charge_id is not None
     assert (run.plan.sample_rate, run.plan.steps) == (1 / 10, 50)  # 32 expected rows a step
-    # What a worker's final checkpoint holds: the accountant's history.
-    history = {
-        "epsilon": 2.99,
-        "accountant": {"history": [[run.plan.noise_multiplier, run.plan.sample_rate, 50]]},
-    }
-    lineage = run.lineage(history)
+    # The steps the workers reported to the driver (through Ray Train's metrics).
+    lineage = run.lineage(reported_steps=50)
     expected = {"dp", "charge_id", "epsilon", "delta", "accountant", "noise_multiplier"}
     expected |= {"clipping", "sample_rate", "steps"}
     assert expected <= set(lineage) and lineage["steps"] == 50 and lineage["accountant"] == "prv"
     assert (lineage["clipping"], lineage["delta"]) == (1.0, DELTA)
-    run.settle(engine, history, version=1)
+    run.settle(engine, reported_steps=50, version=1)
     independent = PRVAccountant()
     independent.history = [(run.plan.noise_multiplier, 0.1, 50)]
     spent = independent.get_epsilon(delta=DELTA)

@@ -45,7 +45,10 @@ def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path: Path) -> N
     }
     clone = build_model(spec)
     clone_opt = torch.optim.Adam(clone.parameters(), lr=1.0)
-    assert load_checkpoint(tmp_path, model=clone, optimizer=clone_opt) == {"epoch": 3}
+    opened = load_checkpoint(
+        tmp_path, model=clone, optimizer=clone_opt, artifact_id="checkpoint", epoch=3
+    )
+    assert opened == {"epoch": 3}
     assert clone_opt.param_groups[0]["lr"] == 1e-2
     for a, b in zip(model.state_dict().values(), clone.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -76,14 +79,17 @@ def test_encrypted_checkpoint_has_no_plaintext_weights(tmp_path: Path) -> None:
     assert {p.name for p in ckpt.iterdir()} == {
         "model.safetensors.enc",
         "optimizer.safetensors.enc",
-        "state.json",
+        "state.json.enc",
     }
     clone = build_model(spec)
-    assert load_checkpoint(ckpt, model=clone, keyring=ring)["epoch"] == 2
+    assert load_checkpoint(ckpt, model=clone, keyring=ring, artifact_id="run-1", epoch=2) == {
+        "epoch": 2
+    }
     assert torch.equal(clone[1].weight, model[1].weight)
     with pytest.raises(ConfigError, match="encrypted"):
-        load_checkpoint(ckpt, model=clone)
-    state = (ckpt / "state.json").read_text().replace('"epoch": 2', '"epoch": 1')
-    (ckpt / "state.json").write_text(state)  # a checkpoint relabelled as another epoch
+        load_checkpoint(ckpt, model=clone, artifact_id="run-1", epoch=2)
+    # opened as another epoch or run than it was sealed as: refused
     with pytest.raises(IntegrityError):
-        load_checkpoint(ckpt, model=clone, keyring=ring)
+        load_checkpoint(ckpt, model=clone, keyring=ring, artifact_id="run-1", epoch=1)
+    with pytest.raises(IntegrityError):
+        load_checkpoint(ckpt, model=clone, keyring=ring, artifact_id="run-2", epoch=2)

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import Engine, event, select
 
 from inhouse.access import AccessService, RateLimiter
-from inhouse.access.fastpath import RequestAuthorizer, measure
+from inhouse.access.fastbench import measure
+from inhouse.access.fastpath import RequestAuthorizer
 from inhouse.access.records import AuditRecord
 from inhouse.db import session_scope
 from inhouse.errors import (

@@ -186,6 +186,7 @@ def test_mean_baseline_is_the_models_training_mean(mlp: nn.Module) -> None:
         options={"baseline": "mean", "n_samples": 30},
         feature_names=None,
         limits=LIMITS,
+        training_mean_allowed=True,  # as `inhouse explain`; the served route: test_sec_lineage
     )
     assert explanation.baseline_kind == "mean"
     assert explanation.baseline[0].tolist() == [1.0, 2.0, 3.0, 4.0]
@@ -199,6 +200,7 @@ def test_mean_baseline_is_the_models_training_mean(mlp: nn.Module) -> None:
             options={"baseline": "mean"},
             feature_names=None,
             limits=LIMITS,
+            training_mean_allowed=True,
         )
 
 
