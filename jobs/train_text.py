@@ -322,7 +322,9 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
     test = read_text_rows(engine, options.dataset, split="test", up_to_id=info.last_id)
     calibration: list[str] = []  # training texts calibrate the int8 copy's smoothing
     if not options.dp:  # (a DP run's budget does not cover statistics of raw rows)
-        calibration = read_text_rows(engine, options.dataset, split="train").texts
+        calibration = read_text_rows(
+            engine, options.dataset, split="train", up_to_id=info.last_id
+        ).texts
     summary = register_result(
         settings,
         options,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from inhouse.atomic import fsync_dir
 from inhouse.crypto import format as fmt
 from inhouse.crypto.envelope import _open, _seal
 from inhouse.crypto.format import ArtifactHeader
@@ -53,14 +54,6 @@ def _plaintext_digest(stream: BinaryIO, header: ArtifactHeader, keyring: KeyRing
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def reencrypt(path: PathLike, *, keyring: KeyRing) -> ArtifactHeader:
@@ -114,7 +107,7 @@ def reencrypt(path: PathLike, *, keyring: KeyRing) -> ArtifactHeader:
             raise ConflictError(f"{target} was replaced while being re-encrypted; run it again")
         os.replace(tmp_name, target)
         tmp_name = None
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except FileNotFoundError as exc:
         raise ConflictError(f"{target} was removed while being re-encrypted") from exc
     except OSError as exc:
