@@ -284,11 +284,18 @@ def decrypt_file(path: PathLike, *, keyring: KeyRing, artifact_id: str, version:
     """Decrypt and verify the artifact at ``path``; returns its plaintext only if all is intact."""
     # Each chunk is copied out as soon as it is verified, so only one chunk of plaintext and
     # one of ciphertext are alive besides the result (a join would hold every chunk, then copy
-    # them all). getvalue() hands over the buffer without a copy.
+    # them all). The buffer is sized once to the file (longer than its plaintext) instead of
+    # growing, then trimmed; getvalue() hands it over without a copy.
     plaintext = io.BytesIO()
     with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size:
+            plaintext.seek(size - 1)
+            plaintext.write(b"\0")
+            plaintext.seek(0)
         for piece in _open(handle, keyring=keyring, artifact_id=artifact_id, version=version):
             plaintext.write(piece)
+    plaintext.truncate()
     return plaintext.getvalue()
 
 

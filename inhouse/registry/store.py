@@ -124,9 +124,9 @@ class Registry:
         validate_model_name(model)
         if fmt == "safetensors":
             build_model(spec).load_state_dict(module.state_dict())  # weights must fit the spec
-        plain, digest = serialize(module, fmt=fmt)
         for _attempt in range(5):
             version = self._next_version(model)
+            plain, digest = serialize(module, fmt=fmt)
             relative = f"{model}/v{version}"
             target = self.root / relative
             if target.exists():
