@@ -76,9 +76,9 @@ def _throughput(quick: bool, ring: Any) -> list[dict[str, Any]]:
 
 
 def _save_load(quick: bool, ring: Any, tmp: Path) -> list[dict[str, Any]]:
-    from inhouse.db import get_engine
     from inhouse.models import MLPSpec, build_model
     from inhouse.registry import Registry
+    from inhouse.schema import get_engine
 
     hidden = [1024] * 3 if quick else [2048] * 3
     spec = MLPSpec(input_dim=1024, hidden=hidden, num_classes=10).model_dump()
@@ -113,7 +113,7 @@ def _save_load(quick: bool, ring: Any, tmp: Path) -> list[dict[str, Any]]:
 def _auth(quick: bool, tmp: Path) -> list[dict[str, Any]]:
     from inhouse.access import AccessService, load_or_create_pepper
     from inhouse.access.fastbench import measure
-    from inhouse.db import get_engine
+    from inhouse.schema import get_engine
 
     service = AccessService(
         engine=get_engine(f"sqlite:///{tmp / 'access.db'}"),

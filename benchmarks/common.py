@@ -133,7 +133,7 @@ def local_ray(*, num_cpus: int = 4, by_value: tuple[ModuleType, ...] = ()) -> It
 def digits_data(home: Path) -> tuple[Any, Any]:
     """The platform's digits train/test split (inhouse.data on a SQLite db under ``home``)."""
     from inhouse.data import read_rows, seed
-    from inhouse.db import get_engine
+    from inhouse.schema import get_engine
 
     engine = get_engine(f"sqlite:///{home / 'bench.db'}")
     seed(engine, "digits")

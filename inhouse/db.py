@@ -1,9 +1,11 @@
-"""The metadata database: one SQLAlchemy engine per URL, one declarative base for every table.
+"""The metadata database: one SQLAlchemy engine per URL, one declarative base, shared column types.
 
 SQLite (the embedded default) and PostgreSQL run the same code. Tables of every module
-register on :class:`Base`; :func:`create_all` makes whatever is missing (idempotent). A SQLite
-file (training rows, the audit log, token hashes) is created 0600, and tightened to it with a
-warning when found looser (:func:`inhouse.private_paths.private_sqlite`).
+register on :class:`Base`; the schema itself is made and upgraded by Alembic migrations
+(:mod:`inhouse.schema`, which opens engines with :func:`connect`). This module imports nothing
+of inhouse above it, so every table module can use it. A SQLite file (training rows, the
+audit log, token hashes) is created 0600, and tightened to it with a warning when found looser
+(:func:`inhouse.private_paths.private_sqlite`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,20 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Engine,
+    Integer,
+    TypeDecorator,
+    create_engine,
+    event,
+    make_url,
+)
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -24,6 +37,40 @@ from inhouse.private_paths import private_sqlite
 
 class Base(DeclarativeBase):
     """Declarative base shared by every inhouse table."""
+
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+"""A 64-bit id that is still SQLite's ``INTEGER PRIMARY KEY`` (the rowid) there."""
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime that refuses naive values and always reads back aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: pass a timezone-aware UTC time")
+        value = value.astimezone(timezone.utc)
+        # SQLite has no time zone type; store naive UTC there.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
 
 
 _engines: dict[str, Engine] = {}
@@ -39,8 +86,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def get_engine(url: str) -> Engine:
-    """Return the process-wide engine for ``url``, creating tables on first use."""
+def connect(url: str) -> Engine:
+    """The process-wide engine for ``url``, as it is: :func:`inhouse.schema.get_engine` is the
+    one callers want (it also brings the schema up to date)."""
     with _lock:
         engine = _engines.get(url)
         if engine is None:
@@ -50,24 +98,8 @@ def get_engine(url: str) -> Engine:
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
-            create_all(engine)
             _engines[url] = engine
         return engine
-
-
-def create_all(engine: Engine) -> None:
-    """Create every registered table that does not exist yet."""
-    # Import the modules that define tables so they are registered on Base.
-    import inhouse.access.records  # noqa: F401
-    import inhouse.coordinator.state  # noqa: F401
-    import inhouse.data.table  # noqa: F401
-    import inhouse.privacy.records  # noqa: F401
-    import inhouse.registry.records  # noqa: F401
-
-    try:
-        Base.metadata.create_all(engine)
-    except OperationalError as exc:
-        raise UnavailableError(f"database {engine.url!r} is unreachable: {exc.orig}") from exc
 
 
 @contextmanager

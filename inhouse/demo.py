@@ -24,7 +24,7 @@ def run_demo(settings: Settings, *, epochs: int, retrain_act: bool = True) -> in
         started = local_cluster.start(settings)
         print(f"    {'started' if started else 'already running'}: {settings.ray.dashboard_url}")
     with step("2/7 data: seeding scikit-learn digits into SQL"):
-        from inhouse.db import get_engine
+        from inhouse.schema import get_engine
 
         info, created = seed(get_engine(settings.db_url), settings.train.dataset)
         print(

@@ -15,9 +15,9 @@ from inhouse.access import AccessService, load_or_create_pepper
 from inhouse.atomic import atomic_write_bytes
 from inhouse.config import Settings
 from inhouse.crypto import KeyRing
-from inhouse.db import get_engine
 from inhouse.errors import AuthenticationError, NotFoundError
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 
 
 def engine(settings: Settings) -> Engine:

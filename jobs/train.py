@@ -34,12 +34,12 @@ from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
 from inhouse.crypto import KeyRing
 from inhouse.data import DatasetInfo, describe, read_rows
-from inhouse.db import get_engine
 from inhouse.errors import ModelNotFoundError
 from inhouse.explain.lineage import importance_lineage
 from inhouse.flags import add_section_flags, section_overrides
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 from inhouse.training import (
     evaluate,
     load_checkpoint,

@@ -41,8 +41,8 @@ from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
 from inhouse.crypto import KeyRing
 from inhouse.data import describe
 from inhouse.data.text_import import TextRows, read_text_rows
-from inhouse.db import get_engine
 from inhouse.errors import ConfigError
+from inhouse.schema import get_engine
 from inhouse.training import load_checkpoint, save_checkpoint, unwrap
 from inhouse.training.dp import DPPlan, PrivateTraining, make_private
 from inhouse.training.text import (

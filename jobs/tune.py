@@ -35,9 +35,9 @@ from inhouse import services
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.data import DatasetInfo, read_rows
-from inhouse.db import get_engine
 from inhouse.flags import add_section_flags, section_overrides
 from inhouse.models import build_model
+from inhouse.schema import get_engine
 from inhouse.training import evaluate, load_checkpoint, private_run
 from inhouse.training.tune_settings import TuneSettings
 from jobs.driver import joined_cluster

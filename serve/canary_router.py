@@ -1,8 +1,8 @@
 """The ingress side of a canary: which requests go to the candidate, and what they did.
 
 A daemon thread reads the active canaries of the served models every second
-(:func:`~inhouse.coordinator.canary.active_canaries`) and flushes the traffic counted since
-the last flush (:mod:`inhouse.coordinator.traffic`), which the coordinator judges. Without a
+(:func:`~inhouse.canary.active_canaries`) and flushes the traffic counted since the last
+flush (:mod:`inhouse.canary.traffic`), which the coordinator judges. Without a
 canary nothing is counted and every request goes to the champion.
 """
 
@@ -16,8 +16,7 @@ import time
 
 from sqlalchemy import Engine
 
-from inhouse.coordinator.canary import Canary, active_canaries
-from inhouse.coordinator.traffic import TrafficCounter, write_traffic
+from inhouse.canary import Canary, TrafficCounter, active_canaries, write_traffic
 from inhouse.errors import InhouseError
 
 REFRESH_S = 1.0

@@ -248,6 +248,16 @@ class AuditLog:
         ]
         return self._extend_many(session, rows) if rows else []
 
+    @staticmethod
+    def lock_in(session: Session) -> None:
+        """Take the chain lock in the caller's transaction (a no-op write of the head row):
+        every other append and access change waits until that transaction ends."""
+        session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.id == CHAIN_HEAD_ID)
+            .values(seq=AuditChainHead.seq)
+        )
+
     def _extend(self, session: Session, fields: dict[str, Any]) -> AuditEntry:
         return self._extend_many(session, [fields])[0]
 

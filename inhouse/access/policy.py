@@ -46,13 +46,7 @@ from inhouse.access.permissions import (
     parse_role_binding,
     validate_name,
 )
-from inhouse.access.records import (
-    CHAIN_HEAD_ID,
-    AuditChainHead,
-    GrantRecord,
-    PrincipalRecord,
-    RoleBindingRecord,
-)
+from inhouse.access.records import GrantRecord, PrincipalRecord, RoleBindingRecord
 from inhouse.db import session_scope
 from inhouse.errors import ConfigError, ConflictError, InvalidInputError, UnavailableError
 
@@ -388,13 +382,9 @@ def apply_policy(
     digest = policy.digest()
     try:
         with session_scope(service._engine) as session:
-            # Take the audit chain lock first (a no-op write): every other access change
-            # and audit append waits, so the state read below cannot go stale before commit.
-            session.execute(
-                update(AuditChainHead)
-                .where(AuditChainHead.id == CHAIN_HEAD_ID)
-                .values(seq=AuditChainHead.seq)
-            )
+            # Take the audit chain lock first: every other access change and audit append
+            # waits, so the state read below cannot go stale before commit.
+            service.audit.lock_in(session)
             changes = _changes(_read(session), policy, prune)
             now = service._clock()
             for change in changes:

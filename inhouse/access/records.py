@@ -1,67 +1,26 @@
 """Tables of access control and the audit log, registered on :class:`inhouse.db.Base`.
 
-Times are stored as timezone-aware UTC (:class:`UTCDateTime`) on SQLite and PostgreSQL
-alike. Token rows hold only a keyed hash of the secret, never the secret. The audit chain
-head row (id 1 of ``audit_chain_head``) is created with its table; appenders lock it to
+Times are stored as timezone-aware UTC (:class:`inhouse.db.UTCDateTime`) on SQLite and
+PostgreSQL alike. Token rows hold only a keyed hash of the secret, never the secret. The audit
+chain head row (id 1 of ``audit_chain_head``) is created with its table; appenders lock it to
 extend the hash chain one at a time.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    DateTime,
-    Dialect,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-    event,
-    insert,
-)
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, event, insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.schema import Table
 
-from inhouse.db import Base
+from inhouse.db import Base, UTCDateTime
+from inhouse.db import utcnow as utcnow  # the access modules take it from here
 
 GENESIS_HASH = "0" * 64
 CHAIN_HEAD_ID = 1
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A DateTime that refuses naive values and always reads back aware UTC."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime refused: pass a timezone-aware UTC time")
-        value = value.astimezone(timezone.utc)
-        # SQLite has no time zone type; store naive UTC there.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
 
 
 class PrincipalRecord(Base):

@@ -18,7 +18,7 @@ from inhouse.errors import UnavailableError
 
 
 def _engine(settings: Settings) -> Any:
-    from inhouse.db import get_engine
+    from inhouse.schema import get_engine
 
     return get_engine(settings.db_url)
 

@@ -1,7 +1,7 @@
 """Canary promotion: a candidate that passed the gate first serves a share of the traffic.
 
-While a canary runs, the registry alias ``candidate`` points at it and one
-:class:`CanaryRecord` row says which share of requests the ingress sends to it and until when.
+While a canary runs, the registry alias ``candidate`` points at it and the active canary
+(:mod:`inhouse.canary`) says which share of requests the ingress sends to it and until when.
 Both are written in the coordinator's decision transaction. :func:`judge_canary` decides:
 
 - ``rollback`` at once when the candidate's error rate exceeds the limit (after a minimum
@@ -18,61 +18,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Float, Integer, String, select
-from sqlalchemy.orm import Mapped, mapped_column
-
+from inhouse.canary import Canary, Traffic
 from inhouse.coordinator.settings import CoordinatorSettings
-from inhouse.coordinator.traffic import Traffic
-from inhouse.db import Base, session_scope
 
 CanaryVerdict = Literal["watch", "promote", "rollback"]
-
-
-class CanaryRecord(Base):
-    """The active canary of a model (at most one): what the ingress routes by."""
-
-    __tablename__ = "coordinator_canary"
-
-    model: Mapped[str] = mapped_column(String(64), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
-    champion_version: Mapped[int] = mapped_column(Integer)
-    share: Mapped[float] = mapped_column(Float)
-    started_at: Mapped[float] = mapped_column(Float)
-    ends_at: Mapped[float] = mapped_column(Float)
-
-
-@dataclass(frozen=True)
-class Canary:
-    """A candidate serving ``share`` of the requests from ``started_at`` to ``ends_at``."""
-
-    version: int
-    champion_version: int
-    share: float
-    started_at: float
-    ends_at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Canary:
-        return cls(
-            version=int(data["version"]),
-            champion_version=int(data["champion_version"]),
-            share=float(data["share"]),
-            started_at=float(data["started_at"]),
-            ends_at=float(data["ends_at"]),
-        )
-
-
-def active_canaries(engine: Engine, models: list[str]) -> dict[str, Canary]:
-    """The canaries running for ``models`` (what the ingress polls)."""
-    with session_scope(engine) as session:
-        rows = session.scalars(select(CanaryRecord).where(CanaryRecord.model.in_(models)))
-        return {
-            r.model: Canary(r.version, r.champion_version, r.share, r.started_at, r.ends_at)
-            for r in rows
-        }
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from inhouse.coordinator.settings import CoordinatorSettings
-from inhouse.coordinator.state import (
-    CoordinatorEventRecord,
-    CoordinatorState,
-    CoordinatorStore,
-    Event,
-)
+from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, InvalidInputError, ModelNotFoundError
 from inhouse.models.text import TEXT_KIND
-from inhouse.registry import Registry
-from inhouse.registry.records import AliasRecord
+from inhouse.registry import Registry, move_alias, read_aliases
 
 MANUAL = "retrain_requested"
 
@@ -112,46 +106,18 @@ def request_retrain(engine: Engine, model: str, *, actor: str = "cli") -> int:
     return store.record(model, MANUAL, {"actor": actor})
 
 
-def _before(session: Any, model: str, version: int) -> int | None:
-    """The champion that ``version``'s latest promotion replaced."""
-    rows = session.scalars(
-        select(CoordinatorEventRecord)
-        .where(
-            CoordinatorEventRecord.model == model,
-            CoordinatorEventRecord.kind.in_(["promoted", "rollback"]),
-        )
-        .order_by(CoordinatorEventRecord.id.desc())
-    )
-    for row in rows:
-        detail = dict(row.detail)
-        if row.kind == "promoted" and detail.get("candidate_version") == version:
-            before = detail.get("champion_version")
-            return int(before) if before is not None else None
-    return None
-
-
 def rollback(engine: Engine, model: str, *, actor: str = "cli") -> tuple[int, int]:
     """Point ``champion`` back at ``previous`` now; returns ``(from_version, to_version)``."""
     with session_scope(engine) as session:
-        champion = session.get(AliasRecord, (model, "champion"))
-        previous = session.get(AliasRecord, (model, "previous"))
-        if champion is None or previous is None:
+        aliases = read_aliases(session, model)
+        if "champion" not in aliases or "previous" not in aliases:
             raise ConflictError(f"model {model!r} has no previous champion to roll back to")
-        was, now = champion.version, previous.version
-        champion.version = now
-        earlier = _before(session, model, now)
-        if earlier is None or earlier == now:
-            session.delete(previous)
-        else:
-            previous.version = earlier
-        session.add(
-            CoordinatorEventRecord(
-                model=model,
-                at=time.time(),
-                kind="rollback",
-                detail={"from": was, "to": now, "previous": earlier, "actor": actor},
-            )
-        )
+        was, now = aliases["champion"], aliases["previous"]
+        move_alias(session, model, "champion", now)
+        earlier = CoordinatorStore.replaced_champion(session, model, now)
+        move_alias(session, model, "previous", None if earlier == now else earlier)
+        detail = {"from": was, "to": now, "previous": earlier, "actor": actor}
+        CoordinatorStore.add_events(session, model, [Event("rollback", detail)])
     return was, now
 
 

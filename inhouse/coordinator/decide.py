@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from inhouse.coordinator.canary import Canary, CanaryJudgement
+from inhouse.canary import Canary
+from inhouse.coordinator.canary import CanaryJudgement
 from inhouse.coordinator.gate import GateResult
 from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, Event

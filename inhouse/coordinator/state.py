@@ -17,12 +17,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Engine, Float, Integer, String, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from inhouse.coordinator.canary import Canary, CanaryRecord
-from inhouse.db import Base, session_scope
+from inhouse.canary import Canary, load_canary, save_canary
+from inhouse.db import Base, BigId, session_scope
 from inhouse.errors import ConflictError, NotFoundError
-from inhouse.registry.records import AliasRecord, ModelVersionRecord
-
-EventId = BigInteger().with_variant(Integer(), "sqlite")
+from inhouse.registry.aliases import move_alias
 
 
 class CoordinatorStateRecord(Base):
@@ -51,7 +49,7 @@ class CoordinatorEventRecord(Base):
 
     __tablename__ = "coordinator_events"
 
-    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[float] = mapped_column(Float)
     kind: Mapped[str] = mapped_column(String(32), index=True)
@@ -94,25 +92,17 @@ class CoordinatorState:
     next_attempt_at: float = 0.0
     manual_seen_id: int = 0
     revision: int = 0
-    canary: Canary | None = None  # stored in its own table (coordinator_canary)
+    canary: Canary | None = None  # stored by inhouse.canary (table coordinator_canary)
 
     def replace(self, **changes: Any) -> CoordinatorState:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def _from(cls, record: CoordinatorStateRecord, canary: CanaryRecord | None) -> CoordinatorState:
+    def _from(cls, record: CoordinatorStateRecord, canary: Canary | None) -> CoordinatorState:
         values: dict[str, Any] = {name: getattr(record, name) for name in _FIELDS}
         values["settings"] = dict(values["settings"])
         values["job"] = dict(values["job"]) if values["job"] else None
-        if canary is not None:
-            values["canary"] = Canary(
-                canary.version,
-                canary.champion_version,
-                canary.share,
-                canary.started_at,
-                canary.ends_at,
-            )
-        return cls(**values)
+        return cls(**values, canary=canary)
 
 
 @dataclass(frozen=True)
@@ -123,35 +113,6 @@ class Event:
     detail: dict[str, Any] = field(default_factory=dict)
     id: int = 0
     at: float = 0.0
-
-
-def _set_alias(session: Session, model: str, alias: str, version: int | None) -> None:
-    """Point ``alias`` at ``version``; ``None`` removes the alias."""
-    if version is None:
-        existing = session.get(AliasRecord, (model, alias))
-        if existing is not None:
-            session.delete(existing)
-        return
-    if session.get(ModelVersionRecord, (model, version)) is None:
-        raise NotFoundError(f"model {model!r} has no version {version} to point {alias!r} at")
-    record = session.get(AliasRecord, (model, alias))
-    if record is None:
-        session.add(AliasRecord(model=model, alias=alias, version=version))
-    else:
-        record.version = version
-
-
-def _sync_canary(session: Session, model: str, canary: Canary | None) -> None:
-    record = session.get(CanaryRecord, model)
-    if canary is None:
-        if record is not None:
-            session.delete(record)
-        return
-    if record is None:
-        session.add(CanaryRecord(model=model, **canary.to_dict()))
-        return
-    for name, value in canary.to_dict().items():
-        setattr(record, name, value)
 
 
 class CoordinatorStore:
@@ -165,7 +126,7 @@ class CoordinatorStore:
             record = session.get(CoordinatorStateRecord, model)
             if record is None:
                 return None
-            return CoordinatorState._from(record, session.get(CanaryRecord, model))
+            return CoordinatorState._from(record, load_canary(session, model))
 
     def load(self, model: str) -> CoordinatorState:
         """The state of ``model``; raises NotFoundError if no coordinator was ever started."""
@@ -183,7 +144,7 @@ class CoordinatorStore:
                 raise ConflictError(f"a coordinator state for {state.model!r} exists")
             values = {name: getattr(state, name) for name in _FIELDS}
             session.add(CoordinatorStateRecord(**values, updated_at=time.time()))
-            self._add_events(session, state.model, events)
+            self.add_events(session, state.model, events)
         return state
 
     def commit(
@@ -218,13 +179,14 @@ class CoordinatorStore:
                     f"{state.revision}; reload it"
                 )
             for alias, version in (aliases or {}).items():
-                _set_alias(session, state.model, alias, version)
-            _sync_canary(session, state.model, state.canary)
-            self._add_events(session, state.model, events)
+                move_alias(session, state.model, alias, version)
+            save_canary(session, state.model, state.canary)
+            self.add_events(session, state.model, events)
         return state.replace(revision=state.revision + 1)
 
     @staticmethod
-    def _add_events(session: Session, model: str, events: Sequence[Event]) -> None:
+    def add_events(session: Session, model: str, events: Sequence[Event]) -> None:
+        """Append ``events`` of ``model`` in the caller's transaction."""
         now = time.time()
         for event in events:
             session.add(
@@ -252,6 +214,25 @@ class CoordinatorStore:
                 )
             )
         return int(found or 0)
+
+    @staticmethod
+    def replaced_champion(session: Session, model: str, version: int) -> int | None:
+        """The champion that ``version``'s latest promotion replaced (in the caller's
+        transaction), or None."""
+        rows = session.scalars(
+            select(CoordinatorEventRecord)
+            .where(
+                CoordinatorEventRecord.model == model,
+                CoordinatorEventRecord.kind.in_(["promoted", "rollback"]),
+            )
+            .order_by(CoordinatorEventRecord.id.desc())
+        )
+        for row in rows:
+            detail = dict(row.detail)
+            if row.kind == "promoted" and detail.get("candidate_version") == version:
+                before = detail.get("champion_version")
+                return int(before) if before is not None else None
+        return None
 
     def history(self, model: str, *, limit: int = 50, kind: str | None = None) -> list[Event]:
         """The newest ``limit`` events of ``model``, oldest first."""

@@ -4,7 +4,9 @@ A row table ``ds_<name>`` has a monotonically increasing ``id`` (never reused: S
 ``AUTOINCREMENT``, a PostgreSQL identity), the ``ingested_at`` time, a ``split``
 (``train`` or ``test``; the test split is fixed when the set is created), the
 ``features`` as a JSON array (tabular) or ``text``, and the integer ``label``.
-Other systems may append rows with plain SQL INSERTs; the coordinator consumes by id.
+Other systems may append rows with plain SQL INSERTs; the coordinator consumes by id. Row
+tables are created with their data set (:func:`inhouse.data.store.create_dataset`), never by
+the schema migrations, which leave them (and any other table of the database) alone.
 """
 
 from __future__ import annotations
@@ -12,25 +14,17 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
-    DateTime,
-    Integer,
-    String,
-    Table,
-    Text,
-    func,
-)
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from inhouse.db import Base
+from inhouse.db import Base, BigId
 from inhouse.errors import InvalidInputError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
-RowId = BigInteger().with_variant(Integer(), "sqlite")
+ROW_TABLES = MetaData()
+"""The row tables, apart from :class:`Base`'s: they are made by :func:`rows_table` users,
+not by the migrations (which own only inhouse's own tables, the ``datasets`` catalog included)."""
 
 
 def validate_name(name: str, *, what: str = "data set") -> str:
@@ -60,13 +54,13 @@ def rows_table(name: str) -> Table:
     """The row table of data set ``name`` (defined once per process, created on demand)."""
     validate_name(name)
     table_name = f"ds_{name}"
-    existing = Base.metadata.tables.get(table_name)
+    existing = ROW_TABLES.tables.get(table_name)
     if existing is not None:
         return existing
     return Table(
         table_name,
-        Base.metadata,
-        Column("id", RowId, primary_key=True, autoincrement=True),
+        ROW_TABLES,
+        Column("id", BigId, primary_key=True, autoincrement=True),
         Column("ingested_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
         Column("split", String(8), nullable=False, server_default="train", index=True),
         Column("features", JSON, nullable=True),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from inhouse.access.records import utcnow
+from inhouse.db import utcnow
 from inhouse.errors import PermissionDeniedError
 from inhouse.privacy.records import BudgetRecord, NonDPRunRecord
 from inhouse.privacy.state import State, refuse_if_current, retrying, write_if_unchanged

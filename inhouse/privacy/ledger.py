@@ -20,10 +20,9 @@ import math
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from inhouse.access.records import utcnow
 from inhouse.data.store import get_dataset
 from inhouse.data.table import validate_name
-from inhouse.db import session_scope
+from inhouse.db import session_scope, utcnow
 from inhouse.errors import (
     BudgetExceededError,
     ConflictError,

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, Integer, String, Text
+from sqlalchemy import Boolean, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from inhouse.access.records import UTCDateTime, utcnow
-from inhouse.db import Base
-
-RowId = BigInteger().with_variant(Integer(), "sqlite")
+from inhouse.db import Base, BigId, UTCDateTime, utcnow
 
 RESERVED = "reserved"
 COMMITTED = "committed"
@@ -53,8 +50,8 @@ class ChargeRecord(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dataset: Mapped[str] = mapped_column(String(48), index=True)
-    first_id: Mapped[int] = mapped_column(RowId)
-    up_to_id: Mapped[int] = mapped_column(RowId)
+    first_id: Mapped[int] = mapped_column(BigId)
+    up_to_id: Mapped[int] = mapped_column(BigId)
     noise_multiplier: Mapped[float] = mapped_column(Float)
     sample_rate: Mapped[float] = mapped_column(Float)
     planned_steps: Mapped[int] = mapped_column(Integer)

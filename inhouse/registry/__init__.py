@@ -1,5 +1,17 @@
-"""Model registry: immutable versions with lineage, aliases such as ``champion``."""
+"""Model registry: immutable versions with lineage, aliases such as ``champion``.
 
+It owns the ``model_versions`` and ``model_aliases`` tables; others move an alias through
+:func:`move_alias` (in their own transaction) or :meth:`Registry.set_alias`.
+"""
+
+from inhouse.registry.aliases import move_alias, read_alias, read_aliases
 from inhouse.registry.store import ModelVersion, Registry, validate_model_name
 
-__all__ = ["ModelVersion", "Registry", "validate_model_name"]
+__all__ = [
+    "ModelVersion",
+    "Registry",
+    "move_alias",
+    "read_alias",
+    "read_aliases",
+    "validate_model_name",
+]

@@ -33,6 +33,7 @@ from inhouse.errors import (
     UnavailableError,
 )
 from inhouse.models import build_model
+from inhouse.registry.aliases import move_alias, read_alias, read_aliases, validate_alias
 from inhouse.registry.artifacts import (
     ENCRYPTED_SUFFIX,
     FILENAMES,
@@ -46,10 +47,9 @@ from inhouse.registry.lineage import (
     read_lineage_file,
     scrub_sql_lineage,
 )
-from inhouse.registry.records import AliasRecord, ModelVersionRecord
+from inhouse.registry.records import ModelVersionRecord
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-ALIAS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 def validate_model_name(name: str) -> str:
@@ -208,9 +208,9 @@ class Registry:
                 if latest is not None:
                     return int(latest)
             else:
-                alias = session.get(AliasRecord, (model, ref))
-                if alias is not None:
-                    return alias.version
+                aliased = read_alias(session, model, ref)
+                if aliased is not None:
+                    return aliased
         raise ModelNotFoundError(
             f"model {model!r} has no version {ref!r}; see `inhouse models list`"
         )
@@ -242,20 +242,15 @@ class Registry:
 
     def aliases(self, model: str) -> dict[str, int]:
         with session_scope(self.engine) as session:
-            rows = session.scalars(select(AliasRecord).where(AliasRecord.model == model)).all()
-            return {row.alias: row.version for row in rows}
+            return read_aliases(session, model)
 
     def set_alias(self, model: str, alias: str, version: int) -> None:
-        """Point ``alias`` at ``version`` (the version must exist)."""
-        if not ALIAS_NAME.fullmatch(alias) or alias == "latest":
-            raise InvalidInputError(f"invalid alias {alias!r}")
+        """Point ``alias`` at ``version`` (the version must exist) in a transaction of its own;
+        :func:`inhouse.registry.aliases.move_alias` moves one inside the caller's."""
+        validate_alias(alias)
         self.resolve(model, str(version))
         with session_scope(self.engine) as session:
-            record = session.get(AliasRecord, (model, alias))
-            if record is None:
-                session.add(AliasRecord(model=model, alias=alias, version=version))
-            else:
-                record.version = version
+            move_alias(session, model, alias, version)
 
     def full_lineage(self, info: ModelVersion) -> dict[str, Any]:
         """The whole lineage of ``info``, statistics of its training rows included.

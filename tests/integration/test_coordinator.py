@@ -19,7 +19,7 @@ from inhouse.config import Settings, load_settings
 from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
 from inhouse.coordinator.control import start
 from inhouse.data import read_rows
-from inhouse.db import get_engine
+from inhouse.schema import get_engine
 from tests.coordinator_setup import append_stream, kill_coordinator, make_champion
 from tests.digits_parent import Parent, train_parent
 from tests.pg_schema import drop_schema

@@ -11,9 +11,9 @@ from opacus.accountants import PRVAccountant
 from inhouse import services
 from inhouse.config import Settings, load_settings
 from inhouse.data import seed
-from inhouse.db import get_engine
 from inhouse.errors import BudgetExceededError, PermissionDeniedError
 from inhouse.privacy import PrivacyLedger
+from inhouse.schema import get_engine
 from jobs import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -98,7 +98,7 @@ def test_nccl_ddp_of_our_loop_with_encrypted_checkpoints(tmp_path: Path) -> None
 def test_ray_train_job_with_use_gpu(ray_cluster: object) -> None:
     from inhouse.config import Settings, load_settings
     from inhouse.data import seed
-    from inhouse.db import get_engine
+    from inhouse.schema import get_engine
     from jobs import train
 
     assert isinstance(ray_cluster, Settings)

@@ -20,15 +20,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from inhouse import services
 from inhouse.access import AccessService, IssuedToken
 from inhouse.access.records import TokenRecord
+from inhouse.canary import Canary
 from inhouse.config import Settings
 from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, Measured
-from inhouse.coordinator.canary import Canary
 from inhouse.coordinator.control import start
 from inhouse.coordinator.service import Coordinator
 from inhouse.data import read_rows, seed
-from inhouse.db import get_engine
 from inhouse.errors import NotFoundError
 from inhouse.models import MLPSpec, build_model
+from inhouse.schema import get_engine
 from inhouse.training import evaluate, train_one_epoch
 from serve.app import ServeArgs, build_app
 from tests.polling import wait_for

@@ -239,12 +239,9 @@ def test_a_text_canary_answers_its_share_and_its_traffic_is_counted(
     it beside the champion) and records both versions' requests for the coordinator."""
     import time
 
-    from sqlalchemy import delete
-
-    from inhouse.coordinator.canary import CanaryRecord
-    from inhouse.coordinator.traffic import read_traffic
+    from inhouse.canary import Canary, read_traffic, save_canary
     from inhouse.db import session_scope
-    from inhouse.registry.records import AliasRecord
+    from inhouse.registry import move_alias
     from tests.polling import wait_for
 
     registry, engine = services.registry(registered), services.engine(registered)
@@ -252,16 +249,7 @@ def test_a_text_canary_answers_its_share_and_its_traffic_is_counted(
     started = time.time()
     registry.set_alias(MODEL, "candidate", candidate)
     with session_scope(engine) as session:
-        session.add(
-            CanaryRecord(
-                model=MODEL,
-                version=candidate,
-                champion_version=champion,
-                share=0.5,
-                started_at=started,
-                ends_at=started + 600,
-            )
-        )
+        save_canary(session, MODEL, Canary(candidate, champion, 0.5, started, started + 600))
     answered: list[str] = []
 
     def both_answer() -> bool:
@@ -281,6 +269,5 @@ def test_a_text_canary_answers_its_share_and_its_traffic_is_counted(
         assert read_traffic(engine, MODEL, candidate, since=started).errors == 0
     finally:
         with session_scope(engine) as session:
-            session.execute(delete(CanaryRecord).where(CanaryRecord.model == MODEL))
-            aliases = AliasRecord.model == MODEL, AliasRecord.alias == "candidate"
-            session.execute(delete(AliasRecord).where(*aliases))
+            save_canary(session, MODEL, None)
+            move_alias(session, MODEL, "candidate", None)

@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inhouse.crypto import KeyRing
-from inhouse.db import get_engine
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import torch
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inhouse.crypto import KeyRing, read_header
-from inhouse.db import get_engine
 from inhouse.errors import CryptoError, IntegrityError, StorageError
 from inhouse.registry import ModelVersion, Registry
+from inhouse.schema import get_engine
 from inhouse.training import load_checkpoint, save_checkpoint
 from tests.reliability.helpers import register, tiny_model
 

@@ -21,9 +21,9 @@ from sqlalchemy import create_engine, text
 
 from inhouse.access import AccessService, RequestAuthorizer
 from inhouse.access.tokens import load_or_create_pepper
-from inhouse.db import get_engine
 from inhouse.errors import UnavailableError
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 from tests.polling import wait_for
 from tests.reliability.helpers import register
 

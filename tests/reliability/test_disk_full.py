@@ -21,9 +21,9 @@ import torch
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inhouse.crypto import KeyRing
-from inhouse.db import get_engine
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 
 LIMIT_BYTES = 256 * 1024
 BIG = MLPSpec(input_dim=64, hidden=[512, 512], num_classes=10).model_dump()  # ~1.2 MB of weights
@@ -32,7 +32,7 @@ CHILD = r"""
 import json, sys, torch
 from pathlib import Path
 from inhouse.crypto import KeyRing
-from inhouse.db import get_engine
+from inhouse.schema import get_engine
 from inhouse.errors import InhouseError
 from inhouse.models import build_model
 from inhouse.registry import Registry

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from inhouse.data import get_dataset, list_datasets
-from inhouse.db import get_engine
 from inhouse.errors import InhouseError, InvalidInputError, ModelNotFoundError
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 from tests.reliability.helpers import SPEC, register, tiny_model
 
 QUICK = settings(

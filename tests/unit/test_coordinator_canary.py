@@ -7,6 +7,14 @@ from pathlib import Path
 
 import torch
 
+from inhouse.canary import (
+    Canary,
+    Traffic,
+    TrafficCounter,
+    active_canaries,
+    read_traffic,
+    write_traffic,
+)
 from inhouse.coordinator import (
     CoordinatorSettings,
     CoordinatorState,
@@ -14,19 +22,12 @@ from inhouse.coordinator import (
     Observation,
     Policy,
 )
-from inhouse.coordinator.canary import (
-    Canary,
-    CanaryJudgement,
-    Feedback,
-    active_canaries,
-    judge_canary,
-)
+from inhouse.coordinator.canary import CanaryJudgement, Feedback, judge_canary
 from inhouse.coordinator.control import abort_canary, status
 from inhouse.coordinator.gate import GateResult
-from inhouse.coordinator.traffic import Traffic, TrafficCounter, read_traffic, write_traffic
-from inhouse.db import get_engine
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 
 SETTINGS = CoordinatorSettings(model="digits", canary_share=0.2, canary_window_s=60)
 CANARY = Canary(version=4, champion_version=2, share=0.2, started_at=1000.0, ends_at=1060.0)

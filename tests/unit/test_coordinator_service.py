@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from inhouse import services
+from inhouse.canary import Traffic, write_traffic
 from inhouse.cli.coordinator_cmd import add_coordinator_commands
 from inhouse.config import Settings, load_settings
 from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, Measured
 from inhouse.coordinator.control import request_retrain, start
 from inhouse.coordinator.service import Coordinator
-from inhouse.coordinator.traffic import Traffic, write_traffic
 from jobs.retrain import run_retrain, train_candidate
 from tests.coordinator_setup import append_stream, make_champion
 

@@ -10,10 +10,10 @@ import torch
 
 from inhouse.coordinator import CoordinatorState, CoordinatorStore, Event
 from inhouse.coordinator.control import rollback
-from inhouse.db import get_engine
 from inhouse.errors import ConflictError, NotFoundError
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 
 SPEC = MLPSpec(input_dim=4, hidden=[8], num_classes=3).model_dump()
 

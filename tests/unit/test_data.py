@@ -8,8 +8,8 @@ from sqlalchemy import insert
 
 from inhouse.data import append_rows, describe, read_rows, seed
 from inhouse.data.table import rows_table
-from inhouse.db import get_engine
 from inhouse.errors import DatasetNotFoundError, InvalidInputError
+from inhouse.schema import get_engine
 
 
 def test_seed_digits_is_idempotent_with_a_fixed_test_split(db_url: str) -> None:

@@ -9,7 +9,6 @@ import torch
 
 from inhouse.compress import CompressionSettings, compress
 from inhouse.crypto import KeyRing
-from inhouse.db import get_engine
 from inhouse.errors import InvalidInputError
 from inhouse.models.hf import import_model_dir
 from inhouse.models.lora import (
@@ -23,6 +22,7 @@ from inhouse.models.lora import (
 )
 from inhouse.models.text import classifier_from, encode_texts, predict_proba
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 TEXTS = [text for text, _ in make_rows(12, seed=1)]

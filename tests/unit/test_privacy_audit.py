@@ -18,12 +18,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from inhouse.data import create_dataset, read_rows
 from inhouse.data.store import validate_rows
-from inhouse.db import get_engine
 from inhouse.errors import InvalidInputError
 from inhouse.models import MLPSpec, build_mlp
 from inhouse.privacy import Mechanism, PrivacyLedger
 from inhouse.privacy.audit import audit_version, dp_bounds, membership_inference
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 from inhouse.training import train_one_epoch
 
 N = 150  # members and held-out rows: few enough rows that a non-DP MLP memorises them

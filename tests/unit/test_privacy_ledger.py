@@ -10,7 +10,6 @@ from opacus.accountants import PRVAccountant, RDPAccountant
 
 import inhouse.privacy.ledger as ledger_module
 from inhouse.data import create_dataset
-from inhouse.db import get_engine
 from inhouse.errors import (
     BudgetExceededError,
     ConflictError,
@@ -19,6 +18,7 @@ from inhouse.errors import (
     PermissionDeniedError,
 )
 from inhouse.privacy import Mechanism, PrivacyLedger, epsilon_of
+from inhouse.schema import get_engine
 
 DELTA = 1e-5
 RUN = Mechanism(1.1, 0.05, 120)

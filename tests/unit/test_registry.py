@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from inhouse.crypto import KeyRing
-from inhouse.db import get_engine
 from inhouse.errors import (
     CryptoError,
     IntegrityError,
@@ -18,6 +17,7 @@ from inhouse.errors import (
 )
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 
 SPEC = MLPSpec(input_dim=4, hidden=[8], num_classes=3).model_dump()
 

@@ -13,11 +13,11 @@ from opacus.accountants import PRVAccountant
 
 from inhouse.data import describe
 from inhouse.data.text_import import TextRows, import_text_csv
-from inhouse.db import get_engine
 from inhouse.errors import BudgetExceededError, ConfigError, PermissionDeniedError
 from inhouse.models.lora import lora_config, prepare_incremental
 from inhouse.models.text import classifier_from_dir
 from inhouse.privacy import PrivacyLedger
+from inhouse.schema import get_engine
 from inhouse.training.dp import make_private, plan_dp
 from inhouse.training.text import TextTrainOptions, evaluate_texts, train_epoch
 from inhouse.training.text_dp import (

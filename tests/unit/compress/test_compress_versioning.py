@@ -14,9 +14,9 @@ from inhouse.compress import CompressionSettings, GateSettings, compress
 from inhouse.compress.versioning import compress_version, probe_rows
 from inhouse.crypto import KeyRing
 from inhouse.data import read_rows, seed
-from inhouse.db import get_engine
 from inhouse.errors import InvalidInputError, ModelNotFoundError
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 from tests.digits_parent import Parent, train_parent
 
 MODEL = "digits"

@@ -20,10 +20,10 @@ from safetensors.torch import save
 
 from inhouse.crypto import KeyRing
 from inhouse.data import create_dataset
-from inhouse.db import get_engine
 from inhouse.errors import ConfigError, IntegrityError
 from inhouse.models import MLPSpec, build_model
 from inhouse.privacy import Mechanism, PrivacyLedger, epsilon_of
+from inhouse.schema import get_engine
 from inhouse.training import load_checkpoint, save_checkpoint
 from inhouse.training.dp import plan_dp
 from inhouse.training.private_run import PrivateRun

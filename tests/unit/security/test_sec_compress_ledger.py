@@ -26,10 +26,10 @@ from inhouse.compress import CompressionSettings, GateSettings
 from inhouse.compress.admission import flags_finetune, parent_privacy
 from inhouse.compress.versioning import compress_version
 from inhouse.data import read_rows, seed
-from inhouse.db import get_engine
 from inhouse.errors import InvalidInputError, PermissionDeniedError
 from inhouse.privacy import Mechanism, PrivacyLedger
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 from tests.digits_parent import Parent, train_parent
 
 MODEL = "digits"

@@ -16,11 +16,11 @@ import yaml
 
 from inhouse.cli import build_parser
 from inhouse.crypto import KeyRing, encrypt
-from inhouse.db import get_engine
 from inhouse.errors import IntegrityError
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
 from inhouse.registry.artifacts import encode
+from inhouse.schema import get_engine
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = MLPSpec(input_dim=4, hidden=[8], num_classes=3).model_dump()

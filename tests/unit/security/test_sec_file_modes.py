@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from inhouse.cli import main
-from inhouse.db import get_engine
 from inhouse.errors import ConfigError
+from inhouse.schema import get_engine
 
 
 @pytest.fixture(autouse=True)

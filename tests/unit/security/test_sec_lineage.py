@@ -22,12 +22,13 @@ from sqlalchemy import select
 from inhouse import services
 from inhouse.cli import main
 from inhouse.config import Settings, load_settings
-from inhouse.db import get_engine, session_scope
+from inhouse.db import session_scope
 from inhouse.errors import PermissionDeniedError
 from inhouse.explain.request import mean_is_public, run_explanation, server_limits
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import ModelVersion, Registry
 from inhouse.registry.records import ModelVersionRecord
+from inhouse.schema import get_engine
 
 SPEC = MLPSpec(input_dim=4, hidden=[8], num_classes=3).model_dump()
 IMPORTANCE = {"feature_names": ["a", "b", "c", "d"], "importance": [0.4, 0.3, 0.2, 0.1]}

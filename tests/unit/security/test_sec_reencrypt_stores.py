@@ -13,9 +13,9 @@ import torch
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inhouse.crypto import KeyRing, find_artifacts, read_header, rotate, usage_checker
-from inhouse.db import get_engine
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
+from inhouse.schema import get_engine
 from inhouse.training.checkpoint import load_checkpoint, save_checkpoint
 
 SPEC = MLPSpec(input_dim=4, hidden=[8], num_classes=3).model_dump()

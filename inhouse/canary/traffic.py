@@ -3,7 +3,9 @@ version, flushed to the database every second so the coordinator can judge a can
 
 The ingress counts only while a canary of the model is active (:class:`TrafficCounter`); each
 flush appends one row per (model, version) with the deltas, so several ingress replicas add
-up. :func:`read_traffic` sums the rows of one version since the canary started.
+up. :func:`read_traffic` sums the rows of one version since the canary started. This module
+owns the ``canary_traffic`` table: the ingress writes it through :func:`write_traffic`, the
+coordinator reads it through :func:`read_traffic`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import JSON, BigInteger, Engine, Float, Integer, String, select
+from sqlalchemy import JSON, Engine, Float, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from inhouse.db import Base, session_scope
+from inhouse.db import Base, BigId, session_scope
 
-TrafficId = BigInteger().with_variant(Integer(), "sqlite")
 # Upper edges of the latency buckets in milliseconds; the last bucket is everything above.
 LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
@@ -28,7 +29,7 @@ class TrafficRecord(Base):
 
     __tablename__ = "canary_traffic"
 
-    id: Mapped[int] = mapped_column(TrafficId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(String(64), index=True)
     version: Mapped[int] = mapped_column(Integer)
     at: Mapped[float] = mapped_column(Float, index=True)
