@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from inhouse import services
-from inhouse.cli.coordinator_cmd import add_coordinator_commands
+from inhouse.cli.coordinator_cmd import add_parser as add_coordinator_commands
 from inhouse.config import Settings, load_settings
 from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, Measured
 from inhouse.coordinator.control import request_retrain, start
