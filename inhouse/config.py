@@ -270,13 +270,36 @@ class Settings(BaseSettings):
         return self.home / "ray_auth_token"
 
 
+# The command line's flag prefix of each section that has flags (``--serve-port``); the
+# training flags of ``inhouse train|tune|demo`` have none. Other sections have no flags.
+FLAG_PREFIXES: dict[str, str] = {"ray": "ray_", "serve": "serve_", "train": ""}
+_TOP_LEVEL_FLAGS = ("home", "database_url")
+
+
+def _flag(loc: tuple[int | str, ...]) -> str | None:
+    """The ``inhouse`` flag that sets the field at ``loc``, or None when no flag does."""
+    name: str | None = None
+    if len(loc) == 1 and loc[0] in _TOP_LEVEL_FLAGS:
+        name = str(loc[0])
+    elif len(loc) >= 2 and str(loc[0]) in FLAG_PREFIXES:
+        section = Settings.model_fields[str(loc[0])].annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            if str(loc[1]) in section.model_fields:
+                name = FLAG_PREFIXES[str(loc[0])] + str(loc[1])
+    return None if name is None else "--" + name.replace("_", "-")
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "settings"
-        env = "INHOUSE_" + "__".join(str(p) for p in err["loc"]).upper()
-        flag = "--" + str(err["loc"][-1]).replace("_", "-") if err["loc"] else "--config"
-        parts.append(f"{field}: {err['msg']} (set it with {flag} or {env})")
+        if not err["loc"]:
+            parts.append(f"{field}: {err['msg']} (check --config or INHOUSE_CONFIG)")
+            continue
+        env = "INHOUSE_" + "__".join(str(p) for p in err["loc"][:2]).upper()
+        flag = _flag(err["loc"])
+        where = f"{flag} or {env}" if flag else env
+        parts.append(f"{field}: {err['msg']} (set it with {where})")
     return "invalid settings: " + "; ".join(parts)
 
 

@@ -16,9 +16,6 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from inhouse.atomic import atomic_write_bytes
 from inhouse.errors import ConfigError
 from inhouse.private_paths import check_trusted_file, secure_dir
@@ -28,6 +25,9 @@ SECRET_QUERY_WORDS = ("password", "passwd", "secret", "token")
 
 def has_secret(url: str) -> bool:
     """Whether ``url`` carries a password or a secret-looking query parameter."""
+    from sqlalchemy.engine import make_url  # not at import: ``inhouse --help`` reads settings
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:

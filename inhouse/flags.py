@@ -18,14 +18,27 @@ def _scalar_type(annotation: Any) -> Any:
 
 
 def add_section_flags(
-    parser: argparse.ArgumentParser, section: type[BaseModel], *, prefix: str = ""
+    parser: argparse.ArgumentParser,
+    section: type[BaseModel],
+    *,
+    prefix: str = "",
+    suppress: bool = False,
 ) -> None:
-    """Add ``--<prefix><field>`` for every field of ``section`` (default: leave unset)."""
+    """Add ``--<prefix><field>`` for every field of ``section`` (default: leave unset).
+
+    Args:
+        parser: where the flags go.
+        section: the settings model whose fields become flags.
+        prefix: prepended to each field name (``serve_`` gives ``--serve-port``).
+        suppress: a copy of flags documented elsewhere: no attribute unless given (so it
+            does not mask the same flag given earlier) and no line in ``--help``.
+    """
+    unset = argparse.SUPPRESS if suppress else None
     for name, field in section.model_fields.items():
         flag = "--" + (prefix + name).replace("_", "-")
         help_text = (field.description or name.replace("_", " ")).rstrip(".")
         default = field.get_default(call_default_factory=True)
-        help_text += f" (default: {default})"
+        help_text = argparse.SUPPRESS if suppress else f"{help_text} (default: {default})"
         dest = (prefix + name).replace("-", "_")
         kind = _scalar_type(field.annotation)
         if kind is bool:
@@ -33,7 +46,7 @@ def add_section_flags(
                 flag,
                 dest=dest,
                 action=argparse.BooleanOptionalAction,
-                default=None,
+                default=unset,
                 help=help_text,
             )
         elif get_origin(kind) is list:
@@ -43,7 +56,7 @@ def add_section_flags(
                 dest=dest,
                 type=item,
                 nargs="+",
-                default=None,
+                default=unset,
                 help=help_text,
                 metavar=name.upper(),
             )
@@ -52,7 +65,7 @@ def add_section_flags(
                 flag,
                 dest=dest,
                 type=kind if kind in (int, float, str) else str,
-                default=None,
+                default=unset,
                 help=help_text,
                 metavar=name.upper(),
             )

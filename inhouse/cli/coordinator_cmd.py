@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from inhouse.cli.auth import authorize
+from inhouse.cli.parser import leaf
 from inhouse.config import Settings
 from inhouse.coordinator import control
 from inhouse.coordinator.settings import CoordinatorSettings
@@ -86,12 +88,6 @@ def _connect(settings: Settings) -> None:
         )
 
 
-def _authorize(settings: Settings, action: str, model: str, detail: str) -> None:
-    from inhouse.cli.commands import authorize
-
-    authorize(settings, action=action, resource=model, detail=detail)
-
-
 def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
     values: dict[str, Any] = {"model": args.model}
     for field, _type, _help in _START_FLAGS.values():
@@ -103,7 +99,7 @@ def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
     if args.dp:
         values["dp"] = True
     cs = CoordinatorSettings.parse(values)
-    _authorize(settings, "train:submit", args.model, "coordinator start")
+    authorize(settings, action="train:submit", resource=args.model, detail="coordinator start")
     from inhouse import services
 
     state = control.start(services.registry(settings), cs)
@@ -143,7 +139,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse import services
 
-    _authorize(settings, "train:submit", args.model, "coordinator stop")
+    authorize(settings, action="train:submit", resource=args.model, detail="coordinator stop")
     state = control.stop(services.engine(settings), args.model)
     _connect(settings)
     import ray
@@ -160,7 +156,7 @@ def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_retrain(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse import services
 
-    _authorize(settings, "train:submit", args.model, "manual retrain")
+    authorize(settings, action="train:submit", resource=args.model, detail="manual retrain")
     request = control.request_retrain(services.engine(settings), args.model)
     try:
         _connect(settings)
@@ -178,7 +174,7 @@ def cmd_retrain(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse import services
 
-    _authorize(settings, "model:deploy", args.model, "rollback")
+    authorize(settings, action="model:deploy", resource=args.model, detail="rollback")
     engine = services.engine(settings)
     aborted = control.abort_canary(engine, args.model, actor="cli")
     if aborted is not None:
@@ -190,13 +186,12 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _leaf(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    parser.set_defaults(handler=handler)
+    parser = leaf(sub, name, handler, help_text)
     parser.add_argument("model", help="registry model name")
     return parser
 
 
-def add_coordinator_commands(commands: Any) -> None:
+def add_parser(commands: Any) -> None:
     """Register ``coordinator …``, ``retrain`` and ``rollback`` on the ``inhouse`` sub-parsers."""
     help_text = "keep a model up to date from its data stream (retrain, gate, promote)"
     group = commands.add_parser("coordinator", help=help_text, description=help_text)

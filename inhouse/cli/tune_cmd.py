@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from inhouse.cli.parser import leaf
 from inhouse.config import Settings, TrainSettings
 from inhouse.flags import add_section_flags, section_overrides
 from inhouse.training.tune_settings import TuneSettings
@@ -35,13 +36,10 @@ def tune_args(settings: Settings, tune: TuneSettings) -> list[str]:
     return argv
 
 
-def add_tune_command(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tune`` on the ``inhouse`` sub-command parsers; returns its parser."""
     help_text = "search hyperparameters (Ray Tune, ASHA) and register the best trial"
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "tune", help=help_text, description=help_text
-    )
-    parser.set_defaults(handler=cmd_tune)
+    parser = leaf(subparsers, "tune", cmd_tune, help_text)
     add_section_flags(parser, TrainSettings)
     add_section_flags(parser, TuneSettings)
     return parser
@@ -49,7 +47,7 @@ def add_tune_command(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_tune(settings: Settings, args: argparse.Namespace) -> int:
     """Submit ``jobs.tune`` to the cluster, follow it and print the best trial."""
-    from inhouse.cli.commands import authorize
+    from inhouse.cli.auth import authorize
     from inhouse.cli.ray_ops import run_job
 
     tune = TuneSettings(**section_overrides(args, TuneSettings))

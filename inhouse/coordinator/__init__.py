@@ -2,13 +2,41 @@
 
 The detached Ray actor (``actors/coordinator.py``) only wires :class:`Coordinator` to Ray; the
 incremental retrain itself is ``jobs/retrain.py``.
+
+The names below are imported on first use: every database open registers the state tables
+(:mod:`inhouse.coordinator.state`), and that must not load numpy for the drift tests.
 """
 
-from inhouse.coordinator.decide import Decision, Policy, backoff_s, run_id
-from inhouse.coordinator.gate import GateResult, Measured, judge
-from inhouse.coordinator.settings import CoordinatorSettings
-from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
-from inhouse.coordinator.triggers import Drift, Observation, drift, fired, ks, psi
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from inhouse.coordinator.decide import Decision, Policy, backoff_s, run_id
+    from inhouse.coordinator.gate import GateResult, Measured, judge
+    from inhouse.coordinator.settings import CoordinatorSettings
+    from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
+    from inhouse.coordinator.triggers import Drift, Observation, drift, fired, ks, psi
+
+# No name here is also a submodule's: importing a submodule binds it on this package.
+_WHERE = {
+    **dict.fromkeys(("Decision", "Policy", "backoff_s", "run_id"), "inhouse.coordinator.decide"),
+    **dict.fromkeys(("GateResult", "Measured", "judge"), "inhouse.coordinator.gate"),
+    "CoordinatorSettings": "inhouse.coordinator.settings",
+    **dict.fromkeys(("CoordinatorState", "CoordinatorStore", "Event"), "inhouse.coordinator.state"),
+    **dict.fromkeys(
+        ("Drift", "Observation", "drift", "fired", "ks", "psi"), "inhouse.coordinator.triggers"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inhouse.coordinator' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "CoordinatorSettings",

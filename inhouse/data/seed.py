@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits
-from sklearn.model_selection import train_test_split
 from sqlalchemy import Engine
 
 from inhouse.data.store import DatasetInfo, create_dataset, describe, validate_rows
 from inhouse.data.table import DatasetRecord
 from inhouse.db import session_scope
 from inhouse.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -27,7 +28,13 @@ class _Source:
     description: str
 
 
+# numpy and scikit-learn are imported by the functions that need them: opening a database
+# imports this package (its tables), and that must stay fast.
+
+
 def _digits() -> _Source:
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     names = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
     classes = [str(d) for d in range(10)]
@@ -35,6 +42,8 @@ def _digits() -> _Source:
 
 
 def _breast_cancer() -> _Source:
+    from sklearn.datasets import load_breast_cancer
+
     bunch = load_breast_cancer()
     names = [str(n).replace(" ", "_") for n in bunch.feature_names]
     classes = [str(c) for c in bunch.target_names]
@@ -57,6 +66,9 @@ def seed(engine: Engine, name: str) -> tuple[DatasetInfo, bool]:
         exists = session.get(DatasetRecord, name) is not None
     if exists:
         return describe(engine, name), False
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
     source = BUILTIN[name]()
     train_idx, test_idx = train_test_split(
         np.arange(len(source.labels)),

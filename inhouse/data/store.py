@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
 
 from inhouse.data.table import DatasetRecord, rows_table, validate_name
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, DatasetNotFoundError, InvalidInputError
+
+if TYPE_CHECKING:  # read_rows imports it: the metadata readers do not need torch
+    import torch
 
 MAX_APPEND_ROWS = 1_000_000
 
@@ -190,6 +192,8 @@ def read_rows(
     up_to_id: int | None = None,
 ) -> Rows:
     """Read rows with ``after_id < id <= up_to_id`` (both optional), ordered by id."""
+    import torch
+
     record = get_dataset(engine, name)
     if record.kind != "tabular":
         raise InvalidInputError(

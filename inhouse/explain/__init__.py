@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     )
 
 # Imported on first use: Captum, matplotlib and friends cost seconds, and the CLI
-# builds its parser from inhouse.explain.cli without needing them. The module of
+# builds its parser from inhouse.cli.explain_cmd without needing them. The module of
 # ``global_importance`` is ``importance``, not ``global_importance``: importing a submodule
 # binds it as an attribute of this package, which would shadow the function of that name.
 _WHERE = {

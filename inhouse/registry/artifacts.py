@@ -11,16 +11,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from inhouse.crypto import KeyRing, decrypt_file, encrypt
 from inhouse.crypto.envelope import encrypt_to
 from inhouse.errors import IntegrityError, InvalidInputError, StorageError
-from inhouse.models import build_model
+
+if TYPE_CHECKING:  # torch is imported by the functions that touch weights, so that reading
+    from torch import nn  # the registry's metadata (``inhouse models list``) does not load it
 
 FILENAMES = {"safetensors": "weights.safetensors", "compressed": "model.compressed"}
 ENCRYPTED_SUFFIX = ".enc"
@@ -39,6 +37,8 @@ class StoredArtifact:
 def serialize(module: nn.Module, *, fmt: str) -> tuple[bytes, str]:
     """The plaintext bytes of ``module`` in ``fmt`` and their SHA-256 (hex)."""
     if fmt == "safetensors":
+        from safetensors.torch import save as save_safetensors
+
         state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
         plain = save_safetensors(state)
     elif fmt == "compressed":
@@ -121,6 +121,10 @@ def decode(
         raise StorageError(f"{model} v{version}: {path.name} is missing") from None
     if hashlib.sha256(data).hexdigest() != sha256:
         raise IntegrityError(f"weights of {model} v{version} do not match their hash")
+    from safetensors.torch import load as load_safetensors
+
+    from inhouse.models import build_model
+
     if fmt == "compressed":
         from inhouse.compress import load_compressed
 

@@ -16,11 +16,10 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
-from torch import nn
 
 from inhouse.atomic import atomic_directory
 from inhouse.crypto import KeyRing, encrypt
@@ -32,7 +31,6 @@ from inhouse.errors import (
     StorageError,
     UnavailableError,
 )
-from inhouse.models import build_model
 from inhouse.registry.aliases import move_alias, read_alias, read_aliases, validate_alias
 from inhouse.registry.artifacts import (
     ENCRYPTED_SUFFIX,
@@ -48,6 +46,9 @@ from inhouse.registry.lineage import (
     scrub_sql_lineage,
 )
 from inhouse.registry.records import ModelVersionRecord
+
+if TYPE_CHECKING:  # reading metadata (``inhouse models list``) does not load torch
+    from torch import nn
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -123,6 +124,8 @@ class Registry:
         """Store ``module`` as a new immutable version; returns it with its number (1, 2, ...)."""
         validate_model_name(model)
         if fmt == "safetensors":
+            from inhouse.models import build_model
+
             build_model(spec).load_state_dict(module.state_dict())  # weights must fit the spec
         for _attempt in range(5):
             version = self._next_version(model)

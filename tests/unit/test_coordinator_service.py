@@ -14,7 +14,7 @@ import pytest
 
 from inhouse import services
 from inhouse.canary import Traffic, write_traffic
-from inhouse.cli.coordinator_cmd import add_coordinator_commands
+from inhouse.cli.coordinator_cmd import add_parser as add_coordinator_commands
 from inhouse.config import Settings, load_settings
 from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, Measured
 from inhouse.coordinator.control import request_retrain, start

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from inhouse.cli.import_cmd import add_text_commands
 from inhouse.data import describe
 from inhouse.data.text_import import append_text_rows, import_text_csv, read_text_rows
 from inhouse.errors import ConflictError, InvalidInputError
-from inhouse.models.cli import add_text_commands
 from inhouse.schema import get_engine
 from tests.hf_tiny import CLASSES, make_rows, write_csv
 

@@ -16,13 +16,13 @@ from opacus import PrivacyEngine
 from torch.utils.data import DataLoader, TensorDataset
 
 from inhouse import services
-from inhouse.access.cli import local_actor
+from inhouse.cli.auth import local_actor
+from inhouse.cli.privacy_cmd import add_parser as add_privacy_commands
 from inhouse.config import Settings, load_settings
 from inhouse.data import read_rows, seed
 from inhouse.errors import InvalidInputError, PermissionDeniedError
 from inhouse.models import MLPSpec, build_mlp
 from inhouse.privacy import Mechanism, PrivacyLedger
-from inhouse.privacy.cli import add_privacy_commands
 from inhouse.training import train_one_epoch
 
 DATASET = "breast_cancer"

@@ -13,7 +13,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from inhouse.access import AccessService
-from inhouse.access.cli import add_access_commands, local_actor, run_access
+from inhouse.cli.access_cmd import add_parser as add_access_commands
+from inhouse.cli.access_cmd import run_access
+from inhouse.cli.auth import local_actor
 from inhouse.errors import AuthenticationError, PermissionDeniedError
 
 Runner = Callable[..., tuple[int, str]]

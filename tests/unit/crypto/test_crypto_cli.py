@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from inhouse.cli.keys_cmd import main
 from inhouse.crypto import KEY_DIR_ENV, KeyRing, decrypt_file, encrypt_file, read_header
-from inhouse.crypto.cli import main
 
 
 @pytest.fixture(autouse=True)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from inhouse.cli.explain_cmd import add_parser as add_explain_command
+from inhouse.cli.explain_cmd import cmd_explain, run_explain
 from inhouse.config import load_settings
 from inhouse.data import read_rows, seed
 from inhouse.explain import PNG_MAGIC
-from inhouse.explain.cli import add_explain_command, cmd_explain, run_explain
 from inhouse.models import MLPSpec, build_model
 from inhouse.registry import Registry
 from inhouse.schema import get_engine

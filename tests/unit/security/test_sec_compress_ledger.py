@@ -20,7 +20,7 @@ import pytest
 import torch
 from sqlalchemy import Engine
 
-import inhouse.cli.commands as commands
+import inhouse.cli.jobs_cmd as commands
 import inhouse.compress.versioning as versioning
 from inhouse.compress import CompressionSettings, GateSettings
 from inhouse.compress.admission import flags_finetune, parent_privacy

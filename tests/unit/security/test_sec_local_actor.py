@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from inhouse import services
-from inhouse.access.cli import local_actor
 from inhouse.cli import main
+from inhouse.cli.auth import local_actor
 from inhouse.config import load_settings
 
 SPOOFED = "mallory-as-alice"

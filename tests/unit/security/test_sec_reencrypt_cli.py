@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inhouse.cli import build_parser
 from inhouse.cli import main as inhouse_main
+from inhouse.cli.keys_cmd import main
 from inhouse.crypto import KeyRing, decrypt_file, encrypt_file, key_usage, read_header
-from inhouse.crypto.cli import main
 
 DATA = {"a": os.urandom(150), "b": os.urandom(90)}
 

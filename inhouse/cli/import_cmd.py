@@ -1,7 +1,9 @@
-"""CLI for text models: ``inhouse models import <dir>`` and ``inhouse data import --csv``.
+"""Text models and data from files: ``inhouse models import <dir>``, ``data import --csv``.
 
-:func:`add_text_commands` mounts both on the ``inhouse`` parser (under the existing ``models``
-and ``data`` groups when they exist); handlers take ``(settings, args)`` like every command.
+:mod:`inhouse.cli.models_cmd` and :mod:`inhouse.cli.data_cmd` mount them with
+:func:`add_models_import` and :func:`add_data_import`; :func:`add_text_commands` mounts both on
+a parser's ``models`` and ``data`` groups (created when absent). Handlers take
+``(settings, args)`` like every command.
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from inhouse.cli.auth import authorize
 from inhouse.config import Settings
 
 
 def cmd_models_import(settings: Settings, args: argparse.Namespace) -> int:
     """Copy a local Hugging Face model directory into the registry (encrypted with a key ring)."""
     from inhouse import services
-    from inhouse.cli.commands import authorize
     from inhouse.console import step
     from inhouse.models.hf import check_model_dir, import_model_dir
 
@@ -35,7 +37,6 @@ def cmd_models_import(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_data_import(settings: Settings, args: argparse.Namespace) -> int:
     """Create a text data set from a CSV (and optionally a test CSV and a class list)."""
     from inhouse import services
-    from inhouse.cli.commands import authorize
     from inhouse.console import step
     from inhouse.data import describe
     from inhouse.data.text_import import import_text_csv, read_class_names
@@ -86,17 +87,24 @@ def _group(commands: Any, name: str, help_text: str) -> Any:
 
 def add_text_commands(commands: Any) -> None:
     """Mount ``models import`` and ``data import`` on the ``inhouse`` sub-command parsers."""
-    models = _group(commands, "models", "the model registry")
+    add_models_import(_group(commands, "models", "the model registry"))
+    add_data_import(_group(commands, "data", "data sets (SQL tables)"))
+
+
+def add_models_import(actions: Any) -> None:
+    """Register ``import`` on the actions of the ``models`` group."""
     text = "copy a local Hugging Face model directory into the registry (offline, no remote code)"
-    imp = models.add_parser("import", help=text, description=text)
+    imp = actions.add_parser("import", help=text, description=text)
     imp.set_defaults(handler=cmd_models_import)
     imp.add_argument("directory", help="config.json + model.safetensors + tokenizer files")
     imp.add_argument("--name", required=True, help="registry model name")
     imp.add_argument("--max-length", type=int, default=128, help="tokens per text (default 128)")
 
-    data = _group(commands, "data", "data sets (SQL tables)")
+
+def add_data_import(actions: Any) -> None:
+    """Register ``import`` on the actions of the ``data`` group."""
     text = "create a text data set from a CSV file (one row per text, with its label)"
-    dimp = data.add_parser("import", help=text, description=text)
+    dimp = actions.add_parser("import", help=text, description=text)
     dimp.set_defaults(handler=cmd_data_import)
     dimp.add_argument("--csv", required=True, help="training CSV with a header row")
     dimp.add_argument("--name", required=True, help="data set name")
@@ -114,4 +122,10 @@ def add_text_commands(commands: Any) -> None:
     )
 
 
-__all__ = ["add_text_commands", "cmd_data_import", "cmd_models_import"]
+__all__ = [
+    "add_data_import",
+    "add_models_import",
+    "add_text_commands",
+    "cmd_data_import",
+    "cmd_models_import",
+]

@@ -1,24 +1,49 @@
-"""``make demo``: the whole journey on the embedded default, then a summary of where things are.
+"""``inhouse demo`` (``make demo``): the whole journey on the embedded default, then a summary.
 
 cluster up → seed digits (SQLite) → train as a Ray job (DDP) → register → deploy on Serve →
-a few real predictions over HTTP → (second act, :mod:`inhouse.demo_retrain`) the coordinator
+a few real predictions over HTTP → (second act, :mod:`inhouse.cli.demo_retrain`) the coordinator
 retrains on new rows and promotes by canary → summary. Every step is idempotent, so rerunning
 works.
 """
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
+
 from inhouse import local_cluster, services
+from inhouse.cli.auth import authorize
+from inhouse.cli.parser import leaf
+from inhouse.cli.ray_ops import deploy, run_job, train_args
 from inhouse.client import predict_rows
-from inhouse.config import Settings
+from inhouse.config import Settings, TrainSettings
 from inhouse.console import step
-from inhouse.data import seed
+from inhouse.flags import add_section_flags
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``demo`` on the ``inhouse`` sub-parsers."""
+    demo = leaf(
+        commands,
+        "demo",
+        cmd_demo,
+        "the whole journey: cluster, data, train, serve, then new rows retrained and promoted",
+    )
+    add_section_flags(demo, TrainSettings)
+    demo.add_argument(
+        "--no-retrain-act",
+        action="store_true",
+        help="stop after serving (skip the coordinator retraining on new rows)",
+    )
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    return run_demo(settings, epochs=settings.train.epochs, retrain_act=not args.no_retrain_act)
 
 
 def run_demo(settings: Settings, *, epochs: int, retrain_act: bool = True) -> int:
     """Run every step (the coordinator's act unless ``retrain_act`` is off); print a summary."""
-    from inhouse.cli.commands import authorize
-    from inhouse.cli.ray_ops import deploy, run_job, train_args
+    from inhouse.data import seed
 
     with step("1/7 local Ray cluster (token auth, dashboard on 127.0.0.1)"):
         started = local_cluster.start(settings)
@@ -47,7 +72,7 @@ def run_demo(settings: Settings, *, epochs: int, retrain_act: bool = True) -> in
     serve_url = settings.serve_url
     act = None
     if retrain_act:
-        from inhouse.demo_retrain import run_retrain_act
+        from inhouse.cli.demo_retrain import run_retrain_act
 
         act = run_retrain_act(settings, result["model"], dataset=settings.train.dataset)
     print()

@@ -1,7 +1,8 @@
 """``inhouse keys init|rotate|rewrap|reencrypt|list|retire``: the master key ring from the CLI.
 
-``inhouse/cli.py`` mounts this with :func:`add_keys_command` and dispatches to :func:`run_keys`;
-``python -m inhouse.crypto.cli keys …`` runs it on its own. The ring lives in ``--key-dir``,
+:func:`add_parser` registers ``keys``; ``inhouse`` calls :func:`cmd_keys`, which checks the
+caller and fills in the state directory's defaults, then :func:`run_keys`.
+``python -m inhouse.cli.keys_cmd keys …`` runs it on its own. The ring lives in ``--key-dir``,
 else ``$INHOUSE_KEY_DIR``, else the default the caller passes.
 """
 
@@ -13,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from inhouse.crypto.keyring import KEY_DIR_ENV, KeyRing
 from inhouse.crypto.manifest import KeyState
@@ -27,8 +28,11 @@ from inhouse.crypto.rotation import (
 )
 from inhouse.errors import ConfigError, InhouseError
 
+if TYPE_CHECKING:
+    from inhouse.config import Settings
 
-def add_keys_command(
+
+def add_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     *,
     default_key_dir: str | None = None,
@@ -40,7 +44,7 @@ def add_keys_command(
         default=None,
         help=f"key ring directory (default: ${KEY_DIR_ENV}, else {default_key_dir or 'none'})",
     )
-    keys.set_defaults(default_key_dir=default_key_dir)
+    keys.set_defaults(default_key_dir=default_key_dir, handler=cmd_keys)
     actions = keys.add_subparsers(dest="keys_action", required=True)
     actions.add_parser("init", help="create the key ring and its first key (idempotent)")
     rot = actions.add_parser(
@@ -73,7 +77,7 @@ def add_keys_command(
         epilog=WHICH_ROTATION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    rew.add_argument("paths", nargs="+", metavar="PATH")
+    rew.add_argument("paths", nargs="+", metavar="PATH", help="artifact files or directories")
     ree = actions.add_parser(
         "reencrypt",
         help="re-encrypt artifacts under fresh data keys and the active key "
@@ -81,11 +85,16 @@ def add_keys_command(
         epilog=WHICH_ROTATION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ree.add_argument("paths", nargs="*", metavar="PATH")
+    ree.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="artifact files or directories (default: the registry and runs directories)",
+    )
     lst = actions.add_parser("list", help="list keys with their state and fingerprint")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ret = actions.add_parser("retire", help="delete a decrypt-only key no artifact uses")
-    ret.add_argument("key_id")
+    ret.add_argument("key_id", help="the key's id, as `keys list` shows it (mk-...)")
     group = ret.add_mutually_exclusive_group(required=True)
     group.add_argument(
         "--artifacts",
@@ -112,6 +121,24 @@ which to use:
                      retire the old key: `keys retire OLD_ID --artifacts PATH ...`.
   Without PATH, `inhouse keys rotate` covers its registry and runs directories.
 """
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """``inhouse keys …`` on the state directory's key ring; no paths: every artifact we wrote."""
+    from inhouse.cli.auth import authorize
+
+    args.default_key_dir = str(settings.key_dir)
+    if args.keys_action != "list":
+        authorize(settings, action="keys:admin", resource="*", detail=f"keys {args.keys_action}")
+    # Without paths, cover every artifact we wrote: registry versions and training checkpoints.
+    ours = [str(p) for p in (settings.registry_dir, settings.runs_dir) if p.exists()]
+    if args.keys_action == "rotate" and args.reencrypt is not None:
+        args.reencrypt = args.reencrypt or ours
+    elif args.keys_action == "rotate" and not args.rewrap:
+        args.rewrap = ours
+    elif args.keys_action == "reencrypt" and not args.paths:
+        args.paths = ours
+    return run_keys(args)
 
 
 def _ring(args: argparse.Namespace) -> KeyRing:
@@ -254,9 +281,9 @@ def _print_list(ring: KeyRing, *, as_json: bool, out: TextIO) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m inhouse.crypto.cli keys …``."""
+    """Stand-alone entry point: ``python -m inhouse.cli.keys_cmd keys …``."""
     parser = argparse.ArgumentParser(prog="inhouse")
-    add_keys_command(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     return run_keys(parser.parse_args(argv))
 
 

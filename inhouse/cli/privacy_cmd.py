@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from inhouse.cli.auth import authorize
+from inhouse.cli.parser import leaf
 from inhouse.config import Settings
 from inhouse.errors import InvalidInputError
 
@@ -37,13 +38,7 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
-def _cmd(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    parser.set_defaults(handler=handler)
-    return parser
-
-
-def add_privacy_commands(commands: Any) -> argparse.ArgumentParser:
+def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Register ``privacy`` and its sub-commands on the ``inhouse`` sub-parsers; returns it.
 
     Each leaf sets ``handler(settings, args) -> exit code``.
@@ -56,7 +51,7 @@ def add_privacy_commands(commands: Any) -> argparse.ArgumentParser:
 
     budget = acts.add_parser("budget", help="set or show data sets' (ε, δ) budgets")
     budget_acts = budget.add_subparsers(dest="budget_action", required=True, metavar="ACTION")
-    set_ = _cmd(budget_acts, "set", cmd_budget_set, "set a data set's budget (admin)")
+    set_ = leaf(budget_acts, "set", cmd_budget_set, "set a data set's budget (admin)")
     set_.add_argument("dataset", help="data set name")
     set_.add_argument("--epsilon", type=_float, required=True, help="total ε the data set allows")
     set_.add_argument(
@@ -68,11 +63,11 @@ def add_privacy_commands(commands: Any) -> argparse.ArgumentParser:
         default="prv",
         help="how runs compose: prv (tight, default) or rdp",
     )
-    show = _cmd(budget_acts, "show", cmd_budget_show, "budgets with what is spent and left")
+    show = leaf(budget_acts, "show", cmd_budget_show, "budgets with what is spent and left")
     show.add_argument("dataset", nargs="?", help="one data set (default: all)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    allow = _cmd(
+    allow = leaf(
         acts,
         "allow-non-dp",
         cmd_allow_non_dp,
@@ -82,15 +77,15 @@ def add_privacy_commands(commands: Any) -> argparse.ArgumentParser:
     allow.add_argument("--reason", help="why (recorded with every such run; required)")
     allow.add_argument("--revoke", action="store_true", help="withdraw the exemption instead")
 
-    refund = _cmd(acts, "refund", cmd_refund, "stop counting a reserved or failed charge (admin)")
+    refund = leaf(acts, "refund", cmd_refund, "stop counting a reserved or failed charge (admin)")
     refund.add_argument("charge_id", type=int, metavar="CHARGE-ID", help="id from the report")
     refund.add_argument("--reason", required=True, help="why (recorded)")
 
-    report = _cmd(acts, "report", cmd_report, "per data set: spent, by which versions, left")
+    report = leaf(acts, "report", cmd_report, "per data set: spent, by which versions, left")
     report.add_argument("dataset", nargs="?", help="one data set (default: all)")
     report.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
-    audit = _cmd(
+    audit = leaf(
         acts,
         "audit",
         cmd_audit,
@@ -101,25 +96,6 @@ def add_privacy_commands(commands: Any) -> argparse.ArgumentParser:
     audit.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     audit.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return privacy
-
-
-def _authorize(settings: Settings, *, action: str, resource: str, detail: str) -> str:
-    """Check and audit like ``inhouse.cli.commands.authorize``; returns who acts."""
-    from inhouse import services
-    from inhouse.access.cli import local_actor
-
-    service = services.access(settings)
-    token = os.environ.get("INHOUSE_TOKEN", "").strip()
-    if token:
-        principal = service.check(
-            f"Bearer {token}", action=action, resource=resource, request_id=None
-        )
-        return principal.name
-    actor = local_actor()
-    service.record(
-        principal=actor, action=action, resource=resource, outcome="allow", detail=detail
-    )
-    return actor
 
 
 def _ledger(settings: Settings) -> Any:
@@ -133,12 +109,12 @@ def _reports(settings: Settings, dataset: str | None, detail: str) -> list[Any]:
     ledger = _ledger(settings)
     reports = ledger.report(dataset)
     for report in reports:
-        _authorize(settings, action="data:read", resource=report.dataset, detail=detail)
+        authorize(settings, action="data:read", resource=report.dataset, detail=detail)
     return list(reports)
 
 
 def cmd_budget_set(settings: Settings, args: argparse.Namespace) -> int:
-    actor = _authorize(
+    actor = authorize(
         settings,
         action="privacy:admin",
         resource=args.dataset,
@@ -175,7 +151,7 @@ def cmd_allow_non_dp(settings: Settings, args: argparse.Namespace) -> int:
     if not args.revoke and not (args.reason or "").strip():
         raise InvalidInputError("say why with --reason: it is recorded with every non-DP run")
     verb = "revoke" if args.revoke else "allow"
-    actor = _authorize(
+    actor = authorize(
         settings,
         action="privacy:admin",
         resource=args.dataset,
@@ -194,7 +170,7 @@ def cmd_allow_non_dp(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_refund(settings: Settings, args: argparse.Namespace) -> int:
     ledger = _ledger(settings)
     charge = ledger.charge(args.charge_id)
-    actor = _authorize(
+    actor = authorize(
         settings,
         action="privacy:admin",
         resource=charge.dataset,
@@ -232,7 +208,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
     registry = services.registry(settings)
     info = registry.get(args.model, args.version)
-    _authorize(
+    authorize(
         settings,
         action="data:read",
         resource=str(info.lineage.get("dataset") or args.model),

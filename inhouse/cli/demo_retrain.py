@@ -27,10 +27,10 @@ FINAL = {"promoted", "rejected", "flagged", "canary_rolled_back", "retrain_faile
 
 def coordinator_cli(settings: Settings, *argv: str) -> int:
     """Run an ``inhouse coordinator …`` / ``rollback`` command in this process."""
-    from inhouse.cli.coordinator_cmd import add_coordinator_commands
+    from inhouse.cli.coordinator_cmd import add_parser
 
     parser = argparse.ArgumentParser(prog="inhouse")
-    add_coordinator_commands(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(list(argv))
     code: int = args.handler(settings, args)
     return code

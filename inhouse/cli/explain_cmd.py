@@ -31,7 +31,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_explain_command(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``explain`` on the ``inhouse`` sub-command parsers; returns its parser.
 
     Its handler (``args.handler(settings, args)``) is :func:`cmd_explain`.

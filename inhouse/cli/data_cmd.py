@@ -1,0 +1,150 @@
+"""``inhouse data seed|list|append|import``: the data sets, SQL tables the models learn from.
+
+``data append`` is how new labelled rows reach a model's stream from a CSV (the coordinator
+retrains on them); ``data import`` creates a text data set (:mod:`inhouse.cli.import_cmd`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from inhouse.cli.auth import authorize
+from inhouse.cli.import_cmd import add_data_import
+from inhouse.cli.parser import leaf
+from inhouse.config import Settings
+from inhouse.console import print_table, step
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``data`` and its actions on the ``inhouse`` sub-parsers."""
+    text = "data sets (SQL tables)"
+    data = commands.add_parser("data", help=text, description=text)
+    acts = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    seed = leaf(acts, "seed", cmd_data_seed, "create and fill built-in data sets")
+    seed.add_argument(
+        "names",
+        nargs="*",
+        default=["digits"],
+        choices=["digits", "breast_cancer"],
+        help="which data sets (default: digits)",
+    )
+    leaf(acts, "list", cmd_data_list, "list data sets with row counts")
+    append = leaf(
+        acts,
+        "append",
+        cmd_data_append,
+        "append labelled rows from a CSV to a data set (the coordinator's stream)",
+    )
+    append.add_argument("--dataset", required=True, help="data set to append to, e.g. digits")
+    append.add_argument(
+        "--csv",
+        required=True,
+        help="UTF-8 CSV with a header: the data set's feature columns by name (tabular) or "
+        "the text column (text), and the label",
+    )
+    append.add_argument(
+        "--text-column", default="text", help="text data sets: column with the text (text)"
+    )
+    append.add_argument(
+        "--label-column", default="label", help="column with the class name or index (label)"
+    )
+    append.add_argument(
+        "--split",
+        choices=["train", "test"],
+        default="train",
+        help="train (default: new rows the coordinator retrains on) or test (held-out)",
+    )
+    add_data_import(acts)
+
+
+def _engine(settings: Settings) -> Any:
+    from inhouse.schema import get_engine
+
+    return get_engine(settings.db_url)
+
+
+def cmd_data_seed(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse.data import seed
+
+    for name in args.names:
+        authorize(settings, action="data:write", resource=name, detail="seed")
+        with step(f"seeding {name}"):
+            info, created = seed(_engine(settings), name)
+        state = "created" if created else "already there"
+        print(
+            f"{name}: {state}, {info.train_rows} train + {info.test_rows} test rows "
+            f"(ids {info.first_id}..{info.last_id}) in {settings.db_url}"
+        )
+    return 0
+
+
+def cmd_data_append(settings: Settings, args: argparse.Namespace) -> int:
+    from inhouse.data import append_rows, get_dataset
+    from inhouse.data.csv_file import read_tabular_csv
+
+    authorize(settings, action="data:write", resource=args.dataset, detail="append")
+    engine = _engine(settings)
+    record = get_dataset(engine, args.dataset)
+    if record.kind == "text":
+        first, last, count = _append_texts(engine, args, list(record.class_names))
+    else:
+        features, labels = read_tabular_csv(
+            args.csv,
+            feature_names=list(record.feature_names),
+            class_names=list(record.class_names),
+            label_column=args.label_column,
+        )
+        first, last = append_rows(
+            engine, args.dataset, features=features, labels=labels, split=args.split
+        )
+        count = len(labels)
+    print(f"{args.dataset}: appended {count} {args.split} rows (ids {first}..{last})")
+    return 0
+
+
+def _append_texts(
+    engine: Any, args: argparse.Namespace, class_names: list[str]
+) -> tuple[int, int, int]:
+    """Append a CSV's (text, label) rows to a text data set; labels by class name or index."""
+    from inhouse.data.csv_file import class_index
+    from inhouse.data.text_import import append_text_rows, read_csv_pairs
+
+    pairs, _ = read_csv_pairs(
+        args.csv, text_column=args.text_column, label_column=args.label_column
+    )
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = [
+        class_index(label, index, where=f"{args.csv} line {line}")
+        for line, (_text, label) in enumerate(pairs, start=2)
+    ]
+    first, last = append_text_rows(
+        engine,
+        args.dataset,
+        texts=[text for text, _ in pairs],
+        labels=labels,
+        split=args.split,
+    )
+    return first, last, len(pairs)
+
+
+def cmd_data_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from inhouse.data import describe, list_datasets
+
+    engine = _engine(settings)
+    rows = []
+    for name in list_datasets(engine):
+        authorize(settings, action="data:read", resource=name, detail="list")
+        info = describe(engine, name)
+        rows.append(
+            [
+                name,
+                info.n_features,
+                len(info.class_names),
+                info.train_rows,
+                info.test_rows,
+                info.last_id,
+            ]
+        )
+    print_table(["data set", "features", "classes", "train", "test", "last id"], rows)
+    return 0
