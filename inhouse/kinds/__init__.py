@@ -1,0 +1,13 @@
+"""Model kinds: what differs between tabular, text and generative models, behind one interface.
+
+A kind is a package (``inhouse/kinds/<name>/``) with two halves, loaded only when used:
+``serving.py`` (``SERVING``: load for serving, parse a request, predict, explain) and
+``training.py`` (``TRAINING``: the Ray-free per-worker training pieces, measuring a candidate,
+compressing it). ``serve/``, ``jobs/``, ``actors/`` and the coordinator call these and never
+branch on the kind. Adding a kind is adding a package and one ``register`` line in
+``registry.py``.
+"""
+
+from inhouse.kinds.registry import ModelKind, kind_for_spec, kind_named, known_kinds, register
+
+__all__ = ["ModelKind", "kind_for_spec", "kind_named", "known_kinds", "register"]

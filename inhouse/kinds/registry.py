@@ -1,0 +1,73 @@
+"""The one place model kinds are registered, and how a kind is found from a name or a spec."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from inhouse.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from inhouse.kinds.serving import ServingKind
+    from inhouse.kinds.training import TrainingKind
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """A registered kind: its name (also the kind of data set it trains on), the architecture
+    names its versions' specs carry, and the package holding its two halves."""
+
+    name: str
+    spec_kinds: tuple[str, ...]
+    package: str
+
+    @property
+    def serving(self) -> ServingKind:
+        """The serving half (``<package>.serving.SERVING``), imported on first use."""
+        serving: ServingKind = importlib.import_module(f"{self.package}.serving").SERVING
+        return serving
+
+    @property
+    def training(self) -> TrainingKind:
+        """The training half (``<package>.training.TRAINING``), imported on first use."""
+        training: TrainingKind = importlib.import_module(f"{self.package}.training").TRAINING
+        return training
+
+
+_KINDS: dict[str, ModelKind] = {}
+
+
+def register(kind: ModelKind) -> ModelKind:
+    """Add ``kind`` (or replace the one of the same name); returns it."""
+    _KINDS[kind.name] = kind
+    return kind
+
+
+register(ModelKind("tabular", ("mlp",), "inhouse.kinds.tabular"))
+register(ModelKind("text", ("hf_text",), "inhouse.kinds.text"))
+
+
+def known_kinds() -> list[str]:
+    """The registered kind names, sorted."""
+    return sorted(_KINDS)
+
+
+def kind_named(name: str) -> ModelKind:
+    """The kind called ``name``; an unknown name is a clear error listing the known ones."""
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise InvalidInputError(
+            f"unknown model kind {name!r}; known kinds: {', '.join(known_kinds())}"
+        ) from None
+
+
+def kind_for_spec(spec: Mapping[str, Any]) -> ModelKind:
+    """The kind whose versions carry this architecture spec (``spec["kind"]``)."""
+    arch = spec.get("kind")
+    for kind in _KINDS.values():
+        if arch in kind.spec_kinds:
+            return kind
+    raise InvalidInputError(f"no registered model kind serves architecture {arch!r}")

@@ -1,0 +1,1 @@
+"""The tabular kind: MLP classifiers on rows of numeric features."""
