@@ -12,6 +12,7 @@ from inhouse.errors import InvalidInputError
 if TYPE_CHECKING:
     from inhouse.kinds.serving import ServingKind
     from inhouse.kinds.training import TrainingKind
+    from inhouse.kinds.updating import UpdatingKind
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ class ModelKind:
         """The training half (``<package>.training.TRAINING``), imported on first use."""
         training: TrainingKind = importlib.import_module(f"{self.package}.training").TRAINING
         return training
+
+    @property
+    def updating(self) -> UpdatingKind:
+        """The updating half (``<package>.updating.UPDATING``), imported on first use."""
+        updating: UpdatingKind = importlib.import_module(f"{self.package}.updating").UPDATING
+        return updating
 
 
 _KINDS: dict[str, ModelKind] = {}
