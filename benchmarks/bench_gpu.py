@@ -1,4 +1,4 @@
-"""Mixed precision on a GPU: the text fine-tuning step (``inhouse.training.text.train_epoch``,
+"""Mixed precision on a GPU: the text fine-tuning step (``inhouse.kinds.text.epochs.train_epoch``,
 what every Ray Train worker runs) in bf16 autocast vs fp32, same model, data and batches.
 
 The model has all-MiniLM-L6-v2's shapes (6 layers, hidden 384, 12 heads, 30,522-token vocab)
@@ -61,8 +61,9 @@ def _sync(device: torch.device) -> None:
 def _epoch_seconds(
     directory: Path, rows: Any, *, mixed: bool, repeats: int, device: torch.device
 ) -> list[float]:
+    from inhouse.kinds.text.epochs import autocast_dtype, train_epoch
     from inhouse.models.text import classifier_from_dir
-    from inhouse.training.text import TextTrainOptions, autocast_dtype, train_epoch
+    from inhouse.training.text import TextTrainOptions
 
     model, tokenizer, _ = classifier_from_dir(str(directory), class_names=CLASSES, max_length=128)
     model.to(device)

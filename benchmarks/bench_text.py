@@ -47,7 +47,7 @@ def _minilm() -> Path | None:
 
 
 def _train(options: Any, start: tuple[Any, Any], train: Any) -> float:
-    from inhouse.training.text import train_epoch
+    from inhouse.kinds.text.epochs import train_epoch
 
     model, tokenizer = start
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -83,11 +83,12 @@ def _fine_tunes(home: Path, quick: bool) -> dict[str, Any]:
     from inhouse.compress import CompressionSettings, compress
     from inhouse.config import load_settings
     from inhouse.data.text_import import import_text_csv, read_class_names, read_text_rows
+    from inhouse.kinds.text.head import head_features, warm_head
+    from inhouse.kinds.text.register import calibration_batches
     from inhouse.models.hf import import_model_dir
     from inhouse.models.lora import load_text, lora_config, prepare_incremental, register_adapter
     from inhouse.models.text import classifier_from
-    from inhouse.training.text import TextTrainOptions, head_features, warm_head
-    from inhouse.training.text_register import calibration_batches
+    from inhouse.training.text import TextTrainOptions
 
     settings = load_settings(home=str(home))
     engine, registry = services.engine(settings), services.registry(settings)

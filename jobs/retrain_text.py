@@ -30,6 +30,13 @@ from inhouse.config import Settings
 from inhouse.coordinator import CoordinatorSettings, Measured
 from inhouse.data import DatasetInfo, describe
 from inhouse.data.text_import import TextRows, read_text_rows
+from inhouse.kinds.text.epochs import train_epoch
+from inhouse.kinds.text.private import (
+    check_private,
+    prepare_text,
+    row_dataset,
+    train_epoch_private,
+)
 from inhouse.models.lora import (
     float_version,
     load_text,
@@ -43,13 +50,7 @@ from inhouse.models.text_serving import load_as_served
 from inhouse.registry import ModelVersion, Registry
 from inhouse.training.dp import make_private
 from inhouse.training.private_run import PrivateRun
-from inhouse.training.text import TextTrainOptions, train_epoch
-from inhouse.training.text_dp import (
-    check_private,
-    prepare_text,
-    row_dataset,
-    train_epoch_private,
-)
+from inhouse.training.text import TextTrainOptions
 
 
 def replay_rows(new: TextRows, old: TextRows, ratio: float, *, seed: int) -> TextRows:

@@ -4,6 +4,7 @@ killed worker resumes with the epsilon it had spent."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opacus.accountants import PRVAccountant
@@ -35,6 +36,10 @@ def _settings(base: Settings, db_url: str, **overrides: object) -> Settings:
     return load_settings(home=str(base.home), database_url=db_url, train={**DP_RUN, **overrides})
 
 
+def _run(settings: Settings, **kwargs: Any) -> dict[str, Any]:
+    return train.run(settings, settings.train, **kwargs)
+
+
 def test_dp_run_resumes_with_its_epsilon_and_is_charged_exactly(
     ray_cluster: Settings, pg_url: str
 ) -> None:
@@ -43,7 +48,7 @@ def test_dp_run_resumes_with_its_epsilon_and_is_charged_exactly(
     ledger = PrivacyLedger(engine)
     ledger.set_budget(dataset="breast_cancer", epsilon=3.0, delta=1e-5, actor="test-admin")
 
-    summary = train.run(_settings(ray_cluster, pg_url), crash_at_epoch=2)
+    summary = _run(_settings(ray_cluster, pg_url), crash_at_epoch=2)
     assert Path(summary["run_dir"], "crash-marker").exists()  # a worker really died
     info = services.registry(_settings(ray_cluster, pg_url)).get(
         "cancer_dp", str(summary["version"])
@@ -65,8 +70,8 @@ def test_dp_run_resumes_with_its_epsilon_and_is_charged_exactly(
     # A second run over the same rows composes (not sums) with the first; past the budget
     # it is refused before it starts.
     with pytest.raises(BudgetExceededError, match="remaining"):
-        train.run(_settings(ray_cluster, pg_url, target_epsilon=2.5))
+        _run(_settings(ray_cluster, pg_url, target_epsilon=2.5))
     # Non-DP training on a budgeted data set needs an admin's explicit exemption.
     with pytest.raises(PermissionDeniedError):
-        train.run(_settings(ray_cluster, pg_url, dp=False, target_epsilon=None))
+        _run(_settings(ray_cluster, pg_url, dp=False, target_epsilon=None))
     assert ledger.spent("breast_cancer") == pytest.approx(expected, rel=1e-3)

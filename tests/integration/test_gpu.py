@@ -112,7 +112,7 @@ def test_ray_train_job_with_use_gpu(ray_cluster: object) -> None:
         },
     )
     seed(get_engine(settings.db_url), "digits")
-    summary = train.run(settings)
+    summary = train.run(settings, settings.train)
     assert summary["test_accuracy"] >= 0.95
 
 
@@ -124,7 +124,7 @@ def test_text_fine_tune_on_gpu_with_mixed_precision(ray_cluster: object, tmp_pat
     from inhouse.config import Settings
     from inhouse.data.text_import import import_text_csv
     from inhouse.training.text import TextTrainOptions
-    from jobs import train_text
+    from jobs import train
     from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 
     assert isinstance(ray_cluster, Settings)
@@ -147,7 +147,7 @@ def test_text_fine_tune_on_gpu_with_mixed_precision(ray_cluster: object, tmp_pat
         use_gpu=True,
         gradient_checkpointing=True,
     )
-    summary = train_text.run(ray_cluster, options)
+    summary = train.run(ray_cluster, options)
     print("GPU TEXT RESULT", {k: summary.get(k) for k in ("backend", "amp", "test_accuracy")})
     expected = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     assert summary["backend"] == "nccl" and summary["amp"] == expected

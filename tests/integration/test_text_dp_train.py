@@ -15,7 +15,7 @@ from inhouse.data.text_import import import_text_csv
 from inhouse.errors import BudgetExceededError, ConfigError, PermissionDeniedError
 from inhouse.privacy import PrivacyLedger
 from inhouse.training.text import TextTrainOptions
-from jobs import train_text
+from jobs import train
 from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -45,7 +45,7 @@ def test_private_head_learns_is_charged_exactly_and_overspending_is_refused(
     _dataset(ray_cluster, tmp_path, "intents_public", prefix="public_")
     _dataset(ray_cluster, tmp_path, "intents_private")
     tiny = make_tiny_bert(tmp_path / "tiny")
-    base = train_text.run(
+    base = train.run(
         ray_cluster,
         TextTrainOptions(
             dataset="intents_public",
@@ -68,7 +68,7 @@ def test_private_head_learns_is_charged_exactly_and_overspending_is_refused(
         "epochs": 4,
         **COMMON | {"lr": 0.05},
     }
-    summary = train_text.run(ray_cluster, TextTrainOptions(**private))
+    summary = train.run(ray_cluster, TextTrainOptions(**private))
     assert summary["test_accuracy"] >= 0.85  # three intents: chance is 1/3
     version = services.registry(ray_cluster).get("intents-private", str(summary["version"]))
     assert version.spec["role"] == "adapter"
@@ -89,11 +89,11 @@ def test_private_head_learns_is_charged_exactly_and_overspending_is_refused(
 
     # Past the budget: refused before any worker starts, naming what is left and what it needs.
     with pytest.raises(BudgetExceededError, match=r"remaining 1\.0\d; this run needs ε=3\.0"):
-        train_text.run(ray_cluster, TextTrainOptions(**private))
+        train.run(ray_cluster, TextTrainOptions(**private))
     with pytest.raises(PermissionDeniedError):  # non-DP on a budgeted data set
-        train_text.run(ray_cluster, TextTrainOptions(**private | {"dp": False}))
+        train.run(ray_cluster, TextTrainOptions(**private | {"dp": False}))
     # A full fine-tune's position embeddings are shared by the batch: no per-example clipping.
     with pytest.raises(ConfigError, match=r"--method full .*position_embeddings"):
         full = private | {"method": "full", "base": None, "model_dir": str(tiny)}
-        train_text.run(ray_cluster, TextTrainOptions(**full))
+        train.run(ray_cluster, TextTrainOptions(**full))
     assert ledger.spent("intents_private") == pytest.approx(expected, rel=1e-3)

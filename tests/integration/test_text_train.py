@@ -12,7 +12,7 @@ from inhouse.config import Settings
 from inhouse.data.text_import import import_text_csv
 from inhouse.errors import ConfigError
 from inhouse.training.text import TextTrainOptions
-from jobs import train_text
+from jobs import train
 from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,7 +42,7 @@ def test_ddp_fine_tune_registers_float_and_int8_then_a_lora_adapter(
         "threads_per_worker": 1,
     }
     tiny = make_tiny_bert(tmp_path / "tiny")
-    summary = train_text.run(ray_cluster, TextTrainOptions(model_dir=str(tiny), epochs=5, **common))
+    summary = train.run(ray_cluster, TextTrainOptions(model_dir=str(tiny), epochs=5, **common))
     assert summary["backend"] == "gloo" and summary["amp"] == "off"
     assert summary["test_accuracy"] >= 0.9
     registry = services.registry(ray_cluster)
@@ -57,7 +57,7 @@ def test_ddp_fine_tune_registers_float_and_int8_then_a_lora_adapter(
     assert registry.get("intents-ddp").version == summary["served_version"]
     assert list(ray_cluster.runs_dir.rglob("model.safetensors.enc"))  # sealed checkpoints
 
-    lora = train_text.run(
+    lora = train.run(
         ray_cluster,
         TextTrainOptions(
             base="intents-ddp", method="lora", epochs=1, **common | {"model": "intents-team-a"}
@@ -81,4 +81,4 @@ def test_bad_starts_and_dp_are_refused_before_any_worker(
     tiny = make_tiny_bert(tmp_path / "tiny")
     options = TextTrainOptions(dataset="intents_refuse", model="x", model_dir=str(tiny), dp=True)
     with pytest.raises(ConfigError, match="--dp is not available for --method full"):
-        train_text.run(ray_cluster, options)
+        train.run(ray_cluster, options)

@@ -26,7 +26,7 @@ def test_ddp_training_from_postgres_reaches_target_and_registers(
 ) -> None:
     settings = _settings(ray_cluster, pg_url)
     seed(get_engine(pg_url), "digits")
-    summary = train.run(settings)
+    summary = train.run(settings, settings.train)
     assert summary["test_accuracy"] >= 0.95
     registry = services.registry(settings)
     info = registry.get("digits_pg", str(summary["version"]))  # the float version
@@ -73,7 +73,7 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint(
 ) -> None:
     settings = _settings(ray_cluster, pg_url, epochs=4, promote=False)
     seed(get_engine(pg_url), "digits")
-    summary = train.run(settings, crash_at_epoch=2)
+    summary = train.run(settings, settings.train, crash_at_epoch=2)
     marker = Path(summary["run_dir"], "crash-marker")
     assert marker.exists()  # a worker process really died
     registry = services.registry(settings)

@@ -26,7 +26,7 @@ def test_a_worker_killed_mid_epoch_resumes_and_reaches_the_accuracy(
     )
     seed(services.engine(settings), "digits")
     started = time.perf_counter()
-    summary = train.run(settings, crash_at_epoch=2)
+    summary = train.run(settings, settings.train, crash_at_epoch=2)
     seconds = time.perf_counter() - started
     assert Path(summary["run_dir"], "crash-marker").exists()  # a worker process really died
     info = services.registry(settings).get("digits_crash", str(summary["version"]))

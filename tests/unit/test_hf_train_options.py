@@ -10,13 +10,9 @@ import torch
 
 from inhouse.data.text_import import TextRows
 from inhouse.errors import ConfigError
-from inhouse.training.text import (
-    TextTrainOptions,
-    autocast_dtype,
-    head_features,
-    shard,
-    warm_head,
-)
+from inhouse.kinds.text.epochs import autocast_dtype, shard
+from inhouse.kinds.text.head import head_features, warm_head
+from inhouse.training.text import TextTrainOptions
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 

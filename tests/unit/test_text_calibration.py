@@ -9,9 +9,9 @@ import torch
 
 from inhouse.compress import CompressionSettings, Int8Linear, compress
 from inhouse.compress.layers import dynamic_kernel_available
+from inhouse.kinds.text.register import calibration_batches
 from inhouse.models.hf import load_tokenizer
 from inhouse.models.text import classifier_from_dir
-from inhouse.training.text_register import calibration_batches
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 

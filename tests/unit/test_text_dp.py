@@ -14,19 +14,20 @@ from opacus.accountants import PRVAccountant
 from inhouse.data import describe
 from inhouse.data.text_import import TextRows, import_text_csv
 from inhouse.errors import BudgetExceededError, ConfigError, PermissionDeniedError
-from inhouse.models.lora import lora_config, prepare_incremental
-from inhouse.models.text import classifier_from_dir
-from inhouse.privacy import PrivacyLedger
-from inhouse.schema import get_engine
-from inhouse.training.dp import make_private, plan_dp
-from inhouse.training.text import TextTrainOptions, evaluate_texts, train_epoch
-from inhouse.training.text_dp import (
+from inhouse.kinds.text.epochs import evaluate_texts, train_epoch
+from inhouse.kinds.text.private import (
     check_private,
     per_sample_problems,
     prepare_text,
     row_dataset,
     train_epoch_private,
 )
+from inhouse.models.lora import lora_config, prepare_incremental
+from inhouse.models.text import classifier_from_dir
+from inhouse.privacy import PrivacyLedger
+from inhouse.schema import get_engine
+from inhouse.training.dp import make_private, plan_dp
+from inhouse.training.text import TextTrainOptions
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert, write_csv
 
 DELTA = 1e-5

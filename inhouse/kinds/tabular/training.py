@@ -1,0 +1,112 @@
+"""The tabular kind's training (``TRAINING``): an MLP on the data set's numeric features.
+
+Its options are the ``train`` settings section (:class:`inhouse.config.TrainSettings`, so a
+YAML file and ``INHOUSE_TRAIN__*`` set them too). The driver plans the privacy of the run and
+the public feature scaling of a DP run; each worker (:mod:`inhouse.kinds.tabular.worker`) reads
+its rows, standardises them, trains with DDP or DP-SGD and writes TensorBoard; the driver then
+evaluates the final weights on the test split and registers them
+(:mod:`inhouse.kinds.tabular.register`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from inhouse.config import Settings, TrainSettings, load_settings
+from inhouse.flags import section_overrides
+from inhouse.kinds.training import TrainingRun, WorkerPlace, new_run
+
+if TYPE_CHECKING:
+    from inhouse.kinds.tabular.worker import TabularWorker
+
+
+class TabularTraining:
+    """:class:`inhouse.kinds.training.TrainingKind` for MLPs on rows of numeric features."""
+
+    options_type = TrainSettings
+
+    def options(self, settings: Settings, args: argparse.Namespace) -> TrainSettings:
+        """The ``train`` section with the flags given (a bad value names ``train.<field>``)."""
+        overrides = section_overrides(args, TrainSettings)
+        if not overrides:
+            return settings.train
+        return load_settings(train=settings.train.model_dump() | overrides).train
+
+    def prepare(
+        self, settings: Settings, options: TrainSettings, label: str = "train"
+    ) -> TrainingRun:
+        """Name the run, build its model spec, reserve its privacy spend (or check that a
+        non-DP run may read the data set)."""
+        from inhouse import services
+        from inhouse.data import describe
+        from inhouse.models import MLPSpec, build_model
+        from inhouse.training import private_run
+
+        engine = services.engine(settings)
+        info = describe(engine, options.dataset)
+        spec = MLPSpec(
+            input_dim=info.n_features,
+            hidden=options.hidden,
+            num_classes=len(info.class_names),
+            feature_names=info.feature_names,
+            class_names=info.class_names,
+        ).model_dump()
+        name, directory = new_run(settings, label, options.model)
+        privacy = private_run.prepare(
+            engine=engine, cfg=options, info=info, run_name=name, num_workers=options.num_workers
+        )
+        config = {
+            **privacy.worker_config(),
+            **options.model_dump(),
+            "spec": spec,
+            "db_url": settings.db_url,
+            "up_to_id": info.last_id,
+            "tensorboard_dir": str(directory / "tensorboard"),
+        }
+        return TrainingRun(
+            name=name,
+            directory=directory,
+            epochs=options.epochs,
+            privacy=privacy,
+            model=build_model(spec),
+            worker_config=config,
+            state={"info": info, "spec": spec},
+        )
+
+    def worker(self, config: dict[str, Any], place: WorkerPlace) -> TabularWorker:
+        from inhouse.kinds.tabular.worker import TabularWorker
+
+        return TabularWorker(config, place)
+
+    def finish(
+        self,
+        settings: Settings,
+        options: TrainSettings,
+        run: TrainingRun,
+        *,
+        history: dict[str, Any],
+        reported: dict[str, Any],
+        seconds: float,
+    ) -> dict[str, Any]:
+        from inhouse.kinds.tabular.register import register_run
+
+        return register_run(
+            settings, options, run, history=history, reported=reported, seconds=seconds
+        )
+
+    def summary_lines(self, summary: dict[str, Any]) -> list[str]:
+        lines = [
+            f"registered {summary['model']} v{summary['version']}: test accuracy "
+            f"{summary['test_accuracy']:.4f} in {summary['train_seconds']} s"
+        ]
+        if summary["compressed"]:
+            compressed = summary["compressed"]
+            lines.append(f"compressed v{compressed['version']}: {compressed['message']}")
+        if summary["served_version"] is not None:
+            lines.append(f"champion (served): v{summary['served_version']}")
+        lines.append(f"TensorBoard: {summary['tensorboard']}")
+        return lines
+
+
+TRAINING = TabularTraining()

@@ -1,0 +1,122 @@
+"""One worker of a tabular training run: its rows, the MLP, DDP or DP-SGD, TensorBoard.
+
+The worker standardises by its training rows' statistics, or for a DP run by the public
+feature bounds the driver planned (never by private statistics); shards the rows with a
+``DistributedSampler``, or lets Opacus draw Poisson batches (DP). Rank 0 writes the epoch's
+scalars and weight histograms to TensorBoard.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.tensorboard import SummaryWriter
+
+from inhouse.data import read_rows
+from inhouse.kinds.training import WorkerPlace, Wrap, summed, where_it_ran
+from inhouse.models import MLPSpec, build_mlp
+from inhouse.schema import get_engine
+from inhouse.training import evaluate, train_one_epoch
+from inhouse.training.dp import DPPlan, PrivateTraining, make_private
+
+SCALARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epsilon")
+
+
+class TabularWorker:
+    """:class:`inhouse.kinds.training.TrainingWorker` of the MLP."""
+
+    def __init__(self, config: dict[str, Any], place: WorkerPlace) -> None:
+        torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
+        self._config, self._place = config, place
+        engine = get_engine(config["db_url"])
+        self._train = read_rows(
+            engine, config["dataset"], split="train", up_to_id=config["up_to_id"]
+        )
+        self._test = read_rows(engine, config["dataset"], split="test", up_to_id=config["up_to_id"])
+        torch.manual_seed(config["seed"])
+        model = build_mlp(MLPSpec.model_validate(config["spec"]))
+        self._plan = DPPlan(**config["dp_plan"]) if config.get("dp_plan") else None
+        if self._plan is not None:  # DP: scale by public bounds, never by private statistics
+            model[0].set_bounds(*map(torch.tensor, config["dp_scaling"]))  # type: ignore[operator]
+        else:
+            model[0].fit(self._train.x)  # type: ignore[operator]
+        self._model = model.to(place.device)
+        self._optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+        self._writer: SummaryWriter | None = None
+        self._private: PrivateTraining | None = None
+        self._sampler: DistributedSampler[Any] | None = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self._optimizer
+
+    def start(self, *, state: dict[str, Any] | None, start_epoch: int, wrap: Wrap) -> None:
+        place, config = self._place, self._config
+        if place.rank == 0:
+            self._writer = SummaryWriter(config["tensorboard_dir"])
+            if start_epoch == 0:  # before Opacus adds its hooks
+                self._writer.add_graph(self._model, self._train.x[:1].to(place.device))
+        dataset = TensorDataset(self._train.x, self._train.y)
+        if self._plan is not None:
+            self._private = make_private(
+                model=self._model,
+                optimizer=self._optimizer,
+                dataset=dataset,
+                plan=self._plan,
+                distributed=place.world > 1,
+                accountant_state=(state or {}).get("accountant"),
+            )
+            self._training = self._private.model
+            self._stepper, self._loader = self._private.optimizer, self._private.loader
+            return
+        self._training, self._stepper = wrap(self._model), self._optimizer
+        self._sampler = DistributedSampler(
+            dataset, num_replicas=place.world, rank=place.rank, seed=config["seed"]
+        )
+        self._loader = DataLoader(dataset, batch_size=config["batch_size"], sampler=self._sampler)
+
+    def epoch(self, epoch: int) -> dict[str, Any]:
+        if self._sampler is not None:
+            self._sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        stats = train_one_epoch(self._training, self._loader, self._stepper)
+        loss_sum, correct, seen = summed(
+            [stats.loss * stats.samples, stats.accuracy * stats.samples, stats.samples],
+            self._place.device,
+        )
+        held_out = evaluate(self._model, self._test.x, self._test.y)
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "test_loss": held_out.loss,
+            "test_accuracy": held_out.accuracy,
+            "epoch_seconds": time.perf_counter() - started,
+            **where_it_ran(self._place.device),
+        }
+        if self._private is not None and self._plan is not None:
+            rank0 = self._place.rank == 0
+            metrics["epsilon"] = self._private.epsilon(self._plan.delta) if rank0 else 0.0
+            metrics["dp_steps"] = self._private.steps()
+        if self._writer is not None:
+            for key in SCALARS:
+                if key in metrics:
+                    self._writer.add_scalar(key.replace("_", "/", 1), metrics[key], epoch)
+            for name, param in self._model.named_parameters():
+                self._writer.add_histogram(name, param.detach().cpu(), epoch)
+            self._writer.flush()
+        return metrics
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"accountant": self._private.accountant_state()} if self._private else {}
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
