@@ -36,7 +36,7 @@ from inhouse.crypto import KeyRing
 from inhouse.data import describe
 from inhouse.errors import ConfigError
 from inhouse.kinds import kind_named
-from inhouse.kinds.training import TrainingKind, TrainingRun, TrainOptions, WorkerPlace
+from inhouse.kinds.training import TrainingKind, TrainingRun, TrainOptions, WorkerPlace, new_run
 from inhouse.training import load_checkpoint, save_checkpoint
 from jobs.driver import joined_cluster
 from jobs.resume import resume
@@ -98,6 +98,17 @@ def kind_of(settings: Settings, dataset: str) -> tuple[str, TrainingKind]:
     return info.kind, kind_named(info.kind).training
 
 
+def kind_for(settings: Settings, options: TrainOptions) -> tuple[str, TrainingKind]:
+    """The kind of ``options.dataset``, whose options ``options`` must be."""
+    kind, training = kind_of(settings, options.dataset)
+    if not isinstance(options, training.options_type):
+        raise ConfigError(
+            f"data set {options.dataset!r} holds {kind} rows; "
+            f"{type(options).__name__} does not train on them"
+        )
+    return kind, training
+
+
 def trainer(
     settings: Settings,
     options: TrainOptions,
@@ -128,15 +139,22 @@ def trainer(
 
 
 def loop_config(
-    settings: Settings, kind: str, run: TrainingRun, *, crash_at_epoch: int | None = None
+    settings: Settings,
+    kind: str,
+    run: TrainingRun,
+    *,
+    tensorboard: Path | None = None,
+    crash_at_epoch: int | None = None,
 ) -> dict[str, Any]:
-    """What every worker of ``run`` receives: the kind's part and the job's."""
+    """What every worker of ``run`` receives: the kind's part and the job's (TensorBoard's
+    directory, by default the run's ``tensorboard``)."""
     keyring = services.keyring(settings)
     return {
         **run.worker_config,
         "kind": kind,
         "run_name": run.name,
         "epochs": run.epochs,
+        "tensorboard_dir": str(tensorboard or run.directory / "tensorboard"),
         "key_dir": str(settings.key_dir) if keyring is not None else None,
         "crash_at_epoch": crash_at_epoch,
         "crash_marker": str(run.directory / "crash-marker") if crash_at_epoch is not None else None,
@@ -147,13 +165,9 @@ def run(
     settings: Settings, options: TrainOptions, *, crash_at_epoch: int | None = None
 ) -> dict[str, Any]:
     """Train, evaluate on the test split, register; returns the kind's summary."""
-    kind, training = kind_of(settings, options.dataset)
-    if not isinstance(options, training.options_type):
-        raise ConfigError(
-            f"data set {options.dataset!r} holds {kind} rows; "
-            f"{type(options).__name__} does not train on them"
-        )
-    prepared = training.prepare(settings, options)
+    kind, training = kind_for(settings, options)
+    name, directory = new_run(settings, "train", options.model)
+    prepared = training.prepare(settings, options, name=name, directory=directory)
     config = loop_config(settings, kind, prepared, crash_at_epoch=crash_at_epoch)
     engine = services.engine(settings)
     started = time.perf_counter()

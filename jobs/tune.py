@@ -16,7 +16,6 @@ whose lineage holds the search: space, scheduler, trials, best config, every tri
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,81 +33,59 @@ from torch.utils.tensorboard import SummaryWriter
 from inhouse import services
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.console import RESULT_MARKER, emit
-from inhouse.data import DatasetInfo, read_rows
+from inhouse.data import describe, read_rows
+from inhouse.errors import ConfigError
 from inhouse.flags import add_section_flags, section_overrides
+from inhouse.kinds.tabular.register import run_lineage
+from inhouse.kinds.tabular.training import mlp_spec
+from inhouse.kinds.training import new_run
 from inhouse.models import build_model
-from inhouse.schema import get_engine
-from inhouse.training import evaluate, load_checkpoint, private_run
+from inhouse.training import evaluate, load_checkpoint
 from inhouse.training.tune_settings import TuneSettings
 from jobs.driver import joined_cluster
-from jobs.train import setup_run, train_loop_per_worker
+from jobs.train import kind_for, loop_config, trainer
 
 METRIC = "test_accuracy"
 TRIAL_DRIVER_CPUS = 0.05
+SPACE = ("lr", "hidden", "batch_size")
 FINAL_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epsilon")
 
 
-def _trial_privacy(
-    cfg: TrainSettings, info: DatasetInfo, db_url: str, run_name: str, workers: int
-) -> private_run.PrivateRun:
-    """PRIVACY-LEDGER HOOK: plan and reserve this trial's DP spend (or check non-DP access).
+def run_trial(
+    config: dict[str, Any], *, settings: Settings, options: TrainSettings, run: dict[str, Any]
+) -> None:
+    """One Tune trial: a Ray Train run with the sampled ``lr``, ``hidden`` and ``batch_size``.
 
-    Each trial is its own DP run: the ledger refuses it when the data set's budget cannot
-    cover it. A trial that ASHA stops keeps its planned spend charged (it never settles),
-    which over-counts rather than under-counts.
+    PRIVACY-LEDGER HOOK: each trial is its own DP run, planned and reserved (or its non-DP
+    access checked) by the kind; the ledger refuses it when the data set's budget cannot cover
+    it. A trial that ASHA stops keeps its planned spend charged (it never settles), which
+    over-counts rather than under-counts.
     """
-    return private_run.prepare(
-        engine=get_engine(db_url), cfg=cfg, info=info, run_name=run_name, num_workers=workers
-    )
-
-
-def run_trial(config: dict[str, Any], *, base: dict[str, Any]) -> None:
-    """One Tune trial: a Ray Train run with the sampled ``lr``, ``hidden`` and ``batch_size``."""
     trial_id = ray.tune.get_context().get_trial_id()
-    cfg = TrainSettings.model_validate(base["train"]).model_copy(
-        update={
-            "lr": config["lr"],
-            "hidden": config["hidden"],
-            "batch_size": config["batch_size"],
-            "epochs": base["epochs"],
-            "num_workers": base["workers"],
-        }
+    trial = options.model_copy(update={k: config[k] for k in SPACE})
+    kind, training = kind_for(settings, trial)
+    prepared = training.prepare(
+        settings, trial, name=f"{run['name']}-{trial_id}", directory=Path(run["directory"])
     )
-    run_name = f"{base['run_name']}-{trial_id}"
-    privacy = _trial_privacy(cfg, base["info"], base["db_url"], run_name, base["workers"])
-    loop_config = {
-        **privacy.worker_config(),
-        **cfg.model_dump(),
-        "run_name": run_name,
-        "key_dir": base["key_dir"],
-        "spec": {**base["spec"], "hidden": config["hidden"]},
-        "db_url": base["db_url"],
-        "up_to_id": base["info"].last_id,
-        "tensorboard_dir": str(Path(base["run_dir"], "tensorboard", trial_id)),
-        "crash_at_epoch": None,
-        "crash_marker": None,
-    }
-    trainer = ray.train.torch.TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_config,
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
-        run_config=ray.train.RunConfig(
-            name=run_name,
-            storage_path=base["storage_path"],
-            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            callbacks=[TuneReportCallback()],
-        ),
-    )
-    engine = get_engine(base["db_url"])
+    tensorboard = Path(run["directory"], "tensorboard", trial_id)
+    engine = services.engine(settings)
     try:
-        result = trainer.fit()
+        result = trainer(
+            settings,
+            trial,
+            prepared,
+            loop_config(settings, kind, prepared, tensorboard=tensorboard),
+            keep=1,
+            callbacks=[TuneReportCallback()],
+        ).fit()
     except BaseException:
-        privacy.fail(engine)
+        prepared.privacy.fail(engine)
         raise
     # Settled with the driver's own count: the plan, or more if the workers reported more
     # through Ray; never with a count read back from a checkpoint file.
-    privacy.settle(engine, reported_steps=(result.metrics or {}).get("dp_steps"), version=None)
+    prepared.privacy.settle(
+        engine, reported_steps=(result.metrics or {}).get("dp_steps"), version=None
+    )
 
 
 def _space(tune_cfg: TuneSettings) -> dict[str, Any]:
@@ -125,7 +102,7 @@ def _trial_summary(result: Any) -> dict[str, Any]:
     metrics = result.metrics or {}
     return {
         "trial_id": metrics.get("trial_id", Path(result.path).name),
-        "config": {k: result.config[k] for k in ("lr", "hidden", "batch_size")},
+        "config": {k: result.config[k] for k in SPACE},
         "epochs": int(metrics.get("training_iteration", 0)),
         "status": "error" if result.error else "finished",
         **{key: metrics[key] for key in FINAL_KEYS if key in metrics},
@@ -146,31 +123,73 @@ def _write_hparams(run_dir: Path, trials: list[dict[str, Any]]) -> None:
             writer.add_hparams(hparams, final, run_name=trial["trial_id"])
 
 
+def _register_best(
+    settings: Settings,
+    run: dict[str, Any],
+    best_result: Any,
+    search: dict[str, Any],
+) -> dict[str, Any]:
+    """Evaluate the best trial's last checkpoint on the test split and register it, its lineage
+    holding the whole ``search``; returns the registered version's summary."""
+    cfg: TrainSettings = settings.train
+    engine = services.engine(settings)
+    info = describe(engine, cfg.dataset)
+    best_metrics = best_result.metrics or {}
+    best = _trial_summary(best_result)
+    spec = mlp_spec(info, best["config"]["hidden"])
+    model = build_model(spec)
+    # The best trial's run name and the epoch Tune recorded with its last checkpoint, not what
+    # the checkpoint's files say.
+    history = load_checkpoint(
+        Path(best_metrics[CHECKPOINT_PATH_KEY]),
+        model=model,
+        keyring=services.keyring(settings),
+        artifact_id=f"{run['name']}-{best_metrics['trial_id']}",
+        epoch=int(best_metrics["epoch"]),
+    )
+    test = read_rows(engine, cfg.dataset, split="test", up_to_id=info.last_id)
+    final = evaluate(model, test.x, test.y)
+    best_cfg = cfg.model_copy(update={**best["config"], "epochs": best["epochs"]})
+    lineage = run_lineage(
+        cfg.dataset,
+        info,
+        run_name=run["name"],
+        run_dir=run["directory"],
+        config=best_cfg.model_dump(mode="json"),
+    )
+    lineage["privacy"] = {"dp": cfg.dp, "trials_charged": search["num_trials"]}
+    lineage["search"] = search | {"best_trial": best["trial_id"], "best_config": best["config"]}
+    metrics = {
+        "test_accuracy": final.accuracy,
+        "test_loss": final.loss,
+        "train_accuracy": history["train_accuracy"],
+        "tune_seconds": search["seconds"],
+    }
+    registry = services.registry(settings)
+    version = registry.register(
+        cfg.model, module=model, spec=spec, metrics=metrics, lineage=lineage
+    )
+    if cfg.promote:
+        registry.set_alias(cfg.model, "champion", version.version)
+    return {"version": version.version, "test_accuracy": final.accuracy, "best": best}
+
+
 def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
     """Search, register the best trial; returns the summary dict."""
     cfg = settings.train
-    engine, info, spec, run_name, run_dir = setup_run(settings, "tune")
-    keyring = services.keyring(settings)
-    if getattr(cfg, "dp", False):
+    kind_for(settings, cfg)  # a data set this search can train on, with training rows
+    name, directory = new_run(settings, "tune", cfg.model)
+    if cfg.dp:
         print(
             f"DP-SGD is on: each of the {tune_cfg.num_trials} trials is charged to the privacy "
             f"budget of data set {cfg.dataset!r} as a run of its own.",
             flush=True,
         )
-    base = {
-        "train": cfg.model_dump(mode="json"),
-        "epochs": tune_cfg.max_epochs,
-        "workers": tune_cfg.workers_per_trial,
-        "run_name": run_name,
-        "run_dir": str(run_dir),
-        "key_dir": str(settings.key_dir) if keyring is not None else None,
-        "spec": spec,
-        "db_url": settings.db_url,
-        "info": info,
-        "storage_path": str(settings.runs_dir / "ray"),
-    }
-    scheduler = {
-        "name": "ASHA",
+    run = {"name": name, "directory": str(directory)}
+    trial_options = cfg.model_copy(
+        update={"epochs": tune_cfg.max_epochs, "num_workers": tune_cfg.workers_per_trial}
+    )
+    asha = {
         "metric": METRIC,
         "mode": "max",
         "max_t": tune_cfg.max_epochs,
@@ -180,7 +199,8 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
     # The trial only waits on its Train run, whose workers hold the CPUs; Tune refuses an
     # empty request, so it asks for a sliver.
     trainable = ray.tune.with_resources(
-        ray.tune.with_parameters(run_trial, base=base), {"cpu": TRIAL_DRIVER_CPUS}
+        ray.tune.with_parameters(run_trial, settings=settings, options=trial_options, run=run),
+        {"cpu": TRIAL_DRIVER_CPUS},
     )
     tuner = ray.tune.Tuner(
         trainable,
@@ -188,16 +208,10 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
         tune_config=ray.tune.TuneConfig(
             num_samples=tune_cfg.num_trials,
             max_concurrent_trials=tune_cfg.max_concurrent_trials,
-            scheduler=ASHAScheduler(
-                metric=METRIC,
-                mode="max",
-                max_t=tune_cfg.max_epochs,
-                grace_period=tune_cfg.grace_period,
-                reduction_factor=tune_cfg.reduction_factor,
-            ),
+            scheduler=ASHAScheduler(**asha),
             search_alg=BasicVariantGenerator(random_state=tune_cfg.search_seed),
         ),
-        run_config=ray.tune.RunConfig(name=run_name, storage_path=str(settings.runs_dir / "ray")),
+        run_config=ray.tune.RunConfig(name=name, storage_path=str(settings.runs_dir / "ray")),
     )
     started = time.perf_counter()
     grid = tuner.fit()
@@ -205,76 +219,28 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
     trials = sorted(
         (_trial_summary(grid[i]) for i in range(len(grid))), key=lambda t: -t.get(METRIC, -1.0)
     )
-    _write_hparams(run_dir, trials)
+    _write_hparams(directory, trials)
     best_result = grid.get_best_result(metric=METRIC, mode="max", scope="last")
-    best_metrics = best_result.metrics or {}
-    checkpoint_path = best_metrics.get(CHECKPOINT_PATH_KEY)
-    if best_result.error or checkpoint_path is None:
-        raise SystemExit("error: no trial finished with a checkpoint")
-    best = _trial_summary(best_result)
-    spec = {**spec, "hidden": best["config"]["hidden"]}
-    model = build_model(spec)
-    # The best trial's run name and the epoch Tune recorded with its last checkpoint, not what
-    # the checkpoint's files say.
-    history = load_checkpoint(
-        Path(checkpoint_path),
-        model=model,
-        keyring=keyring,
-        artifact_id=f"{run_name}-{best_metrics['trial_id']}",
-        epoch=int(best_metrics["epoch"]),
-    )
-    test = read_rows(engine, cfg.dataset, split="test", up_to_id=info.last_id)
-    final = evaluate(model, test.x, test.y)
-    best_cfg = cfg.model_copy(update={**best["config"], "epochs": best["epochs"]})
-    lineage = {
-        "dataset": cfg.dataset,
-        "rows": {
-            "first_id": info.first_id,
-            "up_to_id": info.last_id,
-            "train_rows": info.train_rows,
-            "test_rows": info.test_rows,
-        },
-        "config": best_cfg.model_dump(mode="json"),
-        "code_revision": os.environ.get("INHOUSE_CODE_REVISION", "unknown"),
-        "run": run_name,
-        "run_dir": str(run_dir),
-        "parent": None,
-        "privacy": {"dp": bool(getattr(cfg, "dp", False)), "trials_charged": len(trials)},
-        "search": {
-            "space": tune_cfg.space(),
-            "scheduler": scheduler,
-            "num_trials": len(trials),
-            "max_concurrent_trials": tune_cfg.max_concurrent_trials,
-            "workers_per_trial": tune_cfg.workers_per_trial,
-            "best_trial": best["trial_id"],
-            "best_config": best["config"],
-            "trials": trials,
-            "seconds": round(seconds, 2),
-        },
+    if best_result.error or (best_result.metrics or {}).get(CHECKPOINT_PATH_KEY) is None:
+        raise ConfigError("no trial finished with a checkpoint; see the Ray job logs")
+    search = {
+        "space": tune_cfg.space(),
+        "scheduler": {"name": "ASHA", **asha},
+        "num_trials": len(trials),
+        "max_concurrent_trials": tune_cfg.max_concurrent_trials,
+        "workers_per_trial": tune_cfg.workers_per_trial,
+        "trials": trials,
+        "seconds": round(seconds, 2),
     }
-    metrics = {
-        "test_accuracy": final.accuracy,
-        "test_loss": final.loss,
-        "train_accuracy": history["train_accuracy"],
-        "tune_seconds": seconds,
-    }
-    registry = services.registry(settings)
-    version = registry.register(
-        cfg.model, module=model, spec=spec, metrics=metrics, lineage=lineage
-    )
-    if cfg.promote:
-        registry.set_alias(cfg.model, "champion", version.version)
-    return {
+    registered = _register_best(settings, run, best_result, search)
+    return registered | {
         "model": cfg.model,
-        "version": version.version,
         "champion": cfg.promote,
-        "test_accuracy": final.accuracy,
         "trials": len(trials),
-        "best": best,
         "all_trials": trials,
         "tune_seconds": round(seconds, 2),
-        "tensorboard": f"tensorboard --logdir {run_dir / 'tensorboard'}",
-        "run_dir": str(run_dir),
+        "tensorboard": f"tensorboard --logdir {directory / 'tensorboard'}",
+        "run_dir": str(directory),
     }
 
 

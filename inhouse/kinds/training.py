@@ -120,8 +120,11 @@ class TrainingKind(Protocol):
         """The options of one run: the flags given in ``args`` over ``settings``."""
         ...
 
-    def prepare(self, settings: Settings, options: Any) -> TrainingRun:
-        """Check the run, reserve its privacy spend and name it, before any worker starts."""
+    def prepare(
+        self, settings: Settings, options: Any, *, name: str, directory: Path
+    ) -> TrainingRun:
+        """Check the run called ``name`` and reserve its privacy spend, before any worker
+        starts; ``directory`` is the run's own."""
         ...
 
     def worker(self, config: dict[str, Any], place: WorkerPlace) -> TrainingWorker:

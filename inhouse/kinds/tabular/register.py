@@ -85,7 +85,7 @@ def compress_new(
 
 
 def run_lineage(
-    dataset: str, info: DatasetInfo, run: TrainingRun, *, config: dict[str, Any]
+    dataset: str, info: DatasetInfo, *, run_name: str, run_dir: str, config: dict[str, Any]
 ) -> dict[str, Any]:
     """The lineage every first version of a run starts from: its rows, settings, code, run."""
     return {
@@ -98,8 +98,8 @@ def run_lineage(
         },
         "config": config,
         "code_revision": os.environ.get("INHOUSE_CODE_REVISION", "unknown"),
-        "run": run.name,
-        "run_dir": str(run.directory),
+        "run": run_name,
+        "run_dir": run_dir,
         "parent": None,
     }
 
@@ -129,7 +129,13 @@ def register_run(
         "resumed_from_epoch": history["resumed_from_epoch"],
         "train_seconds": seconds,
     }
-    lineage = run_lineage(options.dataset, info, run, config=options.model_dump())
+    lineage = run_lineage(
+        options.dataset,
+        info,
+        run_name=run.name,
+        run_dir=str(run.directory),
+        config=options.model_dump(),
+    )
     lineage["privacy"] = privacy.lineage(reported_steps=dp_steps)
     lineage.update(global_explanation(registry, options, model, engine, info, spec, privacy))
     version = registry.register(

@@ -11,14 +11,29 @@ evaluates the final weights on the test split and registers them
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.flags import section_overrides
-from inhouse.kinds.training import TrainingRun, WorkerPlace, new_run
+from inhouse.kinds.training import TrainingRun, WorkerPlace
 
 if TYPE_CHECKING:
+    from inhouse.data import DatasetInfo
     from inhouse.kinds.tabular.worker import TabularWorker
+
+
+def mlp_spec(info: DatasetInfo, hidden: list[int]) -> dict[str, Any]:
+    """The spec of an MLP with ``hidden`` layers on the data set ``info`` describes."""
+    from inhouse.models import MLPSpec
+
+    return MLPSpec(
+        input_dim=info.n_features,
+        hidden=hidden,
+        num_classes=len(info.class_names),
+        feature_names=info.feature_names,
+        class_names=info.class_names,
+    ).model_dump()
 
 
 class TabularTraining:
@@ -34,25 +49,18 @@ class TabularTraining:
         return load_settings(train=settings.train.model_dump() | overrides).train
 
     def prepare(
-        self, settings: Settings, options: TrainSettings, label: str = "train"
+        self, settings: Settings, options: TrainSettings, *, name: str, directory: Path
     ) -> TrainingRun:
-        """Name the run, build its model spec, reserve its privacy spend (or check that a
-        non-DP run may read the data set)."""
+        """Build the model spec, reserve the run's privacy spend (or check that a non-DP run
+        may read the data set)."""
         from inhouse import services
         from inhouse.data import describe
-        from inhouse.models import MLPSpec, build_model
+        from inhouse.models import build_model
         from inhouse.training import private_run
 
         engine = services.engine(settings)
         info = describe(engine, options.dataset)
-        spec = MLPSpec(
-            input_dim=info.n_features,
-            hidden=options.hidden,
-            num_classes=len(info.class_names),
-            feature_names=info.feature_names,
-            class_names=info.class_names,
-        ).model_dump()
-        name, directory = new_run(settings, label, options.model)
+        spec = mlp_spec(info, options.hidden)
         privacy = private_run.prepare(
             engine=engine, cfg=options, info=info, run_name=name, num_workers=options.num_workers
         )
@@ -62,7 +70,6 @@ class TabularTraining:
             "spec": spec,
             "db_url": settings.db_url,
             "up_to_id": info.last_id,
-            "tensorboard_dir": str(directory / "tensorboard"),
         }
         return TrainingRun(
             name=name,

@@ -16,10 +16,11 @@ data set's privacy budget before any worker starts, exactly as the tabular kind 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inhouse.config import Settings
-from inhouse.kinds.training import TrainingRun, WorkerPlace, new_run
+from inhouse.kinds.training import TrainingRun, WorkerPlace
 from inhouse.training.text import TextTrainOptions
 
 if TYPE_CHECKING:
@@ -37,7 +38,9 @@ class TextTraining:
         given.dataset = getattr(args, "dataset", None) or settings.train.dataset
         return TextTrainOptions.from_args(given)
 
-    def prepare(self, settings: Settings, options: TextTrainOptions) -> TrainingRun:
+    def prepare(
+        self, settings: Settings, options: TextTrainOptions, *, name: str, directory: Path
+    ) -> TrainingRun:
         """Refuse bad options (missing dir, unknown base, layers DP cannot clip, a budget the
         run would overspend, non-DP on a budgeted data set) before any worker starts."""
         from inhouse import services
@@ -47,7 +50,6 @@ class TextTraining:
 
         engine = services.engine(settings)
         info = describe(engine, options.dataset)
-        name, directory = new_run(settings, "train-text", options.model)
         model, tokenizer, spec, base = start_model(settings, options, info.class_names)
         if options.dp:
             check_private(model, tokenizer, options)

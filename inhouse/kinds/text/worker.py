@@ -39,9 +39,7 @@ class TextWorker:
         up_to_id = config["up_to_id"]
         self._train = read_text_rows(engine, options.dataset, split="train", up_to_id=up_to_id)
         self._probe = read_text_rows(engine, options.dataset, split="test", up_to_id=up_to_id)
-        model, self._tokenizer, _spec, _base = start_model(
-            settings, options, config["class_names"]
-        )
+        model, self._tokenizer, _spec, _base = start_model(settings, options, config["class_names"])
         self._model = model.to(place.device)
         trainable = [p for p in model.parameters() if p.requires_grad]
         self._optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate())
