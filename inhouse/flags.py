@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import types
+from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
@@ -81,3 +82,22 @@ def section_overrides(
         if value is not None:
             values[name] = value
     return values
+
+
+def section_argv(values: BaseModel) -> list[str]:
+    """The flags that give every set field of ``values``: what :func:`add_section_flags` parses
+    back into the same values (a path made absolute, for a job run in another directory)."""
+    argv: list[str] = []
+    for name, value in values:
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            argv += [flag, *map(str, value)]
+        elif isinstance(value, Path):
+            argv += [flag, str(value.resolve())]
+        else:
+            argv += [flag, str(value)]
+    return argv

@@ -14,11 +14,11 @@ from typing import Any
 from inhouse import local_cluster, services
 from inhouse.cli.auth import authorize
 from inhouse.cli.parser import leaf
-from inhouse.cli.ray_ops import deploy, run_job, train_args
+from inhouse.cli.ray_ops import deploy, run_job
 from inhouse.client import predict_rows
 from inhouse.config import Settings, TrainSettings
 from inhouse.console import step
-from inhouse.flags import add_section_flags
+from inhouse.flags import add_section_flags, section_argv
 
 
 def add_parser(commands: Any) -> None:
@@ -61,7 +61,7 @@ def run_demo(settings: Settings, *, epochs: int, retrain_act: bool = True) -> in
         f"{settings.train.num_workers} DDP workers)"
     )
     authorize(settings, action="train:submit", resource=settings.train.model, detail="demo")
-    result = run_job(settings, "jobs.train", train_args(settings), epochs=epochs)
+    result = run_job(settings, "jobs.train", section_argv(settings.train), epochs=epochs)
     served = result["served_version"]
     with step(f"4/7 deploying {settings.train.model} v{served} (the champion) on Ray Serve"):
         authorize(settings, action="model:deploy", resource=settings.train.model, detail="demo")

@@ -8,21 +8,28 @@ imports. Every one is authorized (:func:`inhouse.cli.auth.authorize`) before it 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, cast
+
+from pydantic import BaseModel
 
 from inhouse.cli.auth import authorize
 from inhouse.cli.parser import leaf
-from inhouse.cli.ray_ops import compress_args, deploy, run_job, train_args
+from inhouse.cli.ray_ops import compress_args, deploy, run_job
 from inhouse.config import Settings, TrainSettings
 from inhouse.console import step
-from inhouse.errors import UnavailableError
-from inhouse.flags import add_section_flags
+from inhouse.errors import ConfigError, UnavailableError
+from inhouse.flags import add_section_flags, section_argv
 
 
 def add_parser(commands: Any) -> None:
     """Register ``train``, ``compress``, ``deploy`` and ``predict`` on the ``inhouse`` parsers."""
     train = leaf(commands, "train", cmd_train, "train a model as a Ray job and register it")
-    add_section_flags(train, TrainSettings)
+    train.epilog = (
+        "The data set's kind decides the model: a tabular data set trains an MLP, a text data "
+        "set fine-tunes a Hugging Face classifier (--model-dir or --base, --method ...). "
+        "A flag of another kind is refused."
+    )
+    _add_kind_flags(train)
 
     comp = leaf(
         commands,
@@ -86,23 +93,55 @@ def add_parser(commands: Any) -> None:
     )
 
 
-def cmd_train(settings: Settings, _args: argparse.Namespace) -> int:
+def _kind_flags() -> dict[str, type[BaseModel]]:
+    """Each registered kind's training options, by kind name (the ``train`` section first)."""
+    from inhouse.kinds import kind_named, known_kinds
+
+    return {name: kind_named(name).training.options_type for name in known_kinds()}
+
+
+def _add_kind_flags(parser: argparse.ArgumentParser) -> None:
+    """The ``train`` settings' flags, then every other kind's own (a shared flag once)."""
+    add_section_flags(parser, TrainSettings)
+    for options in _kind_flags().values():
+        scratch = argparse.ArgumentParser(add_help=False)
+        add_section_flags(scratch, options)
+        for action in scratch._actions:  # argparse has no public way to copy an option
+            if not set(action.option_strings) & set(parser._option_string_actions):
+                parser._add_action(action)
+
+
+def _given(args: argparse.Namespace, fields: dict[str, type[BaseModel]]) -> set[str]:
+    names = {name for options in fields.values() for name in options.model_fields}
+    return {name for name in names if getattr(args, name, None) is not None}
+
+
+def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
+    """Submit ``jobs.train`` for the data set's kind of model, follow it, print its summary."""
+    from inhouse import services
+    from inhouse.data import describe
+    from inhouse.kinds import kind_named
+
     authorize(
         settings,
         action="train:submit",
         resource=settings.train.model,
         detail=f"data set {settings.train.dataset}",
     )
-    result = run_job(settings, "jobs.train", train_args(settings), epochs=settings.train.epochs)
-    print(
-        f"registered {result['model']} v{result['version']}: test accuracy "
-        f"{result['test_accuracy']:.4f}"
+    kind = describe(services.engine(settings), settings.train.dataset).kind
+    training = kind_named(kind).training
+    foreign = _given(args, _kind_flags()) - set(training.options_type.model_fields)
+    if foreign:
+        flags = ", ".join("--" + name.replace("_", "-") for name in sorted(foreign))
+        raise ConfigError(
+            f"data set {settings.train.dataset!r} holds {kind} rows, and {kind} training has "
+            f"no {flags}"
+        )
+    options = training.options(settings, args)
+    result = run_job(
+        settings, "jobs.train", section_argv(cast(BaseModel, options)), epochs=options.epochs
     )
-    if result["compressed"]:
-        print(f"compressed v{result['compressed']['version']}: {result['compressed']['message']}")
-    if result["served_version"] is not None:
-        print(f"champion (served): v{result['served_version']}")
-    print(f"TensorBoard: {result['tensorboard']}")
+    print("\n".join(training.summary_lines(result)))
     return 0
 
 

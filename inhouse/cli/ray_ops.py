@@ -23,43 +23,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUBMIT_TIMEOUT_S = 90.0
 
 
-def train_args(settings: Settings) -> list[str]:
-    cfg = settings.train
-    argv = [
-        "--dataset",
-        cfg.dataset,
-        "--model",
-        cfg.model,
-        "--epochs",
-        str(cfg.epochs),
-        "--batch-size",
-        str(cfg.batch_size),
-        "--lr",
-        str(cfg.lr),
-        "--num-workers",
-        str(cfg.num_workers),
-        "--seed",
-        str(cfg.seed),
-        "--max-failures",
-        str(cfg.max_failures),
-        "--hidden",
-        *map(str, cfg.hidden),
-    ]
-    argv.append("--use-gpu" if cfg.use_gpu else "--no-use-gpu")
-    argv.append("--promote" if cfg.promote else "--no-promote")
-    argv.append("--compress" if cfg.compress else "--no-compress")
-    if cfg.dp:  # the job plans, charges the ledger and refuses before it trains
-        argv += ["--dp", "--target-delta", str(cfg.target_delta)]
-        argv += ["--max-grad-norm", str(cfg.max_grad_norm), "--accountant", cfg.accountant]
-        if cfg.noise_multiplier is not None:
-            argv += ["--noise-multiplier", str(cfg.noise_multiplier)]
-        if cfg.target_epsilon is not None:
-            argv += ["--target-epsilon", str(cfg.target_epsilon)]
-        if cfg.dp_bounds is not None:
-            argv += ["--dp-bounds", str(cfg.dp_bounds.resolve())]
-    return argv
-
-
 def _submit(client: Any, **job: Any) -> str:
     """Submit, waiting out a just-started head whose job agent is not up yet."""
     deadline = time.monotonic() + SUBMIT_TIMEOUT_S
@@ -113,10 +76,12 @@ def run_job(settings: Settings, module: str, argv: list[str], *, epochs: int = 0
                 if metrics["epoch"] + 1 > epochs_done:  # Ray may echo a line twice
                     bar.update(metrics["epoch"] + 1 - epochs_done)
                     epochs_done = metrics["epoch"] + 1
-                    bar.set_postfix(
-                        loss=f"{metrics['train_loss']:.3f}",
-                        test_acc=f"{metrics['test_accuracy']:.3f}",
-                    )
+                    held_out = {  # test_acc, probe_acc: what the kind measures
+                        key.removesuffix("uracy"): f"{value:.3f}"
+                        for key, value in metrics.items()
+                        if key.endswith("_accuracy") and key != "train_accuracy"
+                    }
+                    bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", **held_out)
             elif RESULT_MARKER in line:
                 result = json.loads(line.split(RESULT_MARKER, 1)[1])
         seen = len(logs.splitlines())

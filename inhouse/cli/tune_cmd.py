@@ -19,21 +19,13 @@ from typing import Any
 
 from inhouse.cli.parser import leaf
 from inhouse.config import Settings, TrainSettings
-from inhouse.flags import add_section_flags, section_overrides
+from inhouse.flags import add_section_flags, section_argv, section_overrides
 from inhouse.training.tune_settings import TuneSettings
 
 
 def tune_args(settings: Settings, tune: TuneSettings) -> list[str]:
     """The ``python -m jobs.tune`` argument list for these settings."""
-    from inhouse.cli.ray_ops import train_args
-
-    argv = train_args(settings)
-    for name, value in tune.model_dump().items():
-        if value is None:
-            continue
-        flag = "--" + name.replace("_", "-")
-        argv += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
-    return argv
+    return section_argv(settings.train) + section_argv(tune)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
