@@ -35,7 +35,7 @@ from inhouse.data import DatasetInfo, describe, read_rows
 from inhouse.data.store import Rows
 from inhouse.explain.importance import GlobalImportance, compare_importance
 from inhouse.explain.lineage import importance_lineage
-from inhouse.models.text import TEXT_KIND
+from inhouse.models.text import TEXT_ARCH
 from inhouse.registry import ModelVersion, Registry
 from inhouse.training import evaluate, private_run, train_one_epoch
 from inhouse.training.dp import make_private
@@ -299,7 +299,7 @@ def run_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]
     """
     torch.set_num_threads(cs.threads)
     engine, registry = services.engine(settings), services.registry(settings)
-    if registry.get(cs.model, "champion").spec.get("kind") == TEXT_KIND:
+    if registry.get(cs.model, "champion").spec.get("kind") == TEXT_ARCH:
         from jobs.retrain_text import run_text_retrain
 
         return run_text_retrain(settings, cs, job)

@@ -19,7 +19,7 @@ from ray.serve import Application
 from inhouse import services
 from inhouse.config import ServeSettings, Settings, load_settings
 from inhouse.errors import InvalidInputError
-from inhouse.models.text import TEXT_KIND
+from inhouse.models.text import TEXT_ARCH
 from inhouse.registry import validate_model_name
 from serve.explainer import Explainer
 from serve.ingress import Ingress
@@ -71,7 +71,7 @@ def text_models(settings: Settings, models: list[str], ref: str) -> list[str]:
     text = []
     for name in models:
         spec = registry.get(name, ref).spec
-        if spec.get("kind") != TEXT_KIND:
+        if spec.get("kind") != TEXT_ARCH:
             continue
         if spec.get("role") == "encoder":
             raise InvalidInputError(

@@ -18,7 +18,7 @@ from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, InvalidInputError, ModelNotFoundError
-from inhouse.models.text import TEXT_KIND
+from inhouse.models.text import TEXT_ARCH
 from inhouse.registry import Registry, move_alias, read_aliases
 
 MANUAL = "retrain_requested"
@@ -42,7 +42,7 @@ def check_fits(registry: Registry, settings: CoordinatorSettings) -> None:
     from inhouse.data import describe
 
     champion = registry.get(settings.model, "champion")
-    text_model = champion.spec.get("kind") == TEXT_KIND
+    text_model = champion.spec.get("kind") == TEXT_ARCH
     kind = describe(registry.engine, settings.dataset).kind
     if text_model != (kind == "text"):
         raise InvalidInputError(

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from inhouse.coordinator.canary import Feedback
 from inhouse.data import read_rows
-from inhouse.models.text import TEXT_KIND
+from inhouse.models.text import TEXT_ARCH
 from inhouse.registry import Registry
 
 
@@ -29,7 +29,7 @@ def feedback(
 ) -> Feedback | None:
     """Both versions' accuracy on rows with ``id > after_id``; None below ``min_rows`` rows."""
     versions = [registry.get(model, str(v)) for v in (candidate, champion)]
-    if versions[1].spec.get("kind") == TEXT_KIND:
+    if versions[1].spec.get("kind") == TEXT_ARCH:
         from inhouse.data.text_import import read_text_rows
         from inhouse.models.text_serving import load_as_served
 

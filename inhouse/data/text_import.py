@@ -22,8 +22,10 @@ from inhouse.data.csv_file import read_csv_dicts
 from inhouse.data.store import MAX_APPEND_ROWS, create_dataset, get_dataset, in_window
 from inhouse.data.table import rows_table
 from inhouse.errors import InvalidInputError
+from inhouse.kinds import kind_named
 
-TEXT_KIND = "text"
+# A text data set's kind: the name of the model kind that trains on it.
+TEXT_DATA = kind_named("text").name
 MAX_TEXT_CHARS = 10_000
 INSERT_CHUNK = 5_000
 
@@ -168,7 +170,7 @@ def import_text_csv(
         name=name,
         feature_names=[],
         class_names=names,
-        kind=TEXT_KIND,
+        kind=TEXT_DATA,
         description=description or f"text imported from {Path(csv_path).name}",
         initial_rows=[chunk for chunk in chunks if chunk],
     )
@@ -185,7 +187,7 @@ def read_text_rows(
 ) -> TextRows:
     """Rows of a text data set with ``after_id < id <= up_to_id`` (both optional), by id."""
     record = get_dataset(engine, name)
-    if record.kind != TEXT_KIND:
+    if record.kind != TEXT_DATA:
         raise InvalidInputError(f"data set {name!r} holds {record.kind} rows, not text")
     table = rows_table(name)
     query = in_window(
@@ -211,7 +213,7 @@ def append_text_rows(
     from inhouse.data.store import insert_rows
 
     record = get_dataset(engine, name)
-    if record.kind != TEXT_KIND:
+    if record.kind != TEXT_DATA:
         raise InvalidInputError(f"data set {name!r} holds {record.kind} rows, not text")
     if split not in ("train", "test") or len(texts) != len(labels) or not texts:
         raise InvalidInputError("give as many labels as texts (at least one) and split train|test")

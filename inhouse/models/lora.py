@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from inhouse.errors import IntegrityError, InvalidInputError
-from inhouse.models.text import TEXT_KIND, TextModel, classifier_from, tokenizer_from
+from inhouse.models.text import TEXT_ARCH, TextModel, classifier_from, tokenizer_from
 from inhouse.registry import ModelVersion, Registry
 
 METHODS = ("head", "lora")
@@ -128,7 +128,7 @@ def adapter_spec(
 ) -> dict[str, Any]:
     """The spec of an adapter version against ``base`` (a float text version)."""
     return {
-        "kind": TEXT_KIND,
+        "kind": TEXT_ARCH,
         "role": "adapter",
         "input": "text",
         "method": method,
@@ -178,7 +178,7 @@ def float_version(registry: Registry, info: ModelVersion) -> ModelVersion:
 
 
 def _check_text(info: ModelVersion) -> None:
-    if info.spec.get("kind") != TEXT_KIND:
+    if info.spec.get("kind") != TEXT_ARCH:
         raise InvalidInputError(f"{info.model} v{info.version} is not a text model")
 
 

@@ -11,13 +11,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+MLP_ARCH = "mlp"  # the architecture (``spec["kind"]``) of every tabular version
+
 
 class MLPSpec(BaseModel):
     """Architecture of a tabular MLP; stored in each version's lineage to rebuild it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "mlp"
+    kind: str = MLP_ARCH
     input_dim: int = Field(ge=1, le=1_000_000)
     hidden: list[int] = Field(default_factory=lambda: [64, 64])
     num_classes: int = Field(ge=2, le=100_000)

@@ -23,7 +23,7 @@ from torch import nn
 
 from inhouse.errors import IntegrityError, InvalidInputError
 
-TEXT_KIND = "hf_text"
+TEXT_ARCH = "hf_text"  # the architecture (``spec["kind"]``) of every text version
 ROLES = ("encoder", "classifier", "adapter")
 SPECIAL_TOKENS = (
     "pad_token",
@@ -95,7 +95,7 @@ def text_spec(
     blob = bytes(model.tokenizer_json.numpy().tobytes())
     special = {k: getattr(tokenizer, k) for k in SPECIAL_TOKENS if getattr(tokenizer, k, None)}
     return {
-        "kind": TEXT_KIND,
+        "kind": TEXT_ARCH,
         "role": role,
         "input": "text",
         "architecture": type(model.hf).__name__,
