@@ -189,7 +189,7 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
     trial_options = cfg.model_copy(
         update={"epochs": tune_cfg.max_epochs, "num_workers": tune_cfg.workers_per_trial}
     )
-    asha = {
+    asha: dict[str, Any] = {
         "metric": METRIC,
         "mode": "max",
         "max_t": tune_cfg.max_epochs,

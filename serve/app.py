@@ -76,7 +76,7 @@ def text_models(settings: Settings, models: list[str], ref: str) -> list[str]:
         if spec.get("role") == "encoder":
             raise InvalidInputError(
                 f"{name} ({ref}) is a text encoder without a classifier head: serve a model "
-                "fine-tuned from it (jobs.train_text) instead"
+                "fine-tuned from it (inhouse train --base) instead"
             )
         text.append(name)
     return text
