@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from sqlalchemy import Engine
@@ -18,7 +18,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from inhouse.config import TrainSettings
-from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.data import DatasetInfo, describe, read_rows
 from inhouse.data.store import Rows
 from inhouse.explain.lineage import importance_lineage
@@ -26,6 +25,9 @@ from inhouse.kinds.updating import RetrainRun
 from inhouse.registry import ModelVersion, float_version
 from inhouse.training import evaluate, private_run, train_one_epoch
 from inhouse.training.dp import make_private
+
+if TYPE_CHECKING:
+    from inhouse.coordinator.settings import CoordinatorSettings
 
 
 def freeze_all_but(module: nn.Module, trainable_layers: int | None) -> int:

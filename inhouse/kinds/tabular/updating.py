@@ -7,16 +7,20 @@ feature importances of candidate and champion are compared (Spearman) for the re
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from sqlalchemy import Engine
 
 from inhouse.compress.report import accuracy, latency_ms
-from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.data import read_rows
 from inhouse.explain.importance import GlobalImportance, compare_importance
 from inhouse.kinds.tabular.retrain import train_candidate
 from inhouse.kinds.updating import Measured, RetrainRun, UpdatingKind
 from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry, float_version
+
+if TYPE_CHECKING:
+    from inhouse.coordinator.settings import CoordinatorSettings
 
 
 def _spearman(registry: Registry, champion: ModelVersion, candidate: ModelVersion) -> float | None:

@@ -17,11 +17,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.data import DatasetInfo, describe
 from inhouse.data.text_import import TextRows, read_text_rows
 from inhouse.kinds.updating import RetrainRun
@@ -43,6 +42,9 @@ from inhouse.training.text_dp import (
     row_dataset,
     train_epoch_private,
 )
+
+if TYPE_CHECKING:
+    from inhouse.coordinator.settings import CoordinatorSettings
 
 
 def replay_rows(new: TextRows, old: TextRows, ratio: float, *, seed: int) -> TextRows:

@@ -7,15 +7,19 @@ quantizes it to int8 when it loads it, so candidate and champion are measured th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine
 
-from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.data.text_import import read_text_rows
 from inhouse.errors import InvalidInputError
 from inhouse.kinds.text.retrain import train_candidate
 from inhouse.kinds.updating import Measured, RetrainRun, UpdatingKind
 from inhouse.models.text_serving import load_as_served
 from inhouse.registry import ModelVersion, Registry
+
+if TYPE_CHECKING:
+    from inhouse.coordinator.settings import CoordinatorSettings
 
 
 class TextUpdating:
