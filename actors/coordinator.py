@@ -5,7 +5,8 @@ the Ray dashboard's Actors tab), ``max_restarts=-1``: Ray restarts it after a cr
 kill, and it resumes from the state committed in the database (watermark, job in flight).
 The loop polls the data stream (SQLite or PostgreSQL, by ``max(id)``; no LISTEN/NOTIFY) every
 ``poll_s`` seconds, or at once after :meth:`CoordinatorActor.wake`. Retrains run in-process
-(``jobs.retrain.run_retrain``); custom metrics go to Prometheus through ``ray.util.metrics``.
+(:func:`inhouse.coordinator.retrain.run_retrain`); custom metrics go to Prometheus through
+``ray.util.metrics``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from ray.util.metrics import Counter, Gauge
 from inhouse import services
 from inhouse.config import Settings, load_settings
 from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, backoff_s
+from inhouse.coordinator.retrain import run_retrain
 from inhouse.coordinator.service import Coordinator, StepReport
-from jobs.retrain import run_retrain
 
 NAMESPACE = "inhouse"
 log = logging.getLogger(__name__)

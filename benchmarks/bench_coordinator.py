@@ -73,8 +73,8 @@ def _incremental(settings: Any) -> tuple[float, float, dict[str, Any]]:
     from inhouse import services
     from inhouse.coordinator import CoordinatorSettings
     from inhouse.coordinator.control import start
+    from inhouse.coordinator.retrain import run_retrain
     from inhouse.coordinator.service import Coordinator
-    from jobs.retrain import run_retrain
 
     cs = CoordinatorSettings(
         model="digits", min_rows=NEW_ROWS, poll_s=0.5, canary_share=0.1, canary_window_s=10

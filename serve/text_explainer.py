@@ -18,9 +18,9 @@ from inhouse import services
 from inhouse.config import load_settings
 from inhouse.explain.text import explain_text
 from inhouse.explain.types import ExplainLimits, Explanation
-from inhouse.models.lora import float_version
 from inhouse.models.text import encode_texts
 from inhouse.models.text_serving import Served, load_served
+from inhouse.registry import float_version
 
 
 def _response(explanation: Explanation, served: Served, *, reference: int) -> dict[str, Any]:

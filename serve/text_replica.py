@@ -21,9 +21,8 @@ from ray import serve
 from inhouse import services
 from inhouse.config import load_settings
 from inhouse.errors import InvalidInputError, ModelNotFoundError
-from inhouse.models.lora import float_version
 from inhouse.models.text_serving import Served, load_as_served, load_served
-from inhouse.registry import ModelVersion, Registry
+from inhouse.registry import ModelVersion, Registry, float_version
 from serve.versioned import follow_alias, pinned
 
 __all__ = ["TextReplica", "Served", "load_served", "variant_base"]

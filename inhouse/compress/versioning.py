@@ -34,11 +34,10 @@ from inhouse.data import read_rows
 from inhouse.errors import InvalidInputError, ModelNotFoundError
 from inhouse.explain import explain, rank_correlation
 from inhouse.models import build_model
-from inhouse.registry import ModelVersion, Registry
+from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry
 from inhouse.registry.artifacts import encode
 
 CHAMPION = "champion"
-COMPRESSED_FORMAT = "compressed"
 FIDELITY_PROBE_ROWS = 64  # ExplainLimits' default max_instances
 
 

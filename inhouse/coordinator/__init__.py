@@ -1,7 +1,8 @@
 """The coordinator's Ray-free logic: settings, durable state, triggers, decisions, the gate.
 
 The detached Ray actor (``actors/coordinator.py``) only wires :class:`Coordinator` to Ray; the
-incremental retrain itself is ``jobs/retrain.py``.
+incremental retrain is :mod:`inhouse.coordinator.retrain`, which leaves what differs per model
+kind to the kind's updating half (:mod:`inhouse.kinds.updating`).
 
 The names below are imported on first use: every database open registers the state tables
 (:mod:`inhouse.coordinator.state`), and that must not load numpy for the drift tests.
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from inhouse.coordinator.decide import Decision, Policy, backoff_s, run_id
-    from inhouse.coordinator.gate import GateResult, Measured, judge
+    from inhouse.coordinator.gate import GateResult, judge
     from inhouse.coordinator.settings import CoordinatorSettings
     from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
     from inhouse.coordinator.triggers import Drift, Observation, drift, fired, ks, psi
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 # No name here is also a submodule's: importing a submodule binds it on this package.
 _WHERE = {
     **dict.fromkeys(("Decision", "Policy", "backoff_s", "run_id"), "inhouse.coordinator.decide"),
-    **dict.fromkeys(("GateResult", "Measured", "judge"), "inhouse.coordinator.gate"),
+    **dict.fromkeys(("GateResult", "judge"), "inhouse.coordinator.gate"),
     "CoordinatorSettings": "inhouse.coordinator.settings",
     **dict.fromkeys(("CoordinatorState", "CoordinatorStore", "Event"), "inhouse.coordinator.state"),
     **dict.fromkeys(
@@ -46,7 +47,6 @@ __all__ = [
     "Drift",
     "Event",
     "GateResult",
-    "Measured",
     "Observation",
     "Policy",
     "backoff_s",

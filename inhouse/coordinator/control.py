@@ -18,7 +18,7 @@ from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, InvalidInputError, ModelNotFoundError
-from inhouse.models.text import TEXT_ARCH
+from inhouse.kinds import kind_for_spec
 from inhouse.registry import Registry, move_alias, read_aliases
 
 MANUAL = "retrain_requested"
@@ -41,19 +41,14 @@ def check_fits(registry: Registry, settings: CoordinatorSettings) -> None:
     """Refuse settings that cannot work for this model and data set, before anything starts."""
     from inhouse.data import describe
 
-    champion = registry.get(settings.model, "champion")
-    text_model = champion.spec.get("kind") == TEXT_ARCH
-    kind = describe(registry.engine, settings.dataset).kind
-    if text_model != (kind == "text"):
+    kind = kind_for_spec(registry.get(settings.model, "champion").spec)
+    rows = describe(registry.engine, settings.dataset).kind
+    if rows != kind.name:
         raise InvalidInputError(
-            f"model {settings.model!r} is a {'text' if text_model else 'tabular'} model but data "
-            f"set {settings.dataset!r} holds {kind} rows; pass --dataset with the rows it learns"
+            f"model {settings.model!r} is a {kind.name} model but data set "
+            f"{settings.dataset!r} holds {rows} rows; pass --dataset with the rows it learns"
         )
-    if text_model and settings.drift_threshold is not None:
-        raise InvalidInputError(
-            "--drift-threshold compares numeric features, which text rows do not have; use "
-            "--min-rows, --interval or --cron for a text model"
-        )
+    kind.updating.check_settings(settings)
 
 
 def start(registry: Registry, settings: CoordinatorSettings) -> CoordinatorState:

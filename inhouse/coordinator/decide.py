@@ -29,6 +29,7 @@ from inhouse.coordinator.gate import GateResult
 from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, Event
 from inhouse.coordinator.triggers import Observation, fired
+from inhouse.kinds.updating import RetrainJob
 
 Action = Literal["wait", "retrain", "resume", "stop", "canary"]
 
@@ -96,15 +97,15 @@ class Policy:
                 event = Event("retrain_skipped", {"reason": "no new training rows"})
                 return Decision("wait", seen, "manual request: nothing new", [event])
             return Decision("wait", state, f"{observation.new_rows} new rows, no trigger")
-        job: dict[str, Any] = {
-            "run_id": run_id(state.model, state.watermark, observation.max_row_id),
-            "after_id": state.watermark,
-            "up_to_id": observation.max_row_id,
-            "new_rows": observation.new_rows,
-            "reasons": reasons,
-            "started_at": observation.now,
-            "champion": state.champion_version,
-        }
+        job = RetrainJob(
+            run_id=run_id(state.model, state.watermark, observation.max_row_id),
+            after_id=state.watermark,
+            up_to_id=observation.max_row_id,
+            new_rows=observation.new_rows,
+            reasons=reasons,
+            started_at=observation.now,
+            champion=state.champion_version,
+        ).model_dump(mode="json")
         started = Event("retrain_started", dict(job))
         return Decision("retrain", seen.replace(job=job), ", ".join(reasons), [started])
 

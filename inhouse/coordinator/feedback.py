@@ -1,18 +1,16 @@
 """Canary evidence from the stream: how the candidate and the champion score on the labelled
-rows that arrived after the candidate's training window (tabular or text models alike).
+rows that arrived after the candidate's training window (any kind of model).
 
-Each version is loaded as its replicas serve it (a text adapter merged and quantized to int8),
-so the comparison is between what clients actually got.
+Each version is scored by its kind as its replicas serve it (for example a text adapter merged
+and quantized to int8), so the comparison is between what clients actually got.
 """
 
 from __future__ import annotations
 
-import torch
 from sqlalchemy import Engine
 
 from inhouse.coordinator.canary import Feedback
-from inhouse.data import read_rows
-from inhouse.models.text import TEXT_ARCH
+from inhouse.kinds import kind_for_spec
 from inhouse.registry import Registry
 
 
@@ -29,24 +27,10 @@ def feedback(
 ) -> Feedback | None:
     """Both versions' accuracy on rows with ``id > after_id``; None below ``min_rows`` rows."""
     versions = [registry.get(model, str(v)) for v in (candidate, champion)]
-    if versions[1].spec.get("kind") == TEXT_ARCH:
-        from inhouse.data.text_import import read_text_rows
-        from inhouse.models.text_serving import load_as_served
-
-        texts = read_text_rows(engine, dataset, after_id=after_id)
-        if len(texts) < min_rows:
-            return None
-        ours, theirs = (
-            load_as_served(registry, v).accuracy(texts.texts, texts.labels) for v in versions
-        )
-        return Feedback(len(texts), ours, theirs)
-    rows = read_rows(engine, dataset, after_id=after_id)
-    if len(rows) < min_rows:
+    scored = kind_for_spec(versions[1].spec).updating.stream_accuracy(
+        registry, engine, dataset=dataset, after_id=after_id, versions=versions, min_rows=min_rows
+    )
+    if scored is None:
         return None
-    scores = []
-    for info in versions:
-        module = registry.load_module(info)
-        with torch.inference_mode():  # compressed artifacts hold buffers, not parameters
-            predicted = module.eval()(rows.x).argmax(dim=1)
-        scores.append(float((predicted == rows.y).float().mean()))
-    return Feedback(len(rows), scores[0], scores[1])
+    rows, (ours, theirs) = scored
+    return Feedback(rows, ours, theirs)

@@ -13,26 +13,13 @@ compressed artifact when that passed its own compression gate). The verdict:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from inhouse.coordinator.settings import CoordinatorSettings
+from inhouse.kinds.updating import Measured
 
 Verdict = Literal["promote", "reject", "review"]
-
-
-@dataclass(frozen=True)
-class Measured:
-    """The figures the gate compares; accuracies in [0, 1], latencies in milliseconds."""
-
-    candidate_version: int
-    candidate_accuracy: float
-    candidate_latency_ms: float
-    champion_version: int | None = None
-    champion_accuracy: float | None = None
-    champion_latency_ms: float | None = None
-    importance_spearman: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """One coordinator step, without Ray: observe the stream -> decide -> act -> commit.
 
 :class:`Coordinator` is what the Ray actor runs in its loop. The retrain itself is injected
-(``jobs.retrain.run_retrain`` in the actor), so this class only sequences durable decisions:
-the job is committed before it runs, and its outcome (watermark, alias moves, history) is
-committed in one transaction after, so a crash at any point resumes exactly. A candidate
-that passed the gate is watched as a canary (:mod:`inhouse.coordinator.canary`) on the
-traffic the ingress recorded, then promoted or rolled back.
+(:func:`inhouse.coordinator.retrain.run_retrain` in the actor), so this class only sequences
+durable decisions: the job is committed before it runs, and its outcome (watermark, alias
+moves, history) is committed in one transaction after, so a crash at any point resumes
+exactly. A candidate that passed the gate is watched as a canary
+(:mod:`inhouse.coordinator.canary`) on the traffic the ingress recorded, then promoted or
+rolled back.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from inhouse.canary import read_traffic
 from inhouse.coordinator.canary import Feedback, judge_canary
 from inhouse.coordinator.decide import Decision, Policy
 from inhouse.coordinator.feedback import feedback
-from inhouse.coordinator.gate import GateResult, Measured, judge
+from inhouse.coordinator.gate import GateResult, judge
 from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
 from inhouse.coordinator.triggers import Drift, Observation, drift
 from inhouse.data import read_rows
 from inhouse.data.stream import position
 from inhouse.errors import ConflictError
+from inhouse.kinds.updating import Measured, RetrainJob
 from inhouse.registry import Registry
 
-RetrainFn = Callable[[CoordinatorSettings, dict[str, Any]], Measured]
+RetrainFn = Callable[[CoordinatorSettings, RetrainJob], Measured]
 MANUAL = "retrain_requested"
 
 
@@ -185,7 +187,7 @@ class Coordinator:
         return StepReport(action, ended.reason, ended.events, figures=judgement.figures)
 
     def _run(self, state: CoordinatorState, started: list[Event]) -> StepReport:
-        job = state.job or {}
+        job = RetrainJob.model_validate(state.job or {})
         try:
             measured = self.retrain(self.settings, job)
         except Exception as exc:  # any failure: back off, keep the watermark
@@ -207,7 +209,7 @@ class Coordinator:
             self._commit(done)
         except ConflictError:  # e.g. `coordinator stop` meanwhile: redo on the fresh state
             fresh = self.store.load(self.settings.model)
-            if fresh.job is None or fresh.job.get("run_id") != job.get("run_id"):
+            if fresh.job is None or fresh.job.get("run_id") != job.run_id:
                 raise
             done = self.policy.completed(fresh, gate, now=self.clock())
             self._commit(done)

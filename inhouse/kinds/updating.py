@@ -1,9 +1,115 @@
-"""The updating half of a model kind (``UpdatingKind``): retrain, measure for the gate, compress."""
+"""The updating half of a model kind (``UpdatingKind``): retrain, measure for the gate, compress.
+
+The coordinator's retrain (:func:`inhouse.coordinator.retrain.run_retrain`) owns what every
+kind shares: finding an earlier attempt of the same row window, settling its privacy charge,
+and the figures common to every measurement. The kind does what differs: train and register a
+candidate from the champion and the window's rows, compress it (or not), measure it against
+the champion as each would serve, and score versions on the stream's newer rows for a canary.
+
+This module also holds the values that cross the interface: the job (:class:`RetrainJob`, a
+typed model, also what ``python -m jobs.retrain`` builds), the run it belongs to
+(:class:`RetrainRun`) and the gate's figures (:class:`Measured`).
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from inhouse.coordinator.settings import CoordinatorSettings
+    from inhouse.registry import ModelVersion, Registry
+
+
+class RetrainJob(BaseModel):
+    """One retrain: the rows ``after_id < id <= up_to_id`` of the coordinator's data set.
+
+    ``run_id`` is deterministic per window (:func:`inhouse.coordinator.run_id`), so a resumed
+    retrain finds the versions an earlier attempt registered through their lineage.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    after_id: int
+    up_to_id: int
+    new_rows: int = 0
+    reasons: list[str] = []
+    started_at: float | None = None
+    champion: int | None = None
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The figures the gate compares; accuracies in [0, 1], latencies in milliseconds."""
+
+    candidate_version: int
+    candidate_accuracy: float
+    candidate_latency_ms: float
+    champion_version: int | None = None
+    champion_accuracy: float | None = None
+    champion_latency_ms: float | None = None
+    importance_spearman: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrainRun:
+    """Where a retrain works: the registry, the database, the coordinator's settings, the job."""
+
+    registry: Registry
+    engine: Engine
+    settings: CoordinatorSettings
+    job: RetrainJob
 
 
 class UpdatingKind(Protocol):
     """What retraining and the coordinator call; one per kind (``kinds/<name>/updating.py``)."""
+
+    def check_settings(self, settings: CoordinatorSettings) -> None:
+        """Refuse coordinator settings this kind cannot honour, before anything starts.
+
+        Raises:
+            InvalidInputError: naming the setting and what to use instead.
+        """
+        ...
+
+    def train_candidate(self, run: RetrainRun) -> ModelVersion:
+        """Train a candidate from the champion on the job's rows (plus replayed older rows)
+        and register it with lineage naming ``run.job.run_id``; a DP retrain is planned and
+        charged to the privacy ledger before a row is read."""
+        ...
+
+    def compress(self, run: RetrainRun, candidate: ModelVersion) -> ModelVersion | None:
+        """Compress ``candidate`` the way the champion was and register the result; None when
+        this kind registers no compressed copy (it is compressed where it is served)."""
+        ...
+
+    def measure(
+        self, run: RetrainRun, candidate: ModelVersion, compressed: ModelVersion | None
+    ) -> Measured:
+        """The candidate (compressed when that passed its own gate) and the champion, each
+        measured as it would serve on the test split up to ``run.job.up_to_id``.
+
+        The kind's own figures go in ``extra`` (``test_rows`` and what else it reports); the
+        caller adds the ones every kind shares.
+        """
+        ...
+
+    def stream_accuracy(
+        self,
+        registry: Registry,
+        engine: Engine,
+        *,
+        dataset: str,
+        after_id: int,
+        versions: list[ModelVersion],
+        min_rows: int,
+    ) -> tuple[int, list[float]] | None:
+        """The number of labelled rows with ``id > after_id`` and each version's accuracy on
+        them, as its replicas serve it (canary evidence); None below ``min_rows`` rows."""
+        ...

@@ -18,7 +18,7 @@ from torch import nn
 
 from inhouse.errors import IntegrityError, InvalidInputError
 from inhouse.models.text import TEXT_ARCH, TextModel, classifier_from, tokenizer_from
-from inhouse.registry import ModelVersion, Registry
+from inhouse.registry import ModelVersion, Registry, float_version
 
 METHODS = ("head", "lora")
 DEFAULT_TARGETS = ("query", "value")
@@ -167,14 +167,6 @@ def register_adapter(
     return registry.register(
         name, module=AdapterWeights.of(state), spec=spec, metrics=metrics, lineage=lineage
     )
-
-
-def float_version(registry: Registry, info: ModelVersion) -> ModelVersion:
-    """``info``, or for a compressed version the float version it was made from."""
-    if info.format != "compressed":
-        return info
-    parent = info.lineage.get("parent") or {}
-    return registry.get(str(parent.get("model", info.model)), str(parent["version"]))
 
 
 def _check_text(info: ModelVersion) -> None:

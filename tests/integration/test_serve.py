@@ -22,11 +22,12 @@ from inhouse.access import AccessService, IssuedToken
 from inhouse.access.records import TokenRecord
 from inhouse.canary import Canary
 from inhouse.config import Settings
-from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, Measured
+from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
 from inhouse.coordinator.control import start
 from inhouse.coordinator.service import Coordinator
 from inhouse.data import read_rows, seed
 from inhouse.errors import NotFoundError
+from inhouse.kinds.updating import Measured, RetrainJob
 from inhouse.models import MLPSpec, build_model
 from inhouse.schema import get_engine
 from inhouse.training import evaluate, train_one_epoch
@@ -393,5 +394,5 @@ def test_a_canary_gets_its_share_then_is_promoted_or_rolled_back_without_failed_
     registry.set_alias(MODEL, "champion", champion.version)  # as the other tests expect
 
 
-def _no_retrain(_settings: CoordinatorSettings, _job: dict) -> Measured:
+def _no_retrain(_settings: CoordinatorSettings, _job: RetrainJob) -> Measured:
     raise AssertionError("no retrain runs while a canary is watched")

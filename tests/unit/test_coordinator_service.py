@@ -16,10 +16,12 @@ from inhouse import services
 from inhouse.canary import Traffic, write_traffic
 from inhouse.cli.coordinator_cmd import add_parser as add_coordinator_commands
 from inhouse.config import Settings, load_settings
-from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, Measured
+from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
 from inhouse.coordinator.control import request_retrain, start
+from inhouse.coordinator.retrain import run_retrain
 from inhouse.coordinator.service import Coordinator
-from jobs.retrain import run_retrain, train_candidate
+from inhouse.kinds.tabular.retrain import train_candidate
+from inhouse.kinds.updating import Measured, RetrainJob, RetrainRun
 from tests.coordinator_setup import append_stream, make_champion
 
 MODEL = "digits"
@@ -90,7 +92,15 @@ def test_a_crashed_retrain_resumes_without_training_its_rows_twice(settings: Set
     state = coordinator.store.commit(decision.state, events=decision.events)
     assert state.job is not None
     # The actor registered the float candidate, then died before compressing or committing.
-    train_candidate(coordinator.registry, coordinator.engine, coordinator.settings, state.job)
+    job = RetrainJob.model_validate(state.job)
+    train_candidate(
+        RetrainRun(
+            registry=coordinator.registry,
+            engine=coordinator.engine,
+            settings=coordinator.settings,
+            job=job,
+        )
+    )
     report = coordinator.step()  # a fresh actor resumes the job in flight
     assert report.action == "promote"
     run = state.job["run_id"]
@@ -102,9 +112,9 @@ def test_a_crashed_retrain_resumes_without_training_its_rows_twice(settings: Set
 
 
 def test_a_failed_retrain_keeps_the_watermark_and_backs_off(settings: Settings) -> None:
-    calls: list[dict[str, Any]] = []
+    calls: list[RetrainJob] = []
 
-    def broken(_cs: CoordinatorSettings, job: dict[str, Any]) -> Measured:
+    def broken(_cs: CoordinatorSettings, job: RetrainJob) -> Measured:
         calls.append(job)
         raise RuntimeError("disk full")
 

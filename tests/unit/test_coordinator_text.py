@@ -17,9 +17,9 @@ from inhouse.config import Settings, load_settings
 from inhouse.coordinator import CoordinatorSettings
 from inhouse.coordinator.control import start
 from inhouse.coordinator.feedback import feedback
+from inhouse.coordinator.retrain import run_retrain
 from inhouse.coordinator.service import Coordinator
 from inhouse.errors import InvalidInputError
-from jobs.retrain import run_retrain
 from tests.text_champion import DATASET, MODEL, append_text_stream, make_text_champion
 
 pytestmark = pytest.mark.slow

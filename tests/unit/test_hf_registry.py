@@ -13,7 +13,6 @@ from inhouse.errors import InvalidInputError
 from inhouse.models.hf import import_model_dir
 from inhouse.models.lora import (
     adapter_state,
-    float_version,
     load_text,
     lora_config,
     prepare_incremental,
@@ -21,7 +20,7 @@ from inhouse.models.lora import (
     trainable_fraction,
 )
 from inhouse.models.text import classifier_from, encode_texts, predict_proba
-from inhouse.registry import Registry
+from inhouse.registry import Registry, float_version
 from inhouse.schema import get_engine
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 

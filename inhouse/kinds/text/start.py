@@ -21,8 +21,9 @@ def start_model(
     The seed is set first so every worker draws the same new head.
     """
     from inhouse import services
-    from inhouse.models.lora import float_version, load_text, lora_config, prepare_incremental
+    from inhouse.models.lora import load_text, lora_config, prepare_incremental
     from inhouse.models.text import classifier_from, classifier_from_dir
+    from inhouse.registry import float_version
 
     torch.manual_seed(options.seed)
     base = None

@@ -1,19 +1,15 @@
-"""Incremental retraining of a text model: a LoRA (or head-only) adapter on the new rows.
+"""Training a text candidate: a LoRA (or head-only) adapter on the new rows plus replay.
 
-The coordinator's :func:`jobs.retrain.run_retrain` hands text champions to
-:func:`run_text_retrain`, in-process like the tabular retrain. The candidate is an adapter
-version registered against the champion's base model, so a retrain stores only the LoRA
-matrices and the head:
+The candidate is an adapter version registered against the champion's base model, so a
+retrain stores only the LoRA matrices and the head:
 
 - champion = a full classifier (or its int8 version): a fresh adapter on its float weights;
 - champion = an adapter of the same method: the new adapter starts from the champion's
   adapter weights (warm start) on the same base, so what earlier retrains learnt is kept.
 
 It trains on the rows ``after_id < id <= up_to_id`` plus ``replay_ratio`` times as many older
-rows (with ``--dp``: DP-SGD through Opacus, planned and charged to the privacy ledger before a
-row is read), and is measured as the text replica serves it (merged into its base and
-quantized to int8) against the champion on the test split. Idempotent per row window like the
-tabular retrain: a resumed retrain finds the version an earlier attempt registered.
+rows (with ``dp``: DP-SGD through Opacus, planned and charged to the privacy ledger before a
+row is read).
 """
 
 from __future__ import annotations
@@ -21,13 +17,10 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inhouse import services
-from inhouse.config import Settings
-from inhouse.coordinator import CoordinatorSettings, Measured
 from inhouse.data import DatasetInfo, describe
 from inhouse.data.text_import import TextRows, read_text_rows
 from inhouse.kinds.text.epochs import train_epoch
@@ -37,8 +30,8 @@ from inhouse.kinds.text.private import (
     row_dataset,
     train_epoch_private,
 )
+from inhouse.kinds.updating import RetrainRun
 from inhouse.models.lora import (
-    float_version,
     load_text,
     lora_config,
     prepare_incremental,
@@ -46,11 +39,13 @@ from inhouse.models.lora import (
     trainable_fraction,
 )
 from inhouse.models.text import TextModel, classifier_from
-from inhouse.models.text_serving import load_as_served
-from inhouse.registry import ModelVersion, Registry
+from inhouse.registry import ModelVersion, Registry, float_version
 from inhouse.training.dp import make_private
 from inhouse.training.private_run import PrivateRun
 from inhouse.training.text import TextTrainOptions
+
+if TYPE_CHECKING:
+    from inhouse.coordinator.settings import CoordinatorSettings
 
 
 def replay_rows(new: TextRows, old: TextRows, ratio: float, *, seed: int) -> TextRows:
@@ -169,13 +164,11 @@ def _train(
     }
 
 
-def train_candidate(
-    settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]
-) -> ModelVersion:
+def train_candidate(run: RetrainRun) -> ModelVersion:
     """Train the window's adapter (new rows + replay) and register it against the base; a DP
     retrain is planned and charged to the privacy ledger before a row is read."""
-    engine, registry = services.engine(settings), services.registry(settings)
-    after_id, up_to_id, run = int(job["after_id"]), int(job["up_to_id"]), str(job["run_id"])
+    registry, engine, cs, job = run.registry, run.engine, run.settings, run.job
+    after_id, up_to_id = job.after_id, job.up_to_id
     champion = registry.get(cs.model, "champion")
     base, warm, lora = starting_point(registry, champion, cs.text_method)
     model, tokenizer, spec = _model(
@@ -192,7 +185,7 @@ def train_candidate(
     used = DatasetInfo(
         **{**full.__dict__, "train_rows": len(rows), "first_id": first_id, "last_id": up_to_id}
     )
-    privacy = prepare_text(engine=engine, options=options, info=used, run_name=run)
+    privacy = prepare_text(engine=engine, options=options, info=used, run_name=job.run_id)
     started = time.perf_counter()
     try:
         history = _train(model, tokenizer, rows, options, privacy)
@@ -217,9 +210,9 @@ def train_candidate(
             "trainable_fraction": trainable_fraction(model),
         },
         "config": cs.model_dump(mode="json"),
-        "coordinator_run": run,
-        "trigger": list(job.get("reasons", [])),
-        "run": run,
+        "coordinator_run": job.run_id,
+        "trigger": list(job.reasons),
+        "run": job.run_id,
         "privacy": privacy.lineage(reported_steps=history.get("dp_steps")),
     }
     metrics = {
@@ -243,42 +236,3 @@ def train_candidate(
     )
     privacy.settle(engine, reported_steps=history.get("dp_steps"), version=version.version)
     return version
-
-
-def run_text_retrain(settings: Settings, cs: CoordinatorSettings, job: dict[str, Any]) -> Measured:
-    """Retrain the job's window (or find an earlier attempt's adapter); measure for the gate."""
-    torch.set_num_threads(cs.threads)
-    engine, registry = services.engine(settings), services.registry(settings)
-    started = time.perf_counter()
-    from jobs.retrain import registered, settle_resumed
-
-    candidate = registered(registry, cs.model, str(job["run_id"]))[0]  # an adapter: not packed
-    if candidate is None:
-        candidate = train_candidate(settings, cs, job)
-    else:
-        settle_resumed(engine, candidate)
-    champion = registry.get(cs.model, "champion")
-    test = read_text_rows(engine, cs.dataset, split="test", up_to_id=int(job["up_to_id"]))
-    ours, theirs = load_as_served(registry, candidate), load_as_served(registry, champion)
-    probe = test.texts[0] if test.texts else "probe"
-    return Measured(
-        candidate_version=candidate.version,
-        candidate_accuracy=ours.accuracy(test.texts, test.labels),
-        candidate_latency_ms=ours.latency_ms(probe),
-        champion_version=champion.version,
-        champion_accuracy=theirs.accuracy(test.texts, test.labels),
-        champion_latency_ms=theirs.latency_ms(probe),
-        importance_spearman=None,  # global importance is measured for tabular models only
-        extra={
-            "float_version": candidate.version,
-            "compressed_version": None,
-            "precision": ours.precision,
-            "window": [int(job["after_id"]), int(job["up_to_id"])],
-            "train_seconds": candidate.metrics.get("train_seconds"),
-            "retrain_seconds": time.perf_counter() - started,
-            "epsilon": candidate.metrics.get("epsilon", 0.0),
-            "new_train_rows": candidate.lineage["rows"].get("new_train_rows", 0),
-            "test_rows": len(test),
-            "method": cs.text_method,
-        },
-    )

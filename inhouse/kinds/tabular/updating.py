@@ -1,0 +1,120 @@
+"""The tabular kind's updating half: warm-start the MLP, compress it like the champion, measure.
+
+A candidate is compressed with the settings the champion was compressed with (DP versions are
+only quantized), and the gate sees the compressed copy when that passed its own gate. Global
+feature importances of candidate and champion are compared (Spearman) for the review verdict.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from sqlalchemy import Engine
+
+from inhouse.compress.report import accuracy, latency_ms
+from inhouse.data import read_rows
+from inhouse.explain.importance import GlobalImportance, compare_importance
+from inhouse.kinds.tabular.retrain import train_candidate
+from inhouse.kinds.updating import Measured, RetrainRun, UpdatingKind
+from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry, float_version
+
+if TYPE_CHECKING:
+    from inhouse.coordinator.settings import CoordinatorSettings
+
+
+def _spearman(registry: Registry, champion: ModelVersion, candidate: ModelVersion) -> float | None:
+    # global importances are statistics of rows, kept in the (encrypted) lineage files only
+    ours, theirs = (
+        registry.full_lineage(champion).get("global_importance"),
+        registry.full_lineage(candidate).get("global_importance"),
+    )
+    if not ours or not theirs:
+        return None
+    old, new = GlobalImportance.from_dict(ours), GlobalImportance.from_dict(theirs)
+    return float(compare_importance(old, new).spearman)
+
+
+class TabularUpdating:
+    """:class:`~inhouse.kinds.updating.UpdatingKind` for MLPs on numeric rows."""
+
+    def check_settings(self, settings: CoordinatorSettings) -> None:
+        """Every coordinator setting works for numeric rows (drift included)."""
+
+    def train_candidate(self, run: RetrainRun) -> ModelVersion:
+        """See :func:`inhouse.kinds.tabular.retrain.train_candidate`."""
+        return train_candidate(run)
+
+    def compress(self, run: RetrainRun, candidate: ModelVersion) -> ModelVersion | None:
+        """Compress the candidate with the settings the champion was compressed with."""
+        from inhouse.compress import CompressionSettings, GateSettings
+        from inhouse.compress.versioning import compress_version
+
+        registry, cs = run.registry, run.settings
+        champion = registry.get(cs.model, "champion")
+        if champion.format == COMPRESSED_FORMAT:
+            settings = CompressionSettings.model_validate(champion.lineage.get("compression", {}))
+            gate = GateSettings.model_validate(champion.lineage.get("gate", {}).get("settings", {}))
+        else:
+            settings, gate = CompressionSettings(), GateSettings()
+        if cs.dp:  # pruning fine-tunes without noise: DP versions are only quantized
+            settings = settings.model_copy(update={"prune_amount": 0.0, "finetune_epochs": 0})
+        summary = compress_version(
+            registry=registry,
+            engine=run.engine,
+            model=cs.model,
+            ref=str(candidate.version),
+            settings=settings,
+            gate=gate,
+            promote=False,
+        )
+        return registry.get(cs.model, str(summary["version"]))
+
+    def measure(
+        self, run: RetrainRun, candidate: ModelVersion, compressed: ModelVersion | None
+    ) -> Measured:
+        """Accuracy and one-row latency (1 thread) on the test split, and the importances'
+        rank correlation between the float candidate and the champion's float version."""
+        registry, cs = run.registry, run.settings
+        gated = compressed is not None and compressed.metrics.get("gate_passed")
+        served = compressed if compressed is not None and gated else candidate
+        champion = registry.get(cs.model, "champion")
+        test = read_rows(run.engine, cs.dataset, split="test", up_to_id=run.job.up_to_id)
+        served_module = registry.load_module(served)
+        champion_module = registry.load_module(champion)
+        probe = test.x[:1]
+        return Measured(
+            candidate_version=served.version,
+            candidate_accuracy=accuracy(served_module, test.x, test.y) / 100.0,
+            candidate_latency_ms=latency_ms(served_module, probe, threads=1),
+            champion_version=champion.version,
+            champion_accuracy=accuracy(champion_module, test.x, test.y) / 100.0,
+            champion_latency_ms=latency_ms(champion_module, probe, threads=1),
+            importance_spearman=_spearman(registry, float_version(registry, champion), candidate),
+            extra={"test_rows": len(test)},
+        )
+
+    def stream_accuracy(
+        self,
+        registry: Registry,
+        engine: Engine,
+        *,
+        dataset: str,
+        after_id: int,
+        versions: list[ModelVersion],
+        min_rows: int,
+    ) -> tuple[int, list[float]] | None:
+        """Each version's accuracy on the labelled rows with ``id > after_id``."""
+        rows = read_rows(engine, dataset, after_id=after_id)
+        if len(rows) < min_rows:
+            return None
+        scores = []
+        for info in versions:
+            module = registry.load_module(info)
+            with torch.inference_mode():  # compressed artifacts hold buffers, not parameters
+                predicted = module.eval()(rows.x).argmax(dim=1)
+            scores.append(float((predicted == rows.y).float().mean()))
+        return len(rows), scores
+
+
+UPDATING: UpdatingKind = TabularUpdating()
