@@ -30,6 +30,7 @@ from inhouse.config import Settings
 from inhouse.coordinator import CoordinatorSettings, Measured
 from inhouse.data import DatasetInfo, describe
 from inhouse.data.text_import import TextRows, read_text_rows
+from inhouse.kinds.text.served import load_as_served
 from inhouse.models.lora import (
     float_version,
     load_text,
@@ -39,7 +40,6 @@ from inhouse.models.lora import (
     trainable_fraction,
 )
 from inhouse.models.text import TextModel, classifier_from
-from inhouse.models.text_serving import load_as_served
 from inhouse.registry import ModelVersion, Registry
 from inhouse.training.dp import make_private
 from inhouse.training.private_run import PrivateRun

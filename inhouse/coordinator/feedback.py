@@ -31,7 +31,7 @@ def feedback(
     versions = [registry.get(model, str(v)) for v in (candidate, champion)]
     if versions[1].spec.get("kind") == TEXT_KIND:
         from inhouse.data.text_import import read_text_rows
-        from inhouse.models.text_serving import load_as_served
+        from inhouse.kinds.text.served import load_as_served
 
         texts = read_text_rows(engine, dataset, after_id=after_id)
         if len(texts) < min_rows:

@@ -25,9 +25,9 @@ class ModelKind:
     package: str
 
     @property
-    def serving(self) -> ServingKind:
+    def serving(self) -> ServingKind[Any, Any]:
         """The serving half (``<package>.serving.SERVING``), imported on first use."""
-        serving: ServingKind = importlib.import_module(f"{self.package}.serving").SERVING
+        serving: ServingKind[Any, Any] = importlib.import_module(f"{self.package}.serving").SERVING
         return serving
 
     @property
