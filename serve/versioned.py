@@ -25,7 +25,7 @@ import torch
 from inhouse import services
 from inhouse.config import Settings, load_settings
 from inhouse.errors import InhouseError, InvalidInputError
-from inhouse.kinds import ModelKind
+from inhouse.kinds import ModelKind, register
 from inhouse.kinds.serving import Loaded, ServingKind
 from inhouse.registry import ModelVersion, Registry
 
@@ -70,6 +70,9 @@ class VersionedModel:
         loader: Callable[[Registry, ModelVersion], Loaded],
     ) -> None:
         torch.set_num_threads(1)
+        # The registry rebuilds a version's module through its kind: a kind registered by the
+        # process that built the app (a plugin's, a test's) must be known in this one too.
+        register(kind)
         self._settings = load_settings(**settings)
         self._registry = services.registry(self._settings)
         self._model_name = model
