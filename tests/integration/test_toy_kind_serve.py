@@ -74,8 +74,8 @@ def test_the_toy_kind_is_served_through_the_common_routes(client: httpx.Client) 
     assert explained.json()["explanations"] == [{"length": 4, "threshold": 10}]
     png = client.post(f"/v1/models/{MODEL}:explain?format=png", json={"instances": ["four"]})
     assert png.status_code == 422
-    anonymous = httpx.post(f"{client.base_url}v1/models/{MODEL}:predict", json={"instances": ["a"]})
-    assert anonymous.status_code == 401
+    url = str(client.base_url).rstrip("/") + f"/v1/models/{MODEL}:predict"
+    assert httpx.post(url, json={"instances": ["a"]}).status_code == 401
 
 
 def test_a_version_its_kind_cannot_serve_is_refused_before_deploying(toy: Settings) -> None:
