@@ -209,7 +209,7 @@ def _latency(home: Path, m: dict[str, Any], quick: bool) -> None:
     interleaved (fp32, int8, fp32, ...) so load from other processes hits both alike."""
     from inhouse import services
     from inhouse.config import load_settings
-    from serve.text_replica import load_served
+    from inhouse.kinds.text.served import load_served
 
     registry = services.registry(load_settings(home=str(home)))
     fp32 = load_served(registry, registry.get(MODEL, str(m["fp32_version"])), quantize=False)

@@ -38,11 +38,13 @@ Datatype = Literal[
 NUMERIC_TYPES = frozenset(get_args(Datatype)) - {"BOOL", "BYTES"}
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Base of the request bodies: unknown fields are refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class RequestInput(_Strict):
+class RequestInput(Strict):
     """One input tensor of a v2 request."""
 
     name: str = Field(max_length=256)
@@ -52,12 +54,12 @@ class RequestInput(_Strict):
     data: list[Any]
 
 
-class RequestOutput(_Strict):
+class RequestOutput(Strict):
     name: str = Field(max_length=256)
     parameters: dict[str, Any] | None = None
 
 
-class InferenceRequest(_Strict):
+class InferenceRequest(Strict):
     """The body of ``POST /v2/models/{name}/infer``."""
 
     id: str | None = Field(None, max_length=256)
@@ -66,7 +68,7 @@ class InferenceRequest(_Strict):
     outputs: list[RequestOutput] | None = None
 
 
-class PredictRequest(_Strict):
+class PredictRequest(Strict):
     """The body of KServe v1 ``POST /v1/models/{name}:predict``."""
 
     instances: list[Any] = Field(min_length=1)
@@ -115,7 +117,8 @@ def parse_json(raw: bytes, *, max_bytes: int) -> Any:
     return value
 
 
-def _validate(model: type[_Strict], body: Any) -> Any:
+def validate_body(model: type[Strict], body: Any) -> Any:
+    """``body`` as ``model``; the first validation error (with a count of the rest) is a 422."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -125,7 +128,8 @@ def _validate(model: type[_Strict], body: Any) -> Any:
         raise InvalidInputError(f"{where}: {first['msg']}{more}") from None
 
 
-def _flatten(data: list[Any], limit: int) -> list[Any]:
+def flatten_data(data: list[Any], limit: int) -> list[Any]:
+    """The leaves of a (nested) tensor ``data`` list in order; 413 past ``limit`` of them."""
     flat: list[Any] = []
     stack: list[Any] = [iter(data)]
     while stack:
@@ -162,7 +166,7 @@ def _as_matrix(values: list[Any], *, rows: int, features: int, what: str) -> np.
 
 def parse_v2(body: Any, *, n_features: int, max_instances: int) -> tuple[np.ndarray, str | None]:
     """Validate a v2 infer body; returns the ``(n, n_features)`` float32 batch and request id."""
-    request: InferenceRequest = _validate(InferenceRequest, body)
+    request: InferenceRequest = validate_body(InferenceRequest, body)
     tensor = request.inputs[0]
     if tensor.datatype not in NUMERIC_TYPES:
         raise InvalidInputError(f"inputs[0].datatype {tensor.datatype} is not a numeric type")
@@ -175,7 +179,7 @@ def parse_v2(body: Any, *, n_features: int, max_instances: int) -> tuple[np.ndar
         )
     if shape[0] > max_instances:
         raise PayloadTooLargeError(f"{shape[0]} instances; the limit is {max_instances}")
-    values = _flatten(tensor.data, shape[0] * shape[1])
+    values = flatten_data(tensor.data, shape[0] * shape[1])
     if len(values) != shape[0] * shape[1]:
         raise InvalidInputError(
             f"inputs[0].data has {len(values)} elements but shape {tensor.shape} needs "
@@ -186,7 +190,7 @@ def parse_v2(body: Any, *, n_features: int, max_instances: int) -> tuple[np.ndar
 
 def parse_v1(body: Any, *, n_features: int, max_instances: int) -> np.ndarray:
     """Validate a v1 predict body (``{"instances": [[...], ...]}``)."""
-    request: PredictRequest = _validate(PredictRequest, body)
+    request: PredictRequest = validate_body(PredictRequest, body)
     if len(request.instances) > max_instances:
         raise PayloadTooLargeError(f"{len(request.instances)} instances; limit {max_instances}")
     values: list[Any] = []

@@ -1,10 +1,10 @@
 """Build the inhouse Serve application: one ingress in front of, per model, a replica set and
 an explainer sidecar.
 
-Tabular and text models share the front door: each model's registry spec (of the version
-``ref`` names) picks its deployments, ModelReplica + Explainer for tabular models, TextReplica
-(tokenising, int8, multiplexed variants) + TextExplainer (token attributions) for ``hf_text``
-ones. Typed entry point for ``serve run`` / ``serve deploy`` config files::
+Every model kind shares the front door and the deployments: each model's registry spec (of
+the version ``ref`` names) picks its kind (:func:`inhouse.kinds.kind_for_spec`), which the
+replica, the explainer and the ingress delegate to. Typed entry point for ``serve run`` /
+``serve deploy`` config files::
 
     serve run serve.app:build_app models='["digits", "banking"]'
 """
@@ -19,13 +19,11 @@ from ray.serve import Application
 from inhouse import services
 from inhouse.config import ServeSettings, Settings, load_settings
 from inhouse.errors import InvalidInputError
-from inhouse.models.text import TEXT_ARCH
+from inhouse.kinds import ModelKind, kind_for_spec
 from inhouse.registry import validate_model_name
 from serve.explainer import Explainer
 from serve.ingress import Ingress
 from serve.model_replica import ModelReplica
-from serve.text_explainer import TextExplainer
-from serve.text_replica import TextReplica
 
 APP_NAME = "inhouse"
 
@@ -62,24 +60,22 @@ def replica_scaling(serve_cfg: ServeSettings) -> dict[str, Any]:
     return {"autoscaling_config": autoscaling}
 
 
-def text_models(settings: Settings, models: list[str], ref: str) -> list[str]:
-    """Which of ``models`` are text models (their version ``ref`` is an ``hf_text`` spec).
+def serving_kinds(settings: Settings, models: list[str], ref: str) -> dict[str, ModelKind]:
+    """The kind of each model's version ``ref``.
 
-    A text encoder without a head is refused here, before any deployment starts.
+    A version its kind cannot serve (a text encoder without a head) is refused here, before
+    any deployment starts.
     """
     registry = services.registry(settings)
-    text = []
+    kinds = {}
     for name in models:
         spec = registry.get(name, ref).spec
-        if spec.get("kind") != TEXT_ARCH:
-            continue
-        if spec.get("role") == "encoder":
-            raise InvalidInputError(
-                f"{name} ({ref}) is a text encoder without a classifier head: serve a model "
-                "fine-tuned from it (inhouse train --base) instead"
-            )
-        text.append(name)
-    return text
+        kind = kind_for_spec(spec)
+        reason = kind.serving.refusal(spec)
+        if reason is not None:
+            raise InvalidInputError(f"{name} ({ref}) is {reason}")
+        kinds[name] = kind
+    return kinds
 
 
 def build_app(args: dict[str, Any] | ServeArgs) -> Application:
@@ -97,32 +93,29 @@ def build_app(args: dict[str, Any] | ServeArgs) -> Application:
     serve_cfg = settings.serve
     for name in parsed.models:
         validate_model_name(name)
-    text = text_models(settings, parsed.models, parsed.ref)
+    kinds = serving_kinds(settings, parsed.models, parsed.ref)
     handles, explainers = {}, {}
-    for name in parsed.models:
-        replica, explainer = (
-            (TextReplica, TextExplainer) if name in text else (ModelReplica, Explainer)
-        )
-        handles[name] = replica.options(
+    for name, kind in kinds.items():
+        handles[name] = ModelReplica.options(
             name=f"model-{name}",
             max_ongoing_requests=serve_cfg.max_ongoing_requests,
             # A dead replica is noticed in ~2 s rather than Serve's default ~10 s.
             health_check_period_s=2,
             health_check_timeout_s=5,
             **replica_scaling(serve_cfg),
-        ).bind(name, payload, parsed.ref)
+        ).bind(name, payload, parsed.ref, kind)
         if not parsed.explainers:
             continue
         # The explainer sidecar: its own replicas, so heavy explanations never slow
         # predictions. Work is serialised per replica: scale out with replicas.
-        explainers[name] = explainer.options(
+        explainers[name] = Explainer.options(
             name=f"explainer-{name}",
             autoscaling_config={
                 "min_replicas": 1,
                 "max_replicas": parsed.max_explainer_replicas,
                 "target_ongoing_requests": 1,
             },
-        ).bind(name, payload, parsed.ref)
+        ).bind(name, payload, parsed.ref, kind)
     return Ingress.options(max_ongoing_requests=serve_cfg.max_ongoing_requests * 4).bind(
-        handles, payload, explainers, text
+        handles, payload, explainers, kinds
     )

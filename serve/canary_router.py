@@ -13,18 +13,21 @@ import logging
 import random
 import threading
 import time
+from typing import Any
 
+from ray.serve.handle import DeploymentHandle
 from sqlalchemy import Engine
 
 from inhouse.canary import Canary, TrafficCounter, active_canaries, write_traffic
-from inhouse.errors import InhouseError
+from inhouse.errors import InhouseError, UnavailableError
+from serve.http import refusal
 
 REFRESH_S = 1.0
 _log = logging.getLogger(__name__)
 
 
 class CanaryRouter:
-    """Chooses champion or canary per request and counts each outcome."""
+    """Chooses champion or canary per request, calls it, and counts each outcome."""
 
     def __init__(self, engine: Engine, models: list[str]) -> None:
         self._engine = engine
@@ -66,3 +69,34 @@ class CanaryRouter:
             return
         served = canary.champion_version if version is None else version
         self._counter.add(model, served, (time.perf_counter() - started) * 1000.0, error=error)
+
+    async def predict(self, model: str, handle: DeploymentHandle, inputs: Any) -> dict[str, Any]:
+        """The replica's answer from the champion (or, for a canary's share, the candidate);
+        a failing canary is counted against it and the request answered by the champion."""
+        candidate = self.choose(model)
+        if candidate is not None:
+            started = time.perf_counter()
+            try:
+                result: dict[str, Any] = await handle.predict.remote(inputs, candidate)
+            except Exception:  # noqa: BLE001 - the champion answers; the canary is charged
+                champion = await self._champion_predict(model, handle, inputs)
+                self.record(model, candidate, started, error=True)
+                return champion
+            self.record(model, int(result["version"]), started, error=False)
+            return result
+        return await self._champion_predict(model, handle, inputs)
+
+    async def _champion_predict(
+        self, model: str, handle: DeploymentHandle, inputs: Any
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            result: dict[str, Any] = await handle.predict.remote(inputs)
+        except Exception as exc:  # noqa: BLE001 - a replica crash is a 503, never a 500
+            refused = refusal(exc)
+            if refused is not None:  # the replica refused the input
+                raise refused from None
+            self.record(model, None, started, error=True)
+            raise UnavailableError(f"model replica failed: {type(exc).__name__}") from exc
+        self.record(model, int(result["version"]), started, error=False)
+        return result

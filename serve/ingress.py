@@ -12,77 +12,51 @@ with the permission for the model (``model:predict``, ``model:explain``); each d
 written to the audit log. Every error is an :mod:`inhouse.errors` class turned into its
 status and a JSON body ``{"error": "...", "code": "..."}``; nothing a client sends produces
 a 500.
+
+Each model's kind (:class:`inhouse.kinds.serving.ServingKind`) parses its request bodies and
+shapes its answers; the routes are the same for every kind. For kinds with variants, a
+``serve_multiplexed_model_id: <variant>`` header sends the request to that variant of the
+model (loaded on demand by the replica); the token then needs the permission on the variant.
 """
 
 import asyncio
 import contextlib
-import math
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import inhouse
 from inhouse import services
 from inhouse.access import PreAuthLimiter, RateLimiter, RequestAuthorizer
 from inhouse.config import load_settings
-from inhouse.errors import (
-    InhouseError,
-    ModelNotFoundError,
-    PayloadTooLargeError,
-    RateLimitedError,
-    RequestTimeoutError,
-    UnavailableError,
-)
-from inhouse.explain.request import parse_explain, server_limits
-from inhouse.protocol import (
-    model_metadata,
-    parse_json,
-    parse_v1,
-    parse_v2,
-    v1_response,
-    v2_response,
-)
-from serve import text_routes
+from inhouse.errors import ModelNotFoundError, UnavailableError
+from inhouse.kinds import ModelKind
+from inhouse.kinds.serving import ServingKind
+from inhouse.registry import validate_model_name
 from serve.canary_router import CanaryRouter
+from serve.http import app, call_replica, read_body
 
 PREDICT = "model:predict"
 EXPLAIN = "model:explain"
 METADATA_TTL_S = 10.0
 READY_TIMEOUT_S = 2.0
-
-app = FastAPI(title="inhouse inference", version=inhouse.__version__)
-
-
-@app.exception_handler(InhouseError)
-async def _inhouse_error(_request: Request, exc: InhouseError) -> JSONResponse:
-    headers: dict[str, str] = {}
-    if exc.status_code == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, RateLimitedError):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers or None)
+VARIANT_HEADER = "serve_multiplexed_model_id"
 
 
-@app.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    # Unknown paths and wrong methods get the same JSON error shape as everything else.
-    message = f"{request.method} {request.url.path}: {exc.detail}"
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse({"error": message, "code": code}, status_code=exc.status_code)
+@dataclass(frozen=True)
+class Route:
+    """Where one authorized request goes: the model's kind, its replicas, the variant asked."""
 
-
-@app.exception_handler(RequestValidationError)
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    where = ".".join(str(p) for p in first["loc"])
-    return JSONResponse({"error": f"{where}: {first['msg']}", "code": "invalid_input"}, 422)
+    name: str
+    kind: ServingKind[Any, Any]
+    handle: DeploymentHandle
+    variant: str
 
 
 @serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0.25})
@@ -94,12 +68,12 @@ class Ingress:
         self,
         models: dict[str, DeploymentHandle],
         settings: dict[str, Any],
-        explainers: dict[str, DeploymentHandle] | None = None,
-        text_models: list[str] | None = None,
+        explainers: dict[str, DeploymentHandle],
+        kinds: dict[str, ModelKind],
     ) -> None:
         self._models = models
-        self._explainers = explainers or {}
-        self._text = frozenset(text_models or ())  # their routes: serve/text_routes.py
+        self._explainers = explainers
+        self._kinds = {name: kind.serving for name, kind in kinds.items()}
         platform = load_settings(**settings)
         self._settings = platform.serve
         self._access = services.access(platform) if platform.security.require_auth else None
@@ -125,7 +99,6 @@ class Ingress:
         self._metadata: dict[str, tuple[float, dict[str, Any]]] = {}
         # A running canary gets its share of the predictions (and its outcomes are counted).
         self._canary = CanaryRouter(services.engine(platform), list(models))
-        self._explain_limits = server_limits(max_instances=self._settings.max_instances)
 
     def _preauth_limiter(self) -> PreAuthLimiter | None:
         serving = self._settings
@@ -172,31 +145,24 @@ class Ingress:
         cached = self._metadata.get(name)
         if cached is not None and time.monotonic() - cached[0] < METADATA_TTL_S:
             return cached[1]
-        info: dict[str, Any] = await self._handle(name).metadata.remote()
+        info: dict[str, Any] = await call_replica(
+            self._handle(name).metadata.remote(), "model replica"
+        )
         self._metadata[name] = (time.monotonic(), info)
         return info
 
-    async def _body(self, request: Request) -> Any:
-        limit = self._settings.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            # Refuse before reading a byte of an oversized body.
-            raise PayloadTooLargeError(f"request body is {declared} bytes; the limit is {limit}")
-        raw = bytearray()
-
-        async def read() -> None:
-            async for chunk in request.stream():
-                raw.extend(chunk)
-                if len(raw) > limit:
-                    break
-
-        try:  # a stalled client must not hold the request (and its memory) forever
-            await asyncio.wait_for(read(), timeout=self._settings.body_timeout_s)
-        except asyncio.TimeoutError:
-            raise RequestTimeoutError(
-                f"the request body did not arrive within {self._settings.body_timeout_s:g} s"
-            ) from None
-        return parse_json(bytes(raw), max_bytes=limit)
+    async def _route(self, request: Request, name: str, action: str) -> Route:
+        """Authorize ``action`` (on the variant when the kind has variants and one is asked
+        for); 404 for a model not served here."""
+        kind = self._kinds.get(name)
+        variant = ""
+        if kind is not None and kind.multiplexed:
+            variant = request.headers.get(VARIANT_HEADER, "").strip()
+            if variant:
+                validate_model_name(variant)
+        await self._authorize(request, action=action, resource=variant or name)
+        handle = self._handle(name)  # 404 for a model not served here
+        return Route(name, self._kinds[name], handle, variant)
 
     async def _ready(self, name: str) -> bool:
         try:
@@ -221,16 +187,10 @@ class Ingress:
 
     @app.get("/v2/models/{name}")
     async def v2_metadata(self, name: str, request: Request) -> dict[str, Any]:
-        if name in self._text:
-            return await text_routes.v2_metadata(self, name, request)
         await self._authorize(request, action=PREDICT, resource=name)
+        self._handle(name)
         info = await self._model_info(name)
-        return model_metadata(
-            model=name,
-            versions=[info["version"]],
-            n_features=info["n_features"],
-            n_classes=info["n_classes"],
-        )
+        return self._kinds[name].model_metadata(model=name, info=info)
 
     @app.get("/v2/models/{name}/ready")
     async def v2_model_ready(self, name: str, request: Request) -> JSONResponse:
@@ -241,22 +201,16 @@ class Ingress:
 
     @app.post("/v2/models/{name}/infer")
     async def v2_infer(self, name: str, request: Request) -> dict[str, Any]:
-        if name in self._text:
-            return await text_routes.v2_infer(self, name, request)
-        await self._authorize(request, action=PREDICT, resource=name)
-        handle = self._handle(name)
+        route = await self._route(request, name, PREDICT)
         info = await self._model_info(name)
-        x, request_id = parse_v2(
-            await self._body(request),
-            n_features=info["n_features"],
+        inputs, request_id = route.kind.parse_v2(
+            await read_body(request, self._settings),
+            info,
             max_instances=self._settings.max_instances,
         )
-        result = await self._predict(name, handle, x)
-        return v2_response(
-            model=name,
-            version=result["version"],
-            request_id=request_id,
-            probabilities=result["probabilities"],
+        result = await self._predict(route, inputs)
+        return route.kind.v2_response(
+            model=route.variant or name, request_id=request_id, result=result
         )
 
     @app.get("/v1/models/{name}")
@@ -267,76 +221,41 @@ class Ingress:
 
     @app.post("/v1/models/{name}:predict")
     async def v1_predict(self, name: str, request: Request) -> dict[str, Any]:
-        if name in self._text:
-            return await text_routes.v1_predict(self, name, request)
-        await self._authorize(request, action=PREDICT, resource=name)
-        handle = self._handle(name)
+        route = await self._route(request, name, PREDICT)
         info = await self._model_info(name)
-        x = parse_v1(
-            await self._body(request),
-            n_features=info["n_features"],
+        inputs = route.kind.parse_v1(
+            await read_body(request, self._settings),
+            info,
             max_instances=self._settings.max_instances,
         )
-        result = await self._predict(name, handle, x)
-        return v1_response(probabilities=result["probabilities"], class_names=info["class_names"])
+        return route.kind.v1_response(await self._predict(route, inputs))
 
     @app.post("/v1/models/{name}:explain")
     async def v1_explain(
         self, name: str, request: Request, format: Literal["json", "png"] = "json"
     ) -> Response:
-        if name in self._text:
-            return JSONResponse(await text_routes.v1_explain(self, name, request, format))
-        await self._authorize(request, action=EXPLAIN, resource=name)
-        self._handle(name)  # 404 for unknown models
+        route = await self._route(request, name, EXPLAIN)
         explainer = self._explainers.get(name)
-        if explainer is None:
-            raise ModelNotFoundError(f"model {name!r} has no explainer here")
+        if route.variant or explainer is None:
+            raise ModelNotFoundError(f"model {route.variant or name!r} has no explainer here")
         info = await self._model_info(name)
-        x, method, target, options = parse_explain(
-            await self._body(request),
-            n_features=info["n_features"],
-            limits=self._explain_limits,
-            n_classes=info["n_classes"],
+        call = route.kind.parse_explain(
+            await read_body(request, self._settings),
+            info,
+            max_instances=self._settings.max_instances,
+            fmt=format,
         )
-        try:
-            if format == "png":
-                png: bytes = await explainer.explain_png.remote(x, method, target, options)
-                return Response(png, media_type="image/png")
-            return JSONResponse(await explainer.explain.remote(x, method, target, options))
-        except InhouseError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - an explainer crash is a 503, never a 500
-            raise UnavailableError(f"explainer failed: {type(exc).__name__}") from exc
+        if format == "png":
+            png: bytes = await call_replica(explainer.explain_png.remote(call), "explainer")
+            return Response(png, media_type="image/png")
+        return JSONResponse(await call_replica(explainer.explain.remote(call), "explainer"))
 
-    async def _predict(self, name: str, handle: DeploymentHandle, x: Any) -> dict[str, Any]:
-        """Champion (or, for a canary's share, candidate) probabilities; a failing canary
-        is counted against it and the request answered by the champion instead."""
-        candidate = self._canary.choose(name)
-        if candidate is not None:
-            started = time.perf_counter()
-            try:
-                result: dict[str, Any] = await handle.predict.remote(x, candidate)
-            except Exception:  # noqa: BLE001 - the champion answers; the canary is charged
-                champion = await self._champion_predict(name, handle, x)
-                self._canary.record(name, candidate, started, error=True)
-                return champion
-            self._canary.record(name, int(result["version"]), started, error=False)
-            return result
-        return await self._champion_predict(name, handle, x)
-
-    async def _champion_predict(
-        self, name: str, handle: DeploymentHandle, x: Any
-    ) -> dict[str, Any]:
-        started = time.perf_counter()
-        try:
-            result: dict[str, Any] = await handle.predict.remote(x)
-        except InhouseError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a replica crash is a 503, never a 500
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, InhouseError):  # the replica refused the input
-                raise cause from None
-            self._canary.record(name, None, started, error=True)
-            raise UnavailableError(f"model replica failed: {type(exc).__name__}") from exc
-        self._canary.record(name, int(result["version"]), started, error=False)
-        return result
+    async def _predict(self, route: Route, inputs: Any) -> dict[str, Any]:
+        """A variant answers its own requests; the model's go through the canary split."""
+        if route.variant:
+            variant = route.handle.options(multiplexed_model_id=route.variant)
+            answer: dict[str, Any] = await call_replica(
+                variant.predict.remote(inputs), "model replica"
+            )
+            return answer
+        return await self._canary.predict(route.name, route.handle, inputs)

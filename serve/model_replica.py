@@ -1,59 +1,71 @@
-"""The model replica: loads a registry version and answers batched predictions.
+"""The model replica: holds a registry version of one model, loaded by its kind, and answers
+batched predictions.
 
-Requests are merged by ``@serve.batch`` (dynamic batching) into one forward pass.
-``reconfigure`` (Serve ``user_config``) switches the served version without a restart.
+Requests are merged by ``@serve.batch`` (dynamic batching) into one call of the kind's
+``predict`` per loaded version (the champion, and the canary's share). ``reconfigure`` (Serve
+``user_config``) switches the served version without a restart. For kinds that have variants
+(``ServingKind.multiplexed``), a request carrying a multiplexed model id (the
+``serve_multiplexed_model_id`` header, passed on by the ingress) is answered by that variant,
+loaded by the kind on first use and kept in an LRU of ``MAX_VARIANTS`` per replica; Serve
+routes later requests for it to a replica that has it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-import numpy as np
-import torch
 from ray import serve
 
+from inhouse.kinds import ModelKind
 from serve.versioned import VersionedModel
+
+MAX_VARIANTS = 4
 
 
 @serve.deployment(name="model", ray_actor_options={"num_cpus": 0.5})
 class ModelReplica(VersionedModel):
     """Serves one model (the version named by ``ref``, default the champion)."""
 
-    def __init__(self, model: str, settings: dict[str, Any], ref: str = "champion") -> None:
-        self._init_model(model, settings, ref)
-        self._batching = self._settings.serve.max_batch_size > 1
-        self.predict_batch.set_max_batch_size(self._settings.serve.max_batch_size)
-        self.predict_batch.set_batch_wait_timeout_s(self._settings.serve.batch_wait_timeout_s)
+    def __init__(self, model: str, settings: dict[str, Any], ref: str, kind: ModelKind) -> None:
+        self._init_model(model, settings, ref, kind, loader=kind.serving.load)
+        serve_cfg = self._settings.serve
+        self._batching = serve_cfg.max_batch_size > 1
+        self.predict_batch.set_max_batch_size(serve_cfg.max_batch_size)
+        self.predict_batch.set_batch_wait_timeout_s(serve_cfg.batch_wait_timeout_s)
 
     def metadata(self) -> dict[str, Any]:
-        return self._model_metadata()
+        """What the ingress needs to parse this model's requests (the kind's ``describe``)."""
+        return self._serving.describe(self._loaded)
+
+    @serve.multiplexed(max_num_models_per_replica=MAX_VARIANTS)
+    async def get_variant(self, model_id: str) -> Any:
+        """Load variant ``model_id`` of the served version on demand."""
+        return await asyncio.to_thread(
+            self._serving.load_variant, self._registry, self._info, model_id
+        )
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def predict_batch(
-        self, requests: list[tuple[np.ndarray, torch.nn.Module]]
-    ) -> list[np.ndarray]:
-        """One forward pass per module in the batch (champion, and the canary's share)."""
-        results: list[np.ndarray | None] = [None] * len(requests)
-        modules = {id(module): module for _, module in requests}
-        for key, module in modules.items():
-            picked = [i for i, (_, m) in enumerate(requests) if id(m) == key]
-            merged = torch.from_numpy(np.concatenate([requests[i][0] for i in picked], axis=0))
-            with torch.inference_mode():
-                probabilities = torch.softmax(module(merged), dim=1).numpy()
-            sizes = [len(requests[i][0]) for i in picked]
-            for i, part in zip(picked, np.split(probabilities, np.cumsum(sizes)[:-1]), strict=True):
-                results[i] = part
+    async def predict_batch(self, requests: list[tuple[Any, Any]]) -> list[dict[str, Any]]:
+        """One ``predict`` per loaded version in the batch (champion, and the canary's share)."""
+        results: list[dict[str, Any] | None] = [None] * len(requests)
+        versions = {id(loaded): loaded for _, loaded in requests}
+        for key, loaded in versions.items():
+            picked = [i for i, (_, held) in enumerate(requests) if id(held) == key]
+            answers = self._serving.predict(loaded, [requests[i][0] for i in picked])
+            for i, answer in zip(picked, answers, strict=True):
+                results[i] = answer
         return [r for r in results if r is not None]
 
-    async def predict(self, x: np.ndarray, candidate: int | None = None) -> dict[str, Any]:
-        """Class probabilities for a ``(n, features)`` float32 batch, with the version used:
-        the canary ``candidate`` when it is given and loaded here, else the champion."""
-        info, module = self._served(candidate)
-        self._check_width(x, info)
-        x = x.astype(np.float32, copy=False)
+    async def predict(self, inputs: Any, candidate: int | None = None) -> dict[str, Any]:
+        """The kind's answer to ``inputs`` (one request), with the model and version that
+        answered: a variant when the request names one, the canary ``candidate`` when it is
+        given and loaded here, else the champion."""
+        variant = serve.get_multiplexed_model_id()
+        loaded = await self.get_variant(variant) if variant else self._served(candidate)
+        inputs = self._serving.prepare(loaded, inputs)
         if self._batching:
-            probabilities = await self.predict_batch((x, module))
-        else:  # no queue, no wait: one request, one forward pass
-            with torch.inference_mode():
-                probabilities = torch.softmax(module(torch.from_numpy(x)), dim=1).numpy()
-        return {"probabilities": probabilities, "version": info.version}
+            answer = await self.predict_batch((inputs, loaded))
+        else:  # no queue, no wait: one request, one pass
+            answer = self._serving.predict(loaded, [inputs])[0]
+        return {**answer, "model": loaded.model, "version": loaded.version}

@@ -162,20 +162,24 @@ def cmd_compress(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _servable(settings: Settings, ref: str) -> list[str]:
-    """Registered models with a version ``ref`` that can answer requests (text encoders
-    without a classifier head cannot)."""
+    """Registered models with a version ``ref`` that can answer requests (their kind says so:
+    a text encoder without a classifier head cannot)."""
     from inhouse import services
-    from inhouse.errors import ModelNotFoundError
+    from inhouse.errors import InvalidInputError, ModelNotFoundError
+    from inhouse.kinds import kind_for_spec
 
     registry, found = services.registry(settings), []
     for model in registry.models():
         try:
             spec = registry.get(model, ref).spec
+            reason = kind_for_spec(spec).serving.refusal(spec)
         except ModelNotFoundError:
             print(f"skipping {model}: it has no version {ref!r}")
             continue
-        if spec.get("role") == "encoder":
-            print(f"skipping {model}: a text encoder without a classifier head")
+        except InvalidInputError as exc:  # no registered kind serves its architecture
+            reason = exc.message
+        if reason is not None:
+            print(f"skipping {model}: {reason}")
             continue
         found.append(model)
     return found

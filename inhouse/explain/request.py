@@ -27,7 +27,7 @@ from inhouse.errors import InvalidInputError, PayloadTooLargeError, PermissionDe
 from inhouse.explain.attribution import explain, parse_options
 from inhouse.explain.plots import bar_chart_png, heatmap_png, top_features
 from inhouse.explain.types import BaselineKind, ExplainLimits, Explanation, Method
-from inhouse.protocol import _Strict, _validate, parse_v1
+from inhouse.protocol import Strict, parse_v1, validate_body
 
 DIGITS_SHAPE = (8, 8)
 _PIXEL_NAME = re.compile(r"pixel_r?\d+_c?\d+")
@@ -35,7 +35,7 @@ _NO_GRADIENT = re.compile(r"grad|differentiat|backward", re.IGNORECASE)
 _DEFAULT_NAME = re.compile(r"feature_\d+")  # explain()'s names when the model has none
 
 
-class ExplainRequestOptions(_Strict):
+class ExplainRequestOptions(Strict):
     """What a client may tune: the fields of ``ExplainOptions`` but ``method``.
 
     Unset fields take ``ExplainOptions``' defaults; ranges are checked there, once.
@@ -51,7 +51,7 @@ class ExplainRequestOptions(_Strict):
     seed: int | None = None
 
 
-class ExplainRequest(_Strict):
+class ExplainRequest(Strict):
     """The body of KServe v1 ``POST /v1/models/{name}:explain``."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -88,7 +88,7 @@ def parse_explain(
         count = len(body["instances"])
         if count > limits.max_instances:  # refuse before validating every number
             raise InvalidInputError(f"too many instances: {count} > limit {limits.max_instances}")
-    request: ExplainRequest = _validate(ExplainRequest, body)
+    request: ExplainRequest = validate_body(ExplainRequest, body)
     with over_limit_is_invalid():
         x = parse_v1(
             {"instances": request.instances},

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from inhouse.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from inhouse.kinds.serving import ServingKind
     from inhouse.kinds.training import TrainingKind
     from inhouse.kinds.updating import UpdatingKind
@@ -18,16 +20,23 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ModelKind:
     """A registered kind: its name (also the kind of data set it trains on), the architecture
-    names its versions' specs carry, and the package holding its two halves."""
+    names its versions' specs carry, and the package holding its parts (``model.py``: the
+    module a spec describes; ``serving.py``, ``training.py``, ``updating.py``)."""
 
     name: str
     spec_kinds: tuple[str, ...]
     package: str
 
+    def build(self, spec: Mapping[str, Any]) -> nn.Module:
+        """The (randomly initialised) module a version's ``spec`` describes, for its weights
+        to load into (``<package>.model.build``, imported on first use)."""
+        module: nn.Module = importlib.import_module(f"{self.package}.model").build(spec)
+        return module
+
     @property
-    def serving(self) -> ServingKind:
+    def serving(self) -> ServingKind[Any, Any]:
         """The serving half (``<package>.serving.SERVING``), imported on first use."""
-        serving: ServingKind = importlib.import_module(f"{self.package}.serving").SERVING
+        serving: ServingKind[Any, Any] = importlib.import_module(f"{self.package}.serving").SERVING
         return serving
 
     @property

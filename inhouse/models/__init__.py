@@ -6,21 +6,13 @@ from typing import Any
 
 from torch import nn
 
-from inhouse.errors import InvalidInputError
-from inhouse.models.mlp import MLP_ARCH, MLPSpec, Standardize, build_mlp
-from inhouse.models.text import TEXT_ARCH
+from inhouse.kinds.registry import kind_for_spec
+from inhouse.models.mlp import MLPSpec, Standardize, build_mlp
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
-    """Rebuild a module from the spec stored in a version's lineage (its architecture)."""
-    arch = spec.get("kind")
-    if arch == MLP_ARCH:
-        return build_mlp(MLPSpec.model_validate(spec))
-    if arch == TEXT_ARCH:
-        from inhouse.models.text import build_text_model  # transformers only when needed
-
-        return build_text_model(spec)
-    raise InvalidInputError(f"unknown model architecture {arch!r}")
+    """Rebuild a module from the spec stored in a version's lineage (its kind builds it)."""
+    return kind_for_spec(spec).build(spec)
 
 
 __all__ = ["MLPSpec", "Standardize", "build_mlp", "build_model"]

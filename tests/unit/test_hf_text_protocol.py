@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inhouse.errors import InvalidInputError, PayloadTooLargeError
-from serve.text_protocol import (
+from inhouse.kinds.text.requests import (
     parse_text_explain,
     parse_text_v1,
     parse_text_v2,

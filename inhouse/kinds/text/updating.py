@@ -2,7 +2,7 @@
 
 No compressed copy is registered: the text replica merges an adapter into its base and
 quantizes it to int8 when it loads it, so candidate and champion are measured that way
-(:func:`inhouse.models.text_serving.load_as_served`), on the test split, against each other.
+(:func:`inhouse.kinds.text.served.load_as_served`), on the test split, against each other.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from inhouse.data.text_import import read_text_rows
 from inhouse.errors import InvalidInputError
 from inhouse.kinds.text.retrain import train_candidate
+from inhouse.kinds.text.served import load_as_served
 from inhouse.kinds.updating import Measured, RetrainRun, UpdatingKind
-from inhouse.models.text_serving import load_as_served
 from inhouse.registry import ModelVersion, Registry
 
 if TYPE_CHECKING:

@@ -8,7 +8,6 @@ written to the plaintext ``model_versions.lineage`` column and never stripped fr
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -135,14 +134,12 @@ def test_models_show_needs_data_read_for_training_statistics(
     ]
 
 
-def _served_explain(module: torch.nn.Module, lineage: dict[str, Any]) -> Any:
-    """What the served explainer sidecar does with a request, without a Ray cluster."""
-    from serve.explainer import Explainer
+def _served_explain(module: torch.nn.Module, lineage: dict[str, Any]) -> dict[str, Any]:
+    """What the served explainer sidecar answers (its kind's ``explain``), without a Ray cluster."""
+    from inhouse.kinds import kind_named
+    from inhouse.kinds.tabular.serving import ExplainCall, TabularModel
 
-    cls = Explainer.func_or_class
-    explainer = cls.__new__(cls)
-    explainer._module = module
-    explainer._info = ModelVersion(
+    info = ModelVersion(
         model="tiny",
         version=1,
         created_at=None,  # type: ignore[arg-type]
@@ -155,11 +152,11 @@ def _served_explain(module: torch.nn.Module, lineage: dict[str, Any]) -> Any:
         metrics={},
         lineage=lineage,
     )
-    explainer._limits = server_limits()
-    explainer._busy = asyncio.Semaphore(1)
-    options = {"baseline": "mean", "n_samples": 30}
-    x = np.zeros((1, 4), dtype=np.float32)
-    return asyncio.run(explainer._explain(x, "shap", None, options))
+    call = ExplainCall(
+        np.zeros((1, 4), dtype=np.float32), "shap", None, {"baseline": "mean", "n_samples": 30}
+    )
+    serving = kind_named("tabular").serving
+    return serving.explain(TabularModel(info, module), call, max_instances=1024)
 
 
 def test_served_mean_baseline_of_a_non_dp_version_is_refused() -> None:
@@ -187,6 +184,6 @@ def test_served_mean_baseline_of_a_dp_version_is_its_public_bounds_midpoint() ->
     }
     assert mean_is_public(lineage) and not mean_is_public({"privacy": {"dp": False}})
     assert not mean_is_public({"privacy": {"dp": True, "trials_charged": 2}})  # no bounds
-    explanation, _info = _served_explain(module, lineage)
-    assert explanation.baseline_kind == "mean"
-    assert explanation.baseline[0].tolist() == [8.0, 8.0, 8.0, 8.0]
+    answer = _served_explain(module, lineage)
+    assert answer["baseline_kind"] == "mean"
+    assert answer["explanations"][0]["baseline"] == [8.0, 8.0, 8.0, 8.0]

@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 
 from inhouse.errors import InvalidInputError, PayloadTooLargeError
-from inhouse.protocol import InferenceRequest, PredictRequest, _flatten, _validate, v2_response
+from inhouse.protocol import (
+    InferenceRequest,
+    PredictRequest,
+    flatten_data,
+    v2_response,
+    validate_body,
+)
 
 MAX_TEXT_CHARS = 10_000
 MAX_EXPLAIN_STEPS = 200
@@ -34,7 +40,7 @@ def parse_text_v2(
     body: Any, *, max_instances: int, max_chars: int = MAX_TEXT_CHARS
 ) -> tuple[list[str], str | None]:
     """Texts of a v2 infer body whose one input is ``BYTES`` shaped ``[n]`` or ``[n, 1]``."""
-    request: InferenceRequest = _validate(InferenceRequest, body)
+    request: InferenceRequest = validate_body(InferenceRequest, body)
     tensor = request.inputs[0]
     if tensor.datatype != "BYTES":
         raise InvalidInputError(
@@ -45,7 +51,7 @@ def parse_text_v2(
         raise InvalidInputError(f"inputs[0].shape {shape} must be [n] or [n, 1] with n >= 1")
     if shape[0] > max_instances:
         raise PayloadTooLargeError(f"{shape[0]} instances; the limit is {max_instances}")
-    values = _flatten(tensor.data, shape[0])
+    values = flatten_data(tensor.data, shape[0])
     if len(values) != shape[0]:
         raise InvalidInputError(
             f"inputs[0].data has {len(values)} elements but shape {shape} needs {shape[0]}"
@@ -56,7 +62,7 @@ def parse_text_v2(
 
 def parse_text_v1(body: Any, *, max_instances: int, max_chars: int = MAX_TEXT_CHARS) -> list[str]:
     """Texts of a v1 predict body: ``{"instances": ["...", {"text": "..."}]}``."""
-    request: PredictRequest = _validate(PredictRequest, body)
+    request: PredictRequest = validate_body(PredictRequest, body)
     if len(request.instances) > max_instances:
         raise PayloadTooLargeError(f"{len(request.instances)} instances; limit {max_instances}")
     return [_text(v, f"instances[{i}]", max_chars) for i, v in enumerate(request.instances)]

@@ -1,8 +1,8 @@
 """A text version in the form it is served: loaded, adapters merged and quantized to int8.
 
-The text replica, its explainer sidecar and the coordinator (which measures a candidate
-before its canary) all load versions through :func:`load_served`, so what is measured is
-what answers requests.
+The text kind's serving (the replica and the explainer sidecar) and the coordinator (which
+measures a candidate before its canary) all load versions through :func:`load_served`, so
+what is measured is what answers requests.
 """
 
 from __future__ import annotations
