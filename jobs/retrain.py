@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from inhouse import services
 from inhouse.compress.report import accuracy, latency_ms
-from inhouse.config import Settings, TrainSettings, load_settings
-from inhouse.coordinator import CoordinatorSettings, Measured
+from inhouse.config import CoordinatorSettings, Settings, TrainSettings, load_settings
+from inhouse.coordinator import Measured
 from inhouse.data import DatasetInfo, describe, read_rows
 from inhouse.data.store import Rows
 from inhouse.explain.importance import GlobalImportance, compare_importance
@@ -242,8 +242,8 @@ def _background(
 
 def _compress(registry: Registry, engine: Engine, cs: CoordinatorSettings, ref: int) -> None:
     """Compress the candidate with the settings the champion was compressed with."""
-    from inhouse.compress import CompressionSettings, GateSettings
     from inhouse.compress.versioning import compress_version
+    from inhouse.config import CompressionSettings, GateSettings
 
     champion = registry.get(cs.model, "champion")
     if champion.format == COMPRESSED:

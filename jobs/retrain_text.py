@@ -26,8 +26,8 @@ from typing import Any
 import torch
 
 from inhouse import services
-from inhouse.config import Settings
-from inhouse.coordinator import CoordinatorSettings, Measured
+from inhouse.config import CoordinatorSettings, Settings, TextTrainOptions
+from inhouse.coordinator import Measured
 from inhouse.data import DatasetInfo, describe
 from inhouse.data.text_import import TextRows, read_text_rows
 from inhouse.models.lora import (
@@ -43,7 +43,7 @@ from inhouse.models.text_serving import load_as_served
 from inhouse.registry import ModelVersion, Registry
 from inhouse.training.dp import make_private
 from inhouse.training.private_run import PrivateRun
-from inhouse.training.text import TextTrainOptions, train_epoch
+from inhouse.training.text import train_epoch
 from inhouse.training.text_dp import (
     check_private,
     prepare_text,

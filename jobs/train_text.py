@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 
 from inhouse import services
-from inhouse.config import Settings, load_settings
+from inhouse.config import Settings, TextTrainOptions, load_settings, settings_payload
 from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
 from inhouse.crypto import KeyRing
 from inhouse.data import describe
@@ -46,7 +46,6 @@ from inhouse.schema import get_engine
 from inhouse.training import load_checkpoint, save_checkpoint, unwrap
 from inhouse.training.dp import DPPlan, PrivateTraining, make_private
 from inhouse.training.text import (
-    TextTrainOptions,
     evaluate_texts,
     head_features,
     shard,
@@ -72,7 +71,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
-    settings = load_settings(**config["settings"])
+    settings = config["settings"].load()
     engine = get_engine(settings.db_url)
     train = read_text_rows(engine, options.dataset, split="train", up_to_id=config["up_to_id"])
     probe = read_text_rows(engine, options.dataset, split="test", up_to_id=config["up_to_id"])
@@ -286,15 +285,10 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
     if options.dp:
         check_private(model, tokenizer, options)
     privacy = prepare_text(engine=engine, options=options, info=info, run_name=run_name)
-    payload = {
-        "home": str(settings.home),
-        "database_url": settings.database_url,
-        "security": settings.security.model_dump(mode="json"),
-    }
     loop_config = {
         **privacy.worker_config(),
         "options": options.model_dump(),
-        "settings": payload,
+        "settings": settings_payload(settings),
         "run_name": run_name,
         "class_names": info.class_names,
         "up_to_id": info.last_id,

@@ -32,14 +32,13 @@ from ray.tune.search import BasicVariantGenerator
 from torch.utils.tensorboard import SummaryWriter
 
 from inhouse import services
-from inhouse.config import Settings, TrainSettings, load_settings
+from inhouse.config import Settings, TrainSettings, TuneSettings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.data import DatasetInfo, read_rows
 from inhouse.flags import add_section_flags, section_overrides
 from inhouse.models import build_model
 from inhouse.schema import get_engine
 from inhouse.training import evaluate, load_checkpoint, private_run
-from inhouse.training.tune_settings import TuneSettings
 from jobs.driver import joined_cluster
 from jobs.train import setup_run, train_loop_per_worker
 

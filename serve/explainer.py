@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from inhouse.config import SettingsPayload
 from inhouse.explain import Explanation
 from inhouse.explain.request import (
     explanation_png,
@@ -31,7 +32,7 @@ from serve.versioned import VersionedModel
 class Explainer(VersionedModel):
     """Explains one model's predictions (the version named by ``ref``, default the champion)."""
 
-    def __init__(self, model: str, settings: dict[str, Any], ref: str = "champion") -> None:
+    def __init__(self, model: str, settings: SettingsPayload, ref: str = "champion") -> None:
         self._init_model(model, settings, ref)
         # Server-side limits only: a request body can never raise them.
         self._limits = server_limits(max_instances=self._settings.serve.max_instances)

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import inhouse
 from inhouse import services
 from inhouse.access import PreAuthLimiter, RateLimiter, RequestAuthorizer
-from inhouse.config import load_settings
+from inhouse.config import SettingsPayload
 from inhouse.errors import (
     InhouseError,
     ModelNotFoundError,
@@ -93,14 +93,14 @@ class Ingress:
     def __init__(
         self,
         models: dict[str, DeploymentHandle],
-        settings: dict[str, Any],
+        settings: SettingsPayload,
         explainers: dict[str, DeploymentHandle] | None = None,
         text_models: list[str] | None = None,
     ) -> None:
         self._models = models
         self._explainers = explainers or {}
         self._text = frozenset(text_models or ())  # their routes: serve/text_routes.py
-        platform = load_settings(**settings)
+        platform = settings.load()
         self._settings = platform.serve
         self._access = services.access(platform) if platform.security.require_auth else None
         self._limiter = (

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from ray import serve
 
+from inhouse.config import SettingsPayload
 from serve.versioned import VersionedModel
 
 
@@ -19,7 +20,7 @@ from serve.versioned import VersionedModel
 class ModelReplica(VersionedModel):
     """Serves one model (the version named by ``ref``, default the champion)."""
 
-    def __init__(self, model: str, settings: dict[str, Any], ref: str = "champion") -> None:
+    def __init__(self, model: str, settings: SettingsPayload, ref: str = "champion") -> None:
         self._init_model(model, settings, ref)
         self._batching = self._settings.serve.max_batch_size > 1
         self.predict_batch.set_max_batch_size(self._settings.serve.max_batch_size)

@@ -15,7 +15,7 @@ import torch
 from ray import serve
 
 from inhouse import services
-from inhouse.config import load_settings
+from inhouse.config import SettingsPayload
 from inhouse.explain.text import explain_text
 from inhouse.explain.types import ExplainLimits, Explanation
 from inhouse.models.lora import float_version
@@ -50,9 +50,9 @@ def _response(explanation: Explanation, served: Served, *, reference: int) -> di
 class TextExplainer:
     """Explains one text model (the float version behind ``ref``, default the champion)."""
 
-    def __init__(self, model: str, settings: dict[str, Any], ref: str = "champion") -> None:
+    def __init__(self, model: str, settings: SettingsPayload, ref: str = "champion") -> None:
         torch.set_num_threads(1)
-        self._settings = load_settings(**settings)
+        self._settings = settings.load()
         self._registry = services.registry(self._settings)
         self._model_name = model
         self._limits = ExplainLimits(max_instances=min(self._settings.serve.max_instances, 16))

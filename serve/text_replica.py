@@ -19,7 +19,7 @@ import torch
 from ray import serve
 
 from inhouse import services
-from inhouse.config import load_settings
+from inhouse.config import SettingsPayload
 from inhouse.errors import InvalidInputError, ModelNotFoundError
 from inhouse.models.lora import float_version
 from inhouse.models.text_serving import Served, load_as_served, load_served
@@ -43,9 +43,9 @@ def variant_base(registry: Registry, info: ModelVersion) -> str:
 class TextReplica:
     """Serves one text model (``ref``, default the champion) and its multiplexed variants."""
 
-    def __init__(self, model: str, settings: dict[str, Any], ref: str = "champion") -> None:
+    def __init__(self, model: str, settings: SettingsPayload, ref: str = "champion") -> None:
         torch.set_num_threads(1)
-        self._settings = load_settings(**settings)
+        self._settings = settings.load()
         self._registry = services.registry(self._settings)
         self._model_name = model
         self._ref = ref

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from inhouse import services
-from inhouse.config import Settings, load_settings
+from inhouse.config import Settings, SettingsPayload
 from inhouse.errors import InhouseError, InvalidInputError
 from inhouse.registry import ModelVersion
 
@@ -53,9 +53,9 @@ class VersionedModel:
     _info: ModelVersion
     _module: torch.nn.Module
 
-    def _init_model(self, model: str, settings: dict[str, Any], ref: str) -> None:
+    def _init_model(self, model: str, settings: SettingsPayload, ref: str) -> None:
         torch.set_num_threads(1)
-        self._settings = load_settings(**settings)
+        self._settings = settings.load()
         self._registry = services.registry(self._settings)
         self._model_name = model
         self._ref = ref

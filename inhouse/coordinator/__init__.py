@@ -1,4 +1,5 @@
-"""The coordinator's Ray-free logic: settings, durable state, triggers, decisions, the gate.
+"""The coordinator's Ray-free logic: durable state, triggers, decisions, the gate (its settings
+are ``inhouse.config.CoordinatorSettings``).
 
 The detached Ray actor (``actors/coordinator.py``) only wires :class:`Coordinator` to Ray; the
 incremental retrain itself is ``jobs/retrain.py``.
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from inhouse.coordinator.decide import Decision, Policy, backoff_s, run_id
     from inhouse.coordinator.gate import GateResult, Measured, judge
-    from inhouse.coordinator.settings import CoordinatorSettings
     from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
     from inhouse.coordinator.triggers import Drift, Observation, drift, fired, ks, psi
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 _WHERE = {
     **dict.fromkeys(("Decision", "Policy", "backoff_s", "run_id"), "inhouse.coordinator.decide"),
     **dict.fromkeys(("GateResult", "Measured", "judge"), "inhouse.coordinator.gate"),
-    "CoordinatorSettings": "inhouse.coordinator.settings",
     **dict.fromkeys(("CoordinatorState", "CoordinatorStore", "Event"), "inhouse.coordinator.state"),
     **dict.fromkeys(
         ("Drift", "Observation", "drift", "fired", "ks", "psi"), "inhouse.coordinator.triggers"
@@ -39,7 +38,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CoordinatorSettings",
     "CoordinatorState",
     "CoordinatorStore",
     "Decision",

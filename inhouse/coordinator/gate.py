@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from inhouse.coordinator.settings import CoordinatorSettings
+from inhouse.config import CoordinatorSettings
 
 Verdict = Literal["promote", "reject", "review"]
 

@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from inhouse import services
-from inhouse.compress import CompressionSettings, compress
-from inhouse.config import Settings
+from inhouse.compress import compress
+from inhouse.config import CompressionSettings, ServeArgs, Settings, TextTrainOptions
 from inhouse.data.text_import import TextRows
 from inhouse.models import MLPSpec, build_model
 from inhouse.models.hf import import_model_dir
 from inhouse.models.lora import load_text, lora_config, prepare_incremental, register_adapter
 from inhouse.models.text import classifier_from
-from inhouse.training.text import TextTrainOptions, evaluate_texts, train_epoch
-from serve.app import ServeArgs, build_app
+from inhouse.training.text import evaluate_texts, train_epoch
+from serve.app import build_app
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 pytestmark = pytest.mark.integration
@@ -261,8 +261,10 @@ def test_a_text_canary_answers_its_share_and_its_traffic_is_counted(
     try:
         wait_for(both_answer, timeout_s=60, what="the champion and the canary both answering")
         wait_for(
-            lambda: read_traffic(engine, MODEL, candidate, since=started).requests > 0
-            and read_traffic(engine, MODEL, champion, since=started).requests > 0,
+            lambda: (
+                read_traffic(engine, MODEL, candidate, since=started).requests > 0
+                and read_traffic(engine, MODEL, champion, since=started).requests > 0
+            ),
             timeout_s=15,
             what="both versions' traffic flushed by the ingress",
         )

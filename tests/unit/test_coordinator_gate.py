@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inhouse.coordinator import CoordinatorSettings, Measured, judge
+from inhouse.config import CoordinatorSettings
+from inhouse.coordinator import Measured, judge
 
 SETTINGS = CoordinatorSettings(
     model="digits", max_accuracy_drop=0.5, max_latency_ratio=2.0, min_importance_spearman=0.6

@@ -8,15 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from inhouse.config import TextTrainOptions
 from inhouse.data.text_import import TextRows
 from inhouse.errors import ConfigError
-from inhouse.training.text import (
-    TextTrainOptions,
-    autocast_dtype,
-    head_features,
-    shard,
-    warm_head,
-)
+from inhouse.training.text import autocast_dtype, head_features, shard, warm_head
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 

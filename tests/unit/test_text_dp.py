@@ -11,6 +11,7 @@ import pytest
 import torch
 from opacus.accountants import PRVAccountant
 
+from inhouse.config import TextTrainOptions
 from inhouse.data import describe
 from inhouse.data.text_import import TextRows, import_text_csv
 from inhouse.errors import BudgetExceededError, ConfigError, PermissionDeniedError
@@ -19,7 +20,7 @@ from inhouse.models.text import classifier_from_dir
 from inhouse.privacy import PrivacyLedger
 from inhouse.schema import get_engine
 from inhouse.training.dp import make_private, plan_dp
-from inhouse.training.text import TextTrainOptions, evaluate_texts, train_epoch
+from inhouse.training.text import evaluate_texts, train_epoch
 from inhouse.training.text_dp import (
     check_private,
     per_sample_problems,
