@@ -129,10 +129,7 @@ def _train_settings(cs: CoordinatorSettings) -> TrainSettings:
         batch_size=cs.batch_size,
         lr=cs.lr,
         num_workers=1,
-        dp=cs.dp,
-        noise_multiplier=cs.noise_multiplier,
-        target_epsilon=cs.target_epsilon,
-        max_grad_norm=cs.max_grad_norm,
+        **cs.dp_fields(),
         promote=False,
     )
 

@@ -118,10 +118,7 @@ def _options(cs: CoordinatorSettings, base: ModelVersion, max_length: int) -> Te
         max_length=max_length,
         seed=cs.seed,
         num_workers=1,
-        dp=cs.dp,
-        noise_multiplier=cs.noise_multiplier,
-        target_epsilon=cs.target_epsilon,
-        max_grad_norm=cs.max_grad_norm,
+        **cs.dp_fields(),
     )
 
 

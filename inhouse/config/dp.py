@@ -3,7 +3,7 @@ the coordinator's retrains): DP-SGD through Opacus, charged to the data set's pr
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -31,3 +31,7 @@ class DPSettings(Section):
     target_delta: float = Field(1e-5, gt=0, lt=1, description="DP: delta of the guarantee.")
     max_grad_norm: float = Field(1.0, gt=0, description="DP: per-sample gradient clipping norm.")
     accountant: Accountant = Field("prv", description="DP: privacy accountant.")
+
+    def dp_fields(self) -> dict[str, Any]:
+        """These DP fields as keyword arguments of the run this one starts (a retrain)."""
+        return {name: getattr(self, name) for name in DPSettings.model_fields}
