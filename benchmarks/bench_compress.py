@@ -39,34 +39,17 @@ def _digits_rows(quick: bool) -> list[dict[str, Any]]:
     report = compare(model, compressed, test.x, test.y, repeats=20 if quick else 50)
     parent, small = report.parent, report.compressed
     rows = [
-        row(
-            NAME,
-            "digits stored bytes (int8 + 90% sparse vs fp32)",
-            small.size_bytes,
-            parent.size_bytes,
-            target=("ratio", "<=", 0.1, ""),
-            notes=f"{report.size_ratio:.1f}x smaller; compress() took {seconds:.1f} s",
-        ),
-        row(
-            NAME,
-            "digits test accuracy %",
-            small.accuracy,
-            parent.accuracy,
+        row(NAME, "digits stored bytes (int8 + 90% sparse vs fp32)", small.size_bytes,
+            parent.size_bytes, target=("ratio", "<=", 0.1, ""),
+            notes=f"{report.size_ratio:.1f}x smaller; compress() took {seconds:.1f} s"),
+        row(NAME, "digits test accuracy %", small.accuracy, parent.accuracy,
             target=("delta", ">=", -0.5, "points"),
             notes=f"drop {report.accuracy_drop_points:+.2f} points on {report.test_samples} "
-            f"test rows; parent >= 95: {accuracy(model, test.x, test.y) >= 95.0}",
-        ),
+                  f"test rows; parent >= 95: {accuracy(model, test.x, test.y) >= 95.0}"),
     ]
     for key, parent_ms in parent.latency_ms.items():
-        rows.append(
-            row(
-                NAME,
-                f"digits latency ms ({key})",
-                small.latency_ms[key],
-                parent_ms,
-                notes="median of one forward pass of the batch",
-            )
-        )
+        rows.append(row(NAME, f"digits latency ms ({key})", small.latency_ms[key], parent_ms,
+                        notes="median of one forward pass of the batch"))
     return rows
 
 
@@ -77,14 +60,8 @@ def _bert_rows(quick: bool) -> list[dict[str, Any]]:
     from inhouse.config import CompressionSettings
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-        num_labels=2,
-    )
+    config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6,
+                        num_attention_heads=12, intermediate_size=1536, num_labels=2)
     bert = BertForSequenceClassification(config).eval()
     int8 = compress(bert, CompressionSettings(prune_amount=0.0, quantize_embeddings=True))
     fp32_bytes, int8_bytes = float32_size(bert), len(dumps_compressed(int8))
@@ -92,30 +69,19 @@ def _bert_rows(quick: bool) -> list[dict[str, Any]]:
     with torch.inference_mode():
         drift = float((bert(ids[:4]).logits - int8(ids[:4]).logits).abs().max())
     rows = [
-        row(
-            NAME,
-            "bert-6L int8 stored bytes vs fp32",
-            int8_bytes,
-            fp32_bytes,
+        row(NAME, "bert-6L int8 stored bytes vs fp32", int8_bytes, fp32_bytes,
             target=("ratio", "<=", 0.3, ""),
             notes=f"{fp32_bytes / int8_bytes:.2f}x smaller (embeddings int8 too); "
-            f"max |logit drift| {drift:.3f}",
-        ),
+                  f"max |logit drift| {drift:.3f}"),
     ]
     with torch_threads(1):
         for batch, repeats in ((1, 10 if quick else 20), (32, 2 if quick else 3)):
             x = ids[:batch]
             fp32_ms = latency_ms(bert, x, threads=1, repeats=repeats, warmup=1)
             int8_ms = latency_ms(int8, x, threads=1, repeats=repeats, warmup=1)
-            rows.append(
-                row(
-                    NAME,
-                    f"bert-6L latency ms (batch={batch},seq={BERT_SEQ},threads=1)",
-                    int8_ms,
-                    fp32_ms,
-                    notes=f"{fp32_ms / int8_ms:.2f}x speed-up; median of {repeats}",
-                )
-            )
+            rows.append(row(NAME, f"bert-6L latency ms (batch={batch},seq={BERT_SEQ},threads=1)",
+                            int8_ms, fp32_ms, notes=f"{fp32_ms / int8_ms:.2f}x speed-up; "
+                            f"median of {repeats}"))
     return rows
 
 
@@ -125,7 +91,6 @@ def run(quick: bool) -> list[dict[str, Any]]:
     if importlib.util.find_spec("transformers") is not None:
         rows += _bert_rows(quick)
     else:
-        rows.append(
-            row(NAME, "bert-6L (skipped)", 0.0, None, notes="transformers is not installed")
-        )
+        rows.append(row(NAME, "bert-6L (skipped)", 0.0, None,
+                        notes="transformers is not installed"))
     return rows

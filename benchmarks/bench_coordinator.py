@@ -49,19 +49,13 @@ def _champion(settings: Any) -> tuple[int, float]:
         "dataset": "digits",
         "rows": {"first_id": 1, "up_to_id": 1797},
         "parent": None,
-        **importance_lineage(
-            model, train.x, feature_names=spec["feature_names"], champion_lineage=None
-        ),
+        **importance_lineage(model, train.x, feature_names=spec["feature_names"],
+                             champion_lineage=None),
     }
     version = registry.register("digits", module=model, spec=spec, metrics={}, lineage=lineage)
     registry.set_alias("digits", "champion", version.version)
-    compress_version(
-        registry=registry,
-        engine=engine,
-        model="digits",
-        settings=CompressionSettings(),
-        gate=GateSettings(),
-    )
+    compress_version(registry=registry, engine=engine, model="digits",
+                     settings=CompressionSettings(), gate=GateSettings())
     return version.version, evaluate(model, test.x, test.y).accuracy
 
 
@@ -87,12 +81,8 @@ def _incremental(settings: Any) -> tuple[float, float, dict[str, Any]]:
     )
     registry = services.registry(settings)
     start(registry, cs)
-    coordinator = Coordinator(
-        engine=services.engine(settings),
-        registry=registry,
-        settings=cs,
-        retrain=functools.partial(run_retrain, settings),
-    )
+    coordinator = Coordinator(engine=services.engine(settings), registry=registry, settings=cs,
+                              retrain=functools.partial(run_retrain, settings))
     champion = registry.resolve("digits", "champion")
     done = threading.Event()
 
@@ -135,11 +125,8 @@ def _full(settings: Any) -> dict[str, float]:
     model, _spec = train_digits(train.x, train.y, epochs=30)
     train_s = time.perf_counter() - started
     compress(model, CompressionSettings(), train=(train.x, train.y))
-    return {
-        "train_s": train_s,
-        "total_s": time.perf_counter() - started,
-        "accuracy": evaluate(model, test.x, test.y).accuracy,
-    }
+    return {"train_s": train_s, "total_s": time.perf_counter() - started,
+            "accuracy": evaluate(model, test.x, test.y).accuracy}
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -161,46 +148,23 @@ def run(quick: bool) -> list[dict[str, Any]]:
     incremental_acc = float(candidate.metrics["test_accuracy"])
     extra_rows = candidate.lineage["rows"]["replay_rows"]
     rows = [
-        row(
-            NAME,
-            "retrain training wall s (incremental vs full from scratch)",
-            incremental_train,
-            full["train_s"],
-            target=("ratio", "<=", 0.25, ""),
+        row(NAME, "retrain training wall s (incremental vs full from scratch)",
+            incremental_train, full["train_s"], target=("ratio", "<=", 0.25, ""),
             notes=f"warm start, 8 epochs (batch 128) over {NEW_ROWS} new + {extra_rows} "
-            "replayed rows vs "
-            f"30 epochs over all {candidate.lineage['rows']['up_to_id'] - 360} rows",
-        ),
-        row(
-            NAME,
-            "retrain test accuracy % (incremental vs full)",
-            incremental_acc * 100,
-            full["accuracy"] * 100,
-            target=("delta", ">=", -0.5, "points"),
-            notes="float versions, same 360 test rows",
-        ),
-        row(
-            NAME,
-            "whole retrain s (train+register+explain+compress+gate vs train+compress)",
-            float(extra["retrain_seconds"]),
-            full["total_s"],
-            notes="compression (3 prune steps x 8 fine-tune epochs) dominates both",
-        ),
-        row(
-            NAME,
-            "freshness s (append crossing the trigger -> candidate serving as canary)",
-            canary_s,
-            None,
+                  "replayed rows vs "
+                  f"30 epochs over all {candidate.lineage['rows']['up_to_id'] - 360} rows"),
+        row(NAME, "retrain test accuracy % (incremental vs full)", incremental_acc * 100,
+            full["accuracy"] * 100, target=("delta", ">=", -0.5, "points"),
+            notes="float versions, same 360 test rows"),
+        row(NAME, "whole retrain s (train+register+explain+compress+gate vs train+compress)",
+            float(extra["retrain_seconds"]), full["total_s"],
+            notes="compression (3 prune steps x 8 fine-tune epochs) dominates both"),
+        row(NAME, "freshness s (append crossing the trigger -> candidate serving as canary)",
+            canary_s, None,
             notes=f"poll 0.5 s; v{promoted['candidate_version']} passed the gate "
-            f"(spearman {promoted['figures']['importance_spearman']:.3f}); 10% share",
-        ),
-        row(
-            NAME,
-            "freshness s (append crossing the trigger -> champion alias moved)",
-            freshness,
-            None,
-            target=("ours", "<=", 60.0, "s"),
-            notes="after a 10 s canary window (no traffic in this bench)",
-        ),
+                  f"(spearman {promoted['figures']['importance_spearman']:.3f}); 10% share"),
+        row(NAME, "freshness s (append crossing the trigger -> champion alias moved)",
+            freshness, None, target=("ours", "<=", 60.0, "s"),
+            notes="after a 10 s canary window (no traffic in this bench)"),
     ]
     return rows

@@ -29,12 +29,8 @@ from benchmarks.report import row
 
 NAME = "load"
 MODEL = "digits"
-CONNECTION_ERRORS = (
-    httpx.ConnectError,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.RemoteProtocolError,
-)
+CONNECTION_ERRORS = (httpx.ConnectError, httpx.ReadError, httpx.WriteError,
+                     httpx.RemoteProtocolError)
 
 
 @dataclass(frozen=True)
@@ -68,18 +64,12 @@ class TargetStats:
     def summary(self, seconds: float) -> dict[str, Any]:
         lat = self.latencies_ms or [0.0]
         return {
-            "requests": self.requests,
-            "ok": self.ok,
-            "failed": self.failed,
-            "server_errors": self.server_errors,
-            "client_errors": self.client_errors,
-            "connection_errors": self.connection_errors,
-            "timeouts": self.timeouts,
+            "requests": self.requests, "ok": self.ok, "failed": self.failed,
+            "server_errors": self.server_errors, "client_errors": self.client_errors,
+            "connection_errors": self.connection_errors, "timeouts": self.timeouts,
             "requests_per_s": round(self.ok / seconds, 1),
-            "p50_ms": round(percentile(lat, 50), 1),
-            "p95_ms": round(percentile(lat, 95), 1),
-            "p99_ms": round(percentile(lat, 99), 1),
-            "kinds": dict(self.kinds),
+            "p50_ms": round(percentile(lat, 50), 1), "p95_ms": round(percentile(lat, 95), 1),
+            "p99_ms": round(percentile(lat, 99), 1), "kinds": dict(self.kinds),
         }
 
 
@@ -124,16 +114,10 @@ def _classify(stats: TargetStats, started: float, begun: float, response: Any) -
 
 
 async def _load(
-    base_url: str,
-    targets: list[Target],
-    *,
-    seconds: float,
-    warmup_s: float,
-    headers: dict[str, str],
-    timeout_s: float,
+    base_url: str, targets: list[Target], *, seconds: float, warmup_s: float,
+    headers: dict[str, str], timeout_s: float,
     actions: list[tuple[float, str, Callable[[], Any]]],
-    sampler: Callable[[], dict[str, int]] | None,
-    sample_every_s: float,
+    sampler: Callable[[], dict[str, int]] | None, sample_every_s: float,
 ) -> LoadReport:
     total = sum(t.clients for t in targets)
     limits = httpx.Limits(max_connections=total, max_keepalive_connections=total)
@@ -141,9 +125,8 @@ async def _load(
     replicas: list[tuple[float, dict[str, int]]] = []
     events: dict[str, float] = {}
     send_headers = {"content-type": "application/json", **headers}
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=timeout_s, limits=limits, headers=send_headers
-    ) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits,
+                                 headers=send_headers) as client:
 
         async def worker(target: Target, until: float, started: float, record: bool) -> None:
             while time.perf_counter() < until:
@@ -168,9 +151,8 @@ async def _load(
                 await asyncio.sleep(sample_every_s)
 
         warm_until = time.perf_counter() + warmup_s
-        await asyncio.gather(
-            *(worker(t, warm_until, 0.0, False) for t in targets for _ in range(t.clients))
-        )
+        await asyncio.gather(*(worker(t, warm_until, 0.0, False)
+                               for t in targets for _ in range(t.clients)))
         started = time.perf_counter()
         until = started + seconds
         await asyncio.gather(
@@ -200,19 +182,9 @@ def run_load(
     measured window (a fault injection); its start and end times land in ``events``.
     ``sampler`` (e.g. :func:`replica_states`) is polled every ``sample_every_s``.
     """
-    return asyncio.run(
-        _load(
-            base_url,
-            targets,
-            seconds=seconds,
-            warmup_s=warmup_s,
-            headers=headers or {},
-            timeout_s=timeout_s,
-            actions=list(actions),
-            sampler=sampler,
-            sample_every_s=sample_every_s,
-        )
-    )
+    return asyncio.run(_load(base_url, targets, seconds=seconds, warmup_s=warmup_s,
+                             headers=headers or {}, timeout_s=timeout_s, actions=list(actions),
+                             sampler=sampler, sample_every_s=sample_every_s))
 
 
 def replica_states(app: str, deployment: str) -> dict[str, int]:
@@ -222,10 +194,8 @@ def replica_states(app: str, deployment: str) -> dict[str, int]:
     status = serve.status().applications.get(app)
     if status is None or deployment not in status.deployments:
         return {}
-    return {
-        str(getattr(k, "value", k)): int(v)
-        for k, v in status.deployments[deployment].replica_states.items()
-    }
+    return {str(getattr(k, "value", k)): int(v)
+            for k, v in status.deployments[deployment].replica_states.items()}
 
 
 def replica_names(app: str, deployment: str) -> list[str]:
@@ -233,11 +203,8 @@ def replica_names(app: str, deployment: str) -> list[str]:
     import ray
 
     prefix = f"SERVE_REPLICA::{app}#{deployment}#"
-    return sorted(
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["namespace"] == "serve" and a["name"].startswith(prefix)
-    )
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a["namespace"] == "serve" and a["name"].startswith(prefix))
 
 
 def kill_one_replica(app: str, deployment: str) -> str:
@@ -253,10 +220,8 @@ def kill_one_replica(app: str, deployment: str) -> str:
 def settings_env(**values: Any) -> Iterator[None]:
     """Set ``INHOUSE_<KEY>`` variables (``serve__min_replicas=2``) for a block: ``build_app``
     reads the platform settings from the environment of the driver."""
-    names = {
-        f"INHOUSE_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
-        for k, v in values.items()
-    }
+    names = {f"INHOUSE_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
+             for k, v in values.items()}
     previous = {k: os.environ.get(k) for k in names}
     os.environ.update(names)
     try:
@@ -270,11 +235,8 @@ def settings_env(**values: Any) -> Iterator[None]:
 
 
 AUTOSCALING = {  # replicas the load tests run with; num_replicas if autoscaling is absent
-    "serve__autoscaling": True,
-    "serve__min_replicas": 2,
-    "serve__max_replicas": 3,
-    "serve__target_ongoing_requests": 16,
-    "serve__upscale_delay_s": 3,
+    "serve__autoscaling": True, "serve__min_replicas": 2, "serve__max_replicas": 3,
+    "serve__target_ongoing_requests": 16, "serve__upscale_delay_s": 3,
     "serve__num_replicas": 2,
 }
 
@@ -283,41 +245,23 @@ def autoscaling_env() -> dict[str, Any]:
     """:data:`AUTOSCALING`, less the fields this checkout's ``ServeSettings`` lacks."""
     from inhouse.config import ServeSettings
 
-    return {
-        k: v
-        for k, v in AUTOSCALING.items()
-        if k.removeprefix("serve__") in ServeSettings.model_fields
-    }
+    return {k: v for k, v in AUTOSCALING.items()
+            if k.removeprefix("serve__") in ServeSettings.model_fields}
 
 
 def infer_body(row_values: list[float]) -> bytes:
-    return json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "input",
-                    "shape": [1, len(row_values)],
-                    "datatype": "FP32",
-                    "data": row_values,
-                }
-            ]
-        }
-    ).encode()
+    return json.dumps({"inputs": [{"name": "input", "shape": [1, len(row_values)],
+                                   "datatype": "FP32", "data": row_values}]}).encode()
 
 
 def explain_body(row_values: list[float], n_steps: int = 16) -> bytes:
-    return json.dumps(
-        {"instances": [row_values], "method": "ig", "options": {"n_steps": n_steps}}
-    ).encode()
+    return json.dumps({"instances": [row_values], "method": "ig",
+                       "options": {"n_steps": n_steps}}).encode()
 
 
 def wait_replicas(
-    report: LoadReport,
-    sampler: Callable[[], dict[str, int]],
-    *,
-    running: int,
-    timeout_s: float = 120.0,
-    every_s: float = 0.5,
+    report: LoadReport, sampler: Callable[[], dict[str, int]], *, running: int,
+    timeout_s: float = 120.0, every_s: float = 0.5,
 ) -> None:
     """Keep sampling after the load until ``running`` replicas run and none other is listed,
     appending to ``report.replicas`` (so recovery is measured even if it outlasts the load)."""
@@ -341,19 +285,12 @@ def kill_recovery(report: LoadReport, *, running: int) -> dict[str, Any]:
     stats = report.targets["predict"]
     after = [t for t in stats.failures_at if t >= kill]
     # serve.status() lags the kill: recovery is the first all-RUNNING sample after the dip.
-    dip = next(
-        (t for t, states in report.replicas if t > kill and not _all_running(states, running)), None
-    )
-    back = (
-        None
-        if dip is None
-        else next(
-            (t for t, states in report.replicas if t > dip and _all_running(states, running)), None
-        )
-    )
+    dip = next((t for t, states in report.replicas
+                if t > kill and not _all_running(states, running)), None)
+    back = None if dip is None else next(
+        (t for t, states in report.replicas if t > dip and _all_running(states, running)), None)
     return {
-        "failed": stats.failed,
-        "requests": stats.requests,
+        "failed": stats.failed, "requests": stats.requests,
         "failed_pct": round(100.0 * stats.failed / max(1, stats.requests), 3),
         "last_failure_after_kill_s": round(after[-1] - kill, 2) if after else 0.0,
         "replica_loss_seen_after_s": None if dip is None else round(dip - kill, 1),
@@ -371,10 +308,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
         home = Path(tmp)
         _model, _spec, x, token = _register(home, epochs=5)
         values = x.ravel().tolist()
-        targets = [
-            Target("predict", f"/v2/models/{MODEL}/infer", infer_body(values), 64),
-            Target("explain", f"/v1/models/{MODEL}:explain", explain_body(values), 8),
-        ]
+        targets = [Target("predict", f"/v2/models/{MODEL}/infer", infer_body(values), 64),
+                   Target("explain", f"/v1/models/{MODEL}:explain", explain_body(values), 8)]
         port = free_port(8013)
         auth = {"Authorization": f"Bearer {token}"}
         with local_ray(num_cpus=4):
@@ -386,25 +321,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
             serve.start(http_options={"host": "127.0.0.1", "port": port})
             try:
                 with settings_env(**autoscaling_env()):
-                    serve.run(
-                        build_app(ServeArgs(models=[MODEL], home=str(home))),
-                        name="inhouse",
-                        route_prefix="/",
-                    )
+                    serve.run(build_app(ServeArgs(models=[MODEL], home=str(home))),
+                              name="inhouse", route_prefix="/")
                 deployment = f"model-{MODEL}"
                 sampler = lambda: replica_states("inhouse", deployment)  # noqa: E731
                 url = f"http://127.0.0.1:{port}"
                 steady = run_load(url, targets, seconds=seconds, headers=auth, sampler=sampler)
                 killed = run_load(
-                    url,
-                    targets[:1],
-                    seconds=kill_seconds,
-                    headers=auth,
-                    sampler=sampler,
+                    url, targets[:1], seconds=kill_seconds, headers=auth, sampler=sampler,
                     sample_every_s=0.5,
-                    actions=[
-                        (kill_seconds / 3, "kill", lambda: kill_one_replica("inhouse", deployment))
-                    ],
+                    actions=[(kill_seconds / 3, "kill",
+                              lambda: kill_one_replica("inhouse", deployment))],
                 )
                 wait_replicas(killed, sampler, running=2)
             finally:
@@ -419,53 +346,27 @@ def _rows(steady: LoadReport, killed: LoadReport, quick: bool) -> list[dict[str,
     recovery = kill_recovery(killed, running=2)
     errors = p["server_errors"] + e["server_errors"]
     conn = p["connection_errors"] + e["connection_errors"] + p["timeouts"] + e["timeouts"]
-    note = (
-        f"{steady.seconds:.0f} s, 64 predict + 8 explain clients at once, loaded 2-core box"
-        f"{' (quick)' if quick else ''}"
-    )
+    note = (f"{steady.seconds:.0f} s, 64 predict + 8 explain clients at once, loaded 2-core box"
+            f"{' (quick)' if quick else ''}")
     back = recovery["replicas_running_again_after_s"]
     return [
-        row(
-            NAME,
-            "predict req/s under mixed load",
-            p["requests_per_s"],
-            None,
-            notes=f"{note}; p50/p95/p99 {p['p50_ms']}/{p['p95_ms']}/{p['p99_ms']} ms",
-        ),
-        row(
-            NAME,
-            "explain req/s under mixed load",
-            e["requests_per_s"],
-            None,
-            notes=f"IG 16 steps; p50/p95/p99 {e['p50_ms']}/{e['p95_ms']}/{e['p99_ms']} ms",
-        ),
-        row(
-            NAME,
-            "5xx / connection errors under load",
-            errors,
-            conn,
+        row(NAME, "predict req/s under mixed load", p["requests_per_s"], None,
+            notes=f"{note}; p50/p95/p99 {p['p50_ms']}/{p['p95_ms']}/{p['p99_ms']} ms"),
+        row(NAME, "explain req/s under mixed load", e["requests_per_s"], None,
+            notes=f"IG 16 steps; p50/p95/p99 {e['p50_ms']}/{e['p95_ms']}/{e['p99_ms']} ms"),
+        row(NAME, "5xx / connection errors under load", errors, conn,
             target=("both", "==", 0, ""),
             notes=f"kinds: predict {p['kinds'] or 'none'}, explain {e['kinds'] or 'none'}; "
             f"model replicas RUNNING min/max {min(replicas)}/{max(replicas)} "
-            "(autoscaling 2..3)",
-        ),
-        row(
-            NAME,
-            "failed % with a replica killed",
-            recovery["failed_pct"],
-            None,
+            "(autoscaling 2..3)"),
+        row(NAME, "failed % with a replica killed", recovery["failed_pct"], None,
             target=("ours", "<=", 0.5, "%"),
             notes=f"{recovery['failed']} of {recovery['requests']} predict requests, 64 clients, "
             f"{killed.seconds:.0f} s, ray.kill at {killed.events['kill']:.1f} s; "
-            f"kinds {recovery['kinds'] or 'none'}",
-        ),
-        row(
-            NAME,
-            "recovery s after a replica kill",
-            back if back is not None else 999.0,
-            recovery["last_failure_after_kill_s"],
-            target=("ours", "<=", 30.0, "s"),
+            f"kinds {recovery['kinds'] or 'none'}"),
+        row(NAME, "recovery s after a replica kill", back if back is not None else 999.0,
+            recovery["last_failure_after_kill_s"], target=("ours", "<=", 30.0, "s"),
             notes="ours: replicas all RUNNING again (serve.status); baseline column: last "
-            "failed request after the kill",
-        ),
+            "failed request after the kill"),
     ]
+

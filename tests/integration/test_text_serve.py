@@ -261,10 +261,8 @@ def test_a_text_canary_answers_its_share_and_its_traffic_is_counted(
     try:
         wait_for(both_answer, timeout_s=60, what="the champion and the canary both answering")
         wait_for(
-            lambda: (
-                read_traffic(engine, MODEL, candidate, since=started).requests > 0
-                and read_traffic(engine, MODEL, champion, since=started).requests > 0
-            ),
+            lambda: read_traffic(engine, MODEL, candidate, since=started).requests > 0
+            and read_traffic(engine, MODEL, champion, since=started).requests > 0,
             timeout_s=15,
             what="both versions' traffic flushed by the ingress",
         )
