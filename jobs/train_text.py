@@ -66,7 +66,7 @@ from jobs.resume import resume
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker: tokenise the shard, train, report, checkpoint."""
-    options = TextTrainOptions.model_validate(config["options"])
+    options: TextTrainOptions = config["options"]
     torch.set_num_threads(options.threads_per_worker)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -287,7 +287,7 @@ def run(settings: Settings, options: TextTrainOptions) -> dict[str, Any]:
     privacy = prepare_text(engine=engine, options=options, info=info, run_name=run_name)
     loop_config = {
         **privacy.worker_config(),
-        "options": options.model_dump(),
+        "options": options,
         "settings": settings_payload(settings),
         "run_name": run_name,
         "class_names": info.class_names,

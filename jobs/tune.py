@@ -64,7 +64,7 @@ def _trial_privacy(
 def run_trial(config: dict[str, Any], *, base: dict[str, Any]) -> None:
     """One Tune trial: a Ray Train run with the sampled ``lr``, ``hidden`` and ``batch_size``."""
     trial_id = ray.tune.get_context().get_trial_id()
-    cfg = TrainSettings.model_validate(base["train"]).model_copy(
+    cfg: TrainSettings = base["train"].model_copy(
         update={
             "lr": config["lr"],
             "hidden": config["hidden"],
@@ -157,7 +157,7 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
             flush=True,
         )
     base = {
-        "train": cfg.model_dump(mode="json"),
+        "train": cfg,
         "epochs": tune_cfg.max_epochs,
         "workers": tune_cfg.workers_per_trial,
         "run_name": run_name,
