@@ -14,7 +14,7 @@ from inhouse.config.dp import DPSettings
 from inhouse.config.parse import Loc, parse_model
 
 
-def _flag(loc: Loc) -> str:
+def _how_to_set(loc: Loc) -> str:
     return "set --" + (".".join(str(part) for part in loc) or "(root)").replace("_", "-")
 
 
@@ -113,4 +113,4 @@ class CoordinatorSettings(DPSettings):
     @classmethod
     def parse(cls, data: dict[str, Any]) -> CoordinatorSettings:
         """Validate ``data``; a bad field raises ConfigError naming the field and the flag."""
-        return parse_model(cls, data, label="coordinator.", show_input=True, hint=_flag)
+        return parse_model(cls, data, label="coordinator.", show_input=True, hint=_how_to_set)

@@ -14,7 +14,7 @@ from inhouse.errors import ConfigError, InhouseError
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[int | str, ...]
 # Where a field is set (``set --epochs``), from its location; None: say nothing.
-Hint = Callable[[Loc], "str | None"]
+Hint = Callable[[Loc], str | None]
 
 
 def describe(
