@@ -23,8 +23,8 @@ import ray
 from ray.util.metrics import Counter, Gauge
 
 from inhouse import services
-from inhouse.config import Settings, load_settings
-from inhouse.coordinator import CoordinatorSettings, CoordinatorStore, backoff_s
+from inhouse.config import CoordinatorSettings, Settings, SettingsPayload, settings_payload
+from inhouse.coordinator import CoordinatorStore, backoff_s
 from inhouse.coordinator.retrain import run_retrain
 from inhouse.coordinator.service import Coordinator, StepReport
 
@@ -34,15 +34,6 @@ log = logging.getLogger(__name__)
 
 def actor_name(model: str) -> str:
     return f"coordinator-{model}"
-
-
-def settings_payload(settings: Settings) -> dict[str, Any]:
-    """What the actor needs to rebuild the settings on any node."""
-    return {
-        "home": str(settings.home),
-        "database_url": settings.database_url,
-        "security": settings.security.model_dump(mode="json"),
-    }
 
 
 class _Metrics:
@@ -98,8 +89,8 @@ class _Metrics:
 class CoordinatorActor:
     """Runs :class:`Coordinator` steps for one model until its state says ``stopped``."""
 
-    def __init__(self, model: str, payload: dict[str, Any]) -> None:
-        settings = load_settings(**payload)
+    def __init__(self, model: str, payload: SettingsPayload) -> None:
+        settings = payload.load()
         engine = services.engine(settings)
         state = CoordinatorStore(engine).load(model)
         self.settings = CoordinatorSettings.parse(state.settings)

@@ -26,8 +26,9 @@ BERT_SEQ = 64
 
 
 def _digits_rows(quick: bool) -> list[dict[str, Any]]:
-    from inhouse.compress import CompressionSettings, compare, compress
+    from inhouse.compress import compare, compress
     from inhouse.compress.report import accuracy
+    from inhouse.config import CompressionSettings
 
     with tempfile.TemporaryDirectory(prefix="inhouse-bench-compress-") as tmp:
         train, test = digits_data(Path(tmp))
@@ -55,13 +56,8 @@ def _digits_rows(quick: bool) -> list[dict[str, Any]]:
 def _bert_rows(quick: bool) -> list[dict[str, Any]]:
     from transformers import BertConfig, BertForSequenceClassification
 
-    from inhouse.compress import (
-        CompressionSettings,
-        compress,
-        dumps_compressed,
-        float32_size,
-        latency_ms,
-    )
+    from inhouse.compress import compress, dumps_compressed, float32_size, latency_ms
+    from inhouse.config import CompressionSettings
 
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6,

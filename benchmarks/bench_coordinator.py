@@ -33,8 +33,8 @@ NEW_ROWS = 300
 
 def _champion(settings: Any) -> tuple[int, float]:
     from inhouse import services
-    from inhouse.compress import CompressionSettings, GateSettings
     from inhouse.compress.versioning import compress_version
+    from inhouse.config import CompressionSettings, GateSettings
     from inhouse.data import read_rows, seed
     from inhouse.explain.lineage import importance_lineage
     from inhouse.training import evaluate
@@ -71,7 +71,7 @@ def _incremental(settings: Any) -> tuple[float, float, dict[str, Any]]:
     import functools
 
     from inhouse import services
-    from inhouse.coordinator import CoordinatorSettings
+    from inhouse.config import CoordinatorSettings
     from inhouse.coordinator.control import start
     from inhouse.coordinator.retrain import run_retrain
     from inhouse.coordinator.service import Coordinator
@@ -113,7 +113,8 @@ def _incremental(settings: Any) -> tuple[float, float, dict[str, Any]]:
 
 def _full(settings: Any) -> dict[str, float]:
     from inhouse import services
-    from inhouse.compress import CompressionSettings, compress
+    from inhouse.compress import compress
+    from inhouse.config import CompressionSettings
     from inhouse.data import read_rows
     from inhouse.training import evaluate
 

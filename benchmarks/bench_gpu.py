@@ -61,9 +61,9 @@ def _sync(device: torch.device) -> None:
 def _epoch_seconds(
     directory: Path, rows: Any, *, mixed: bool, repeats: int, device: torch.device
 ) -> list[float]:
+    from inhouse.config import TextTrainOptions
     from inhouse.kinds.text.epochs import autocast_dtype, train_epoch
     from inhouse.models.text import classifier_from_dir
-    from inhouse.training.text import TextTrainOptions
 
     model, tokenizer, _ = classifier_from_dir(str(directory), class_names=CLASSES, max_length=128)
     model.to(device)

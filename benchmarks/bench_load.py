@@ -315,7 +315,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
         with local_ray(num_cpus=4):
             from ray import serve
 
-            from serve.app import ServeArgs, build_app
+            from inhouse.config import ServeArgs
+            from serve.app import build_app
 
             serve.start(http_options={"host": "127.0.0.1", "port": port})
             try:

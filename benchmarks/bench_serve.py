@@ -97,9 +97,8 @@ def _register(home: Path, epochs: int) -> tuple[Any, dict[str, Any], np.ndarray,
 def _register_compressed(home: Path) -> int:
     """A pruned (90%) + int8 version of the champion, not promoted; returns its number."""
     from inhouse import services
-    from inhouse.compress import CompressionSettings, GateSettings
     from inhouse.compress.versioning import compress_version
-    from inhouse.config import load_settings
+    from inhouse.config import CompressionSettings, GateSettings, load_settings
 
     settings = load_settings(home=str(home))
     result = compress_version(
@@ -188,7 +187,8 @@ def _deploy(
     """Deploy our app under ``name`` at ``prefix``; ``auth=False`` is a diagnostic variant."""
     from ray import serve
 
-    from serve.app import ServeArgs, build_app
+    from inhouse.config import ServeArgs
+    from serve.app import build_app
 
     key = "INHOUSE_SECURITY__REQUIRE_AUTH"  # build_app reads settings from the environment
     previous = os.environ.get(key)

@@ -80,15 +80,14 @@ def _accuracy(model: Any, tokenizer: Any, rows: Any) -> float:
 def _fine_tunes(home: Path, quick: bool) -> dict[str, Any]:
     """Full fine-tune and LoRA from the registered encoder; registers float, int8, adapter."""
     from inhouse import services
-    from inhouse.compress import CompressionSettings, compress
-    from inhouse.config import load_settings
+    from inhouse.compress import compress
+    from inhouse.config import CompressionSettings, TextTrainOptions, load_settings
     from inhouse.data.text_import import import_text_csv, read_class_names, read_text_rows
     from inhouse.kinds.text.head import head_features, warm_head
     from inhouse.kinds.text.register import calibration_batches
     from inhouse.models.hf import import_model_dir
     from inhouse.models.lora import load_text, lora_config, prepare_incremental, register_adapter
     from inhouse.models.text import classifier_from
-    from inhouse.training.text import TextTrainOptions
 
     settings = load_settings(home=str(home))
     engine, registry = services.engine(settings), services.registry(settings)
@@ -233,8 +232,8 @@ def _latency(home: Path, m: dict[str, Any], quick: bool) -> None:
 def _serve(home: Path, m: dict[str, Any], quick: bool) -> None:
     from benchmarks.load import throughput
     from inhouse import services
-    from inhouse.config import load_settings
-    from serve.app import ServeArgs, build_app
+    from inhouse.config import ServeArgs, load_settings
+    from serve.app import build_app
 
     settings = load_settings(home=str(home))
     token = services.ensure_client_token(settings).read_text().strip()

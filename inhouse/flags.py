@@ -18,6 +18,18 @@ def _scalar_type(annotation: Any) -> Any:
     return annotation
 
 
+def _own_fields_first(section: type[BaseModel]) -> list[tuple[str, Any]]:
+    """The section's fields, those it declares before those it inherits (the DP fields)."""
+    inherited = {
+        name
+        for base in section.__mro__[1:]
+        if isinstance(base, type) and issubclass(base, BaseModel)
+        for name in base.model_fields
+    }
+    fields = list(section.model_fields.items())
+    return [f for f in fields if f[0] not in inherited] + [f for f in fields if f[0] in inherited]
+
+
 def add_section_flags(
     parser: argparse.ArgumentParser,
     section: type[BaseModel],
@@ -35,7 +47,7 @@ def add_section_flags(
             does not mask the same flag given earlier) and no line in ``--help``.
     """
     unset = argparse.SUPPRESS if suppress else None
-    for name, field in section.model_fields.items():
+    for name, field in _own_fields_first(section):
         flag = "--" + (prefix + name).replace("_", "-")
         help_text = (field.description or name.replace("_", " ")).rstrip(".")
         default = field.get_default(call_default_factory=True)

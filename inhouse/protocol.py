@@ -14,8 +14,9 @@ import sys
 from typing import Any, Literal, get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from inhouse.config import parse_model
 from inhouse.errors import InvalidInputError, MalformedRequestError, PayloadTooLargeError
 
 MAX_JSON_DEPTH = 32
@@ -119,13 +120,7 @@ def parse_json(raw: bytes, *, max_bytes: int) -> Any:
 
 def validate_body(model: type[Strict], body: Any) -> Any:
     """``body`` as ``model``; the first validation error (with a count of the rest) is a 422."""
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise InvalidInputError(f"{where}: {first['msg']}{more}") from None
+    return parse_model(model, body, error=InvalidInputError, root="body", count_rest=True)
 
 
 def flatten_data(data: list[Any], limit: int) -> list[Any]:

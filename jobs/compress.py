@@ -21,9 +21,8 @@ import ray
 import ray.exceptions
 
 from inhouse import services
-from inhouse.compress import CompressionSettings, GateSettings
 from inhouse.compress.versioning import compress_version
-from inhouse.config import Settings, load_settings
+from inhouse.config import CompressionSettings, GateSettings, Settings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.errors import InhouseError
 from jobs.driver import joined_cluster

@@ -12,8 +12,8 @@ import dataclasses
 import json
 import sys
 
-from inhouse.config import load_settings
-from inhouse.coordinator import CoordinatorSettings, run_id
+from inhouse.config import CoordinatorSettings, load_settings
+from inhouse.coordinator import run_id
 from inhouse.coordinator.retrain import run_retrain
 from inhouse.kinds.updating import RetrainJob
 

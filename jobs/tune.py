@@ -31,7 +31,7 @@ from ray.tune.search import BasicVariantGenerator
 from torch.utils.tensorboard import SummaryWriter
 
 from inhouse import services
-from inhouse.config import Settings, TrainSettings, load_settings
+from inhouse.config import Settings, TrainSettings, TuneSettings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.data import describe, read_rows
 from inhouse.errors import ConfigError
@@ -41,7 +41,6 @@ from inhouse.kinds.tabular.training import mlp_spec
 from inhouse.kinds.training import new_run
 from inhouse.models import build_model
 from inhouse.training import evaluate, load_checkpoint
-from inhouse.training.tune_settings import TuneSettings
 from jobs.driver import joined_cluster
 from jobs.train import kind_for, loop_config, trainer
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from inhouse import services
-from inhouse.config import ServeSettings, Settings, load_settings
+from inhouse.config import ServeArgs, ServeSettings, Settings, load_settings, settings_payload
 from inhouse.errors import InvalidInputError
 from inhouse.kinds import ModelKind, kind_for_spec
 from inhouse.registry import validate_model_name
@@ -26,30 +25,6 @@ from serve.ingress import Ingress
 from serve.model_replica import ModelReplica
 
 APP_NAME = "inhouse"
-
-
-class ServeArgs(BaseModel):
-    """What ``build_app`` needs: the models to serve and where the platform state lives."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    models: list[str] = Field(min_length=1, description="Registry model names to serve.")
-    ref: str = Field("champion", description="Version or alias served for each model.")
-    home: str | None = Field(None, description="inhouse home (default: settings).")
-    database_url: str | None = None
-    batching: bool = Field(True, description="Dynamic batching (off: one request per call).")
-    max_explainer_replicas: int = Field(2, ge=1, description="Autoscaling cap per explainer.")
-    explainers: bool = Field(True, description="Start an explainer sidecar per model.")
-
-
-def settings_payload(settings: Settings) -> dict[str, Any]:
-    """The part of the settings replicas need, as plain data."""
-    return {
-        "home": str(settings.home),
-        "database_url": settings.database_url,
-        "serve": settings.serve.model_dump(),
-        "security": settings.security.model_dump(mode="json"),
-    }
 
 
 def replica_scaling(serve_cfg: ServeSettings) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ray import serve
 
+from inhouse.config import SettingsPayload
 from inhouse.kinds import ModelKind
 from serve.versioned import VersionedModel
 
@@ -24,7 +25,7 @@ class Explainer(VersionedModel):
 
     holds_canary = False  # the ingress never sends explanations to a canary
 
-    def __init__(self, model: str, settings: dict[str, Any], ref: str, kind: ModelKind) -> None:
+    def __init__(self, model: str, settings: SettingsPayload, ref: str, kind: ModelKind) -> None:
         self._init_model(model, settings, ref, kind, loader=kind.serving.load_explained)
         # Server-side limits only: a request body can never raise them.
         self._max_instances = self._settings.serve.max_instances

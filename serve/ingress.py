@@ -34,7 +34,7 @@ from ray.serve.handle import DeploymentHandle
 import inhouse
 from inhouse import services
 from inhouse.access import PreAuthLimiter, RateLimiter, RequestAuthorizer
-from inhouse.config import load_settings
+from inhouse.config import SettingsPayload
 from inhouse.errors import ModelNotFoundError, UnavailableError
 from inhouse.kinds import ModelKind
 from inhouse.kinds.serving import ServingKind
@@ -67,14 +67,14 @@ class Ingress:
     def __init__(
         self,
         models: dict[str, DeploymentHandle],
-        settings: dict[str, Any],
+        settings: SettingsPayload,
         explainers: dict[str, DeploymentHandle],
         kinds: dict[str, ModelKind],
     ) -> None:
         self._models = models
         self._explainers = explainers
         self._kinds = {name: kind.serving for name, kind in kinds.items()}
-        platform = load_settings(**settings)
+        platform = settings.load()
         self._settings = platform.serve
         self._access = services.access(platform) if platform.security.require_auth else None
         self._limiter = (

@@ -17,6 +17,7 @@ from typing import Any
 
 from ray import serve
 
+from inhouse.config import SettingsPayload
 from inhouse.kinds import ModelKind
 from serve.versioned import VersionedModel
 
@@ -27,7 +28,7 @@ MAX_VARIANTS = 4
 class ModelReplica(VersionedModel):
     """Serves one model (the version named by ``ref``, default the champion)."""
 
-    def __init__(self, model: str, settings: dict[str, Any], ref: str, kind: ModelKind) -> None:
+    def __init__(self, model: str, settings: SettingsPayload, ref: str, kind: ModelKind) -> None:
         self._init_model(model, settings, ref, kind, loader=kind.serving.load)
         serve_cfg = self._settings.serve
         self._batching = serve_cfg.max_batch_size > 1

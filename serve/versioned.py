@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from inhouse import services
-from inhouse.config import Settings, load_settings
+from inhouse.config import Settings, SettingsPayload
 from inhouse.errors import InhouseError, InvalidInputError
 from inhouse.kinds import ModelKind, register
 from inhouse.kinds.serving import Loaded, ServingKind
@@ -64,7 +64,7 @@ class VersionedModel:
     def _init_model(
         self,
         model: str,
-        settings: dict[str, Any],
+        settings: SettingsPayload,
         ref: str,
         kind: ModelKind,
         loader: Callable[[Registry, ModelVersion], Loaded],
@@ -73,7 +73,7 @@ class VersionedModel:
         # The registry rebuilds a version's module through its kind: a kind registered by the
         # process that built the app (a plugin's, a test's) must be known in this one too.
         register(kind)
-        self._settings = load_settings(**settings)
+        self._settings = settings.load()
         self._registry = services.registry(self._settings)
         self._model_name = model
         self._kind = kind

@@ -8,9 +8,8 @@ import time
 from sqlalchemy import Engine
 
 from inhouse import services
-from inhouse.compress import CompressionSettings, GateSettings
 from inhouse.compress.versioning import compress_version
-from inhouse.config import Settings
+from inhouse.config import CompressionSettings, GateSettings, Settings
 from inhouse.data import read_rows, seed
 from inhouse.data.simulate import append_noisy_copies
 from inhouse.explain.lineage import importance_lineage

@@ -10,15 +10,14 @@ import torch
 from sqlalchemy import Engine
 
 from inhouse import services
-from inhouse.compress import CompressionSettings, compress
-from inhouse.config import Settings
+from inhouse.compress import compress
+from inhouse.config import CompressionSettings, Settings, TextTrainOptions
 from inhouse.data import describe
 from inhouse.data.text_import import append_text_rows, import_text_csv, read_text_rows
 from inhouse.kinds.text.epochs import evaluate_texts, train_epoch
 from inhouse.models.hf import import_model_dir
 from inhouse.models.lora import load_text
 from inhouse.models.text import classifier_from
-from inhouse.training.text import TextTrainOptions
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert, write_csv
 
 DATASET, MODEL = "intents", "intents"

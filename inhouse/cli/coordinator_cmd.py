@@ -14,9 +14,8 @@ from typing import Any
 
 from inhouse.cli.auth import authorize
 from inhouse.cli.parser import leaf
-from inhouse.config import Settings
+from inhouse.config import CoordinatorSettings, Settings
 from inhouse.coordinator import control
-from inhouse.coordinator.settings import CoordinatorSettings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 

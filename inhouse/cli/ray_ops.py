@@ -123,7 +123,8 @@ def deploy(
     import ray
     from ray import serve
 
-    from serve.app import APP_NAME, ServeArgs, build_app
+    from inhouse.config import ServeArgs
+    from serve.app import APP_NAME, build_app
 
     ray.init(
         address=f"127.0.0.1:{settings.ray.gcs_port}",

@@ -18,9 +18,8 @@ import argparse
 from typing import Any
 
 from inhouse.cli.parser import leaf
-from inhouse.config import Settings, TrainSettings
+from inhouse.config import Settings, TrainSettings, TuneSettings
 from inhouse.flags import add_section_flags, section_argv, section_overrides
-from inhouse.training.tune_settings import TuneSettings
 
 
 def tune_args(settings: Settings, tune: TuneSettings) -> list[str]:

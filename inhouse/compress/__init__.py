@@ -1,6 +1,6 @@
 """Compression: magnitude pruning + int8 quantization, a compact artifact, a report and a gate.
 
-Typical use::
+Typical use (the settings are ``inhouse.config.CompressionSettings`` and ``GateSettings``)::
 
     compressed = compress(model, CompressionSettings(), train=(x_train, y_train))
     save_compressed(compressed, "artifacts/digits/v3-compressed")
@@ -46,13 +46,10 @@ from inhouse.compress.report import (
     gate,
     latency_ms,
 )
-from inhouse.compress.settings import CompressionSettings, GateSettings
 
 __all__ = [
     "FORMAT",
     "CompressionReport",
-    "CompressionSettings",
-    "GateSettings",
     "Int8Embedding",
     "Int8Linear",
     "ModelStats",

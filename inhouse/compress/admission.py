@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from inhouse.compress.settings import CompressionSettings
+from inhouse.config import CompressionSettings
 from inhouse.errors import InvalidInputError
 
 

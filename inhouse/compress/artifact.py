@@ -38,7 +38,7 @@ from inhouse.compress import arch
 from inhouse.compress.encoding import ENCODINGS, decode, encode
 from inhouse.compress.layers import Int8Embedding, Int8Linear, LinearMode
 from inhouse.compress.quantize import choose_mode
-from inhouse.compress.settings import Runtime
+from inhouse.config import Runtime
 from inhouse.errors import IntegrityError, InvalidInputError, UnsupportedFormatError
 
 FORMAT = "inhouse.compress/1"

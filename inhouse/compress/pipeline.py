@@ -11,7 +11,7 @@ from torch import nn
 
 from inhouse.compress.prune import FineTune, classifier_finetune, prune_model
 from inhouse.compress.quantize import quantize_model
-from inhouse.compress.settings import CompressionSettings
+from inhouse.config import CompressionSettings
 from inhouse.errors import InvalidInputError
 
 

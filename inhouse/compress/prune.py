@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
-from inhouse.compress.settings import CompressionSettings
+from inhouse.config import CompressionSettings
 from inhouse.errors import InvalidInputError
 
 FineTune = Callable[[nn.Module], None]

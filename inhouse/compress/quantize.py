@@ -29,8 +29,8 @@ from inhouse.compress.layers import (
     LinearMode,
     dynamic_kernel_available,
 )
-from inhouse.compress.settings import CompressionSettings, Runtime
 from inhouse.compress.smooth import choose_smoothing
+from inhouse.config import CompressionSettings, Runtime
 
 
 def choose_mode(

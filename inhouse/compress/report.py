@@ -12,7 +12,7 @@ from torch import nn
 
 from inhouse.compress.artifact import dumps_compressed, float32_size
 from inhouse.compress.layers import Int8Embedding, Int8Linear
-from inhouse.compress.settings import GateSettings
+from inhouse.config import GateSettings
 
 
 class ModelStats(BaseModel):

@@ -29,7 +29,7 @@ from inhouse.compress.artifact import dumps_compressed, float32_size, load_compr
 from inhouse.compress.pipeline import compress
 from inhouse.compress.report import CompressionReport, compare
 from inhouse.compress.report import gate as apply_gate
-from inhouse.compress.settings import CompressionSettings, GateSettings
+from inhouse.config import CompressionSettings, GateSettings
 from inhouse.data import read_rows
 from inhouse.errors import InvalidInputError, ModelNotFoundError
 from inhouse.explain import explain, rank_correlation

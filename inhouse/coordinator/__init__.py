@@ -1,4 +1,5 @@
-"""The coordinator's Ray-free logic: settings, durable state, triggers, decisions, the gate.
+"""The coordinator's Ray-free logic: durable state, triggers, decisions, the gate (its settings
+are ``inhouse.config.CoordinatorSettings``).
 
 The detached Ray actor (``actors/coordinator.py``) only wires :class:`Coordinator` to Ray; the
 incremental retrain is :mod:`inhouse.coordinator.retrain`, which leaves what differs per model
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from inhouse.coordinator.decide import Decision, Policy, backoff_s, run_id
     from inhouse.coordinator.gate import GateResult, judge
-    from inhouse.coordinator.settings import CoordinatorSettings
     from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
     from inhouse.coordinator.triggers import Drift, Observation, drift, fired, ks, psi
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 _WHERE = {
     **dict.fromkeys(("Decision", "Policy", "backoff_s", "run_id"), "inhouse.coordinator.decide"),
     **dict.fromkeys(("GateResult", "judge"), "inhouse.coordinator.gate"),
-    "CoordinatorSettings": "inhouse.coordinator.settings",
     **dict.fromkeys(("CoordinatorState", "CoordinatorStore", "Event"), "inhouse.coordinator.state"),
     **dict.fromkeys(
         ("Drift", "Observation", "drift", "fired", "ks", "psi"), "inhouse.coordinator.triggers"
@@ -40,7 +39,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CoordinatorSettings",
     "CoordinatorState",
     "CoordinatorStore",
     "Decision",

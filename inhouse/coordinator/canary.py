@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from inhouse.canary import Canary, Traffic
-from inhouse.coordinator.settings import CoordinatorSettings
+from inhouse.config import CoordinatorSettings
 
 CanaryVerdict = Literal["watch", "promote", "rollback"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from inhouse.coordinator.settings import CoordinatorSettings
+from inhouse.config import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, InvalidInputError, ModelNotFoundError

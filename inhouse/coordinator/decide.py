@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from inhouse.canary import Canary
+from inhouse.config import CoordinatorSettings
 from inhouse.coordinator.canary import CanaryJudgement
 from inhouse.coordinator.gate import GateResult
-from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, Event
 from inhouse.coordinator.triggers import Observation, fired
 from inhouse.kinds.updating import RetrainJob

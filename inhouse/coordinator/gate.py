@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from inhouse.coordinator.settings import CoordinatorSettings
+from inhouse.config import CoordinatorSettings
 from inhouse.kinds.updating import Measured
 
 Verdict = Literal["promote", "reject", "review"]

@@ -22,8 +22,7 @@ import torch
 from sqlalchemy import Engine
 
 from inhouse import services
-from inhouse.config import Settings
-from inhouse.coordinator.settings import CoordinatorSettings
+from inhouse.config import CoordinatorSettings, Settings
 from inhouse.kinds import kind_for_spec
 from inhouse.kinds.updating import Measured, RetrainJob, RetrainRun
 from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry

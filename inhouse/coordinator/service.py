@@ -20,11 +20,11 @@ import numpy as np
 from sqlalchemy import Engine
 
 from inhouse.canary import read_traffic
+from inhouse.config import CoordinatorSettings
 from inhouse.coordinator.canary import Feedback, judge_canary
 from inhouse.coordinator.decide import Decision, Policy
 from inhouse.coordinator.feedback import feedback
 from inhouse.coordinator.gate import GateResult, judge
-from inhouse.coordinator.settings import CoordinatorSettings
 from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
 from inhouse.coordinator.triggers import Drift, Observation, drift
 from inhouse.data import read_rows

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inhouse.coordinator.settings import CoordinatorSettings
+from inhouse.config import CoordinatorSettings
 
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # empty bins would make PSI infinite

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from inhouse.coordinator.settings import CoordinatorSettings
+    from inhouse.config import CoordinatorSettings
     from inhouse.registry import ModelVersion, Registry
 
 

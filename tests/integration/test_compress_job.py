@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from inhouse import services
-from inhouse.compress import CompressionSettings, GateSettings
-from inhouse.config import Settings, load_settings
+from inhouse.config import CompressionSettings, GateSettings, Settings, load_settings
 from inhouse.data import read_rows, seed
 from jobs import compress
 from tests.digits_parent import train_parent

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from inhouse import services
-from inhouse.config import Settings, load_settings
-from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
+from inhouse.config import CoordinatorSettings, Settings, load_settings
+from inhouse.coordinator import CoordinatorStore
 from inhouse.coordinator.control import start
 from inhouse.data import read_rows
 from inhouse.schema import get_engine

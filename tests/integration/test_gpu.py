@@ -121,9 +121,8 @@ def test_text_fine_tune_on_gpu_with_mixed_precision(ray_cluster: object, tmp_pat
     scaler where bf16 is missing), gradient checkpointing; the result is registered and its
     int8 version compressed on the CPU as for a CPU run."""
     from inhouse import services
-    from inhouse.config import Settings
+    from inhouse.config import Settings, TextTrainOptions
     from inhouse.data.text_import import import_text_csv
-    from inhouse.training.text import TextTrainOptions
     from jobs import train
     from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from inhouse import services
-from inhouse.config import Settings
+from inhouse.config import ServeArgs, Settings
 from inhouse.models import MLPSpec, build_model
-from serve.app import ServeArgs, build_app
+from serve.app import build_app
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration

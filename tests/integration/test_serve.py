@@ -21,8 +21,8 @@ from inhouse import services
 from inhouse.access import AccessService, IssuedToken
 from inhouse.access.records import TokenRecord
 from inhouse.canary import Canary
-from inhouse.config import Settings
-from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
+from inhouse.config import CoordinatorSettings, ServeArgs, Settings
+from inhouse.coordinator import CoordinatorStore
 from inhouse.coordinator.control import start
 from inhouse.coordinator.service import Coordinator
 from inhouse.data import read_rows, seed
@@ -31,7 +31,7 @@ from inhouse.kinds.updating import Measured, RetrainJob
 from inhouse.models import MLPSpec, build_model
 from inhouse.schema import get_engine
 from inhouse.training import evaluate, train_one_epoch
-from serve.app import ServeArgs, build_app
+from serve.app import build_app
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from inhouse import services
-from inhouse.config import Settings, load_settings
+from inhouse.config import ServeArgs, Settings, load_settings
 from inhouse.models import MLPSpec, build_model
-from serve.app import ServeArgs, build_app, replica_scaling
+from serve.app import build_app, replica_scaling
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.scale]

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from inhouse import services
-from inhouse.config import Settings, load_settings
-from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
+from inhouse.config import CoordinatorSettings, Settings, load_settings
+from inhouse.coordinator import CoordinatorStore
 from inhouse.coordinator.control import start
 from tests.coordinator_setup import kill_coordinator
 from tests.hf_tiny import CLASSES, make_rows

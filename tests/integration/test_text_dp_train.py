@@ -10,11 +10,10 @@ import pytest
 from opacus.accountants import PRVAccountant
 
 from inhouse import services
-from inhouse.config import Settings
+from inhouse.config import Settings, TextTrainOptions
 from inhouse.data.text_import import import_text_csv
 from inhouse.errors import BudgetExceededError, ConfigError, PermissionDeniedError
 from inhouse.privacy import PrivacyLedger
-from inhouse.training.text import TextTrainOptions
 from jobs import train
 from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 

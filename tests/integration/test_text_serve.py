@@ -12,16 +12,15 @@ import pytest
 import torch
 
 from inhouse import services
-from inhouse.compress import CompressionSettings, compress
-from inhouse.config import Settings
+from inhouse.compress import compress
+from inhouse.config import CompressionSettings, ServeArgs, Settings, TextTrainOptions
 from inhouse.data.text_import import TextRows
 from inhouse.kinds.text.epochs import evaluate_texts, train_epoch
 from inhouse.models import MLPSpec, build_model
 from inhouse.models.hf import import_model_dir
 from inhouse.models.lora import load_text, lora_config, prepare_incremental, register_adapter
 from inhouse.models.text import classifier_from
-from inhouse.training.text import TextTrainOptions
-from serve.app import ServeArgs, build_app
+from serve.app import build_app
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 pytestmark = pytest.mark.integration

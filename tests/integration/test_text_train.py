@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from inhouse import services
-from inhouse.config import Settings
+from inhouse.config import Settings, TextTrainOptions
 from inhouse.data.text_import import import_text_csv
 from inhouse.errors import ConfigError
-from inhouse.training.text import TextTrainOptions
 from jobs import train
 from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from inhouse import services
-from inhouse.config import Settings
+from inhouse.config import ServeArgs, Settings
 from inhouse.models import MLPSpec, build_model
 from inhouse.tls import init_certificates
-from serve.app import ServeArgs, build_app
+from serve.app import build_app
 
 pytestmark = pytest.mark.integration
 TLS_PORT = 8002

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from inhouse import services
-from inhouse.config import Settings
+from inhouse.config import ServeArgs, Settings
 from inhouse.errors import InvalidInputError
 from inhouse.kinds import ModelKind, kind_for_spec, register
-from serve.app import ServeArgs, build_app
+from serve.app import build_app
 from tests.toy_kind.model import SPEC, build
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,10 @@ import pytest
 
 from inhouse import services
 from inhouse.cli.tune_cmd import tune_args
-from inhouse.config import Settings, load_settings
+from inhouse.config import Settings, TuneSettings, load_settings
 from inhouse.data import seed
 from inhouse.errors import ConfigError
 from inhouse.registry import Registry
-from inhouse.training.tune_settings import TuneSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.scale]
 

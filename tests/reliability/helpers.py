@@ -22,7 +22,8 @@ def register(
     """Register ``tiny_model(seed)`` under ``model``; returns the version number."""
     module = tiny_model(seed)
     if fmt == "compressed":
-        from inhouse.compress import CompressionSettings, compress
+        from inhouse.compress import compress
+        from inhouse.config import CompressionSettings
 
         module = compress(module, CompressionSettings())
     info = registry.register(

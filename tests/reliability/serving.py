@@ -134,7 +134,8 @@ def serve_digits(settings: Settings, *, app: str) -> Iterator[Served]:
     """Deploy the app as ``app`` at ``/<app>`` (2..3 model replicas); deleted on exit."""
     from ray import serve
 
-    from serve.app import ServeArgs, build_app
+    from inhouse.config import ServeArgs
+    from serve.app import build_app
 
     rows, labels = _champion(settings)
     auth = _auth_cases(settings)

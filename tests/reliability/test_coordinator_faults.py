@@ -30,8 +30,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from inhouse import services
-from inhouse.config import Settings, load_settings
-from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
+from inhouse.config import CoordinatorSettings, Settings, load_settings
+from inhouse.coordinator import CoordinatorStore
 from inhouse.coordinator.control import start
 from inhouse.schema import get_engine
 from tests.coordinator_setup import append_stream, kill_coordinator, make_champion

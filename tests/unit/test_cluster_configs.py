@@ -418,8 +418,7 @@ def test_network_policy_admits_the_dashboard_only_from_the_operator() -> None:
 def test_rayservice_deploys_our_serve_app(monkeypatch: pytest.MonkeyPatch) -> None:
     from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
-    from inhouse.config import load_settings
-    from serve.app import ServeArgs
+    from inhouse.config import ServeArgs, load_settings
 
     raw = yaml.safe_load(kube_docs("rayservice.yaml")[0]["spec"]["serveConfigV2"])
     launcher = load("serve.yaml")  # `serve deploy` on launcher clusters: the same app, but

@@ -15,13 +15,8 @@ from inhouse.canary import (
     read_traffic,
     write_traffic,
 )
-from inhouse.coordinator import (
-    CoordinatorSettings,
-    CoordinatorState,
-    CoordinatorStore,
-    Observation,
-    Policy,
-)
+from inhouse.config import CoordinatorSettings
+from inhouse.coordinator import CoordinatorState, CoordinatorStore, Observation, Policy
 from inhouse.coordinator.canary import CanaryJudgement, Feedback, judge_canary
 from inhouse.coordinator.control import abort_canary, status
 from inhouse.coordinator.gate import GateResult

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inhouse.coordinator import (
-    CoordinatorSettings,
-    CoordinatorState,
-    GateResult,
-    Observation,
-    Policy,
-    backoff_s,
-)
+from inhouse.config import CoordinatorSettings
+from inhouse.coordinator import CoordinatorState, GateResult, Observation, Policy, backoff_s
 
 SETTINGS = CoordinatorSettings(model="digits", min_rows=100, backoff_base_s=10, backoff_max_s=60)
 POLICY = Policy(SETTINGS)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from inhouse.coordinator import CoordinatorSettings, judge
+from inhouse.config import CoordinatorSettings
+from inhouse.coordinator import judge
 from inhouse.kinds.updating import Measured
 
 SETTINGS = CoordinatorSettings(

@@ -15,8 +15,8 @@ import pytest
 from inhouse import services
 from inhouse.canary import Traffic, write_traffic
 from inhouse.cli.coordinator_cmd import add_parser as add_coordinator_commands
-from inhouse.config import Settings, load_settings
-from inhouse.coordinator import CoordinatorSettings, CoordinatorStore
+from inhouse.config import CoordinatorSettings, Settings, load_settings
+from inhouse.coordinator import CoordinatorStore
 from inhouse.coordinator.control import request_retrain, start
 from inhouse.coordinator.retrain import run_retrain
 from inhouse.coordinator.service import Coordinator

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from inhouse import services
-from inhouse.config import Settings, load_settings
-from inhouse.coordinator import CoordinatorSettings
+from inhouse.config import CoordinatorSettings, Settings, load_settings
 from inhouse.coordinator.control import start
 from inhouse.coordinator.feedback import feedback
 from inhouse.coordinator.retrain import run_retrain

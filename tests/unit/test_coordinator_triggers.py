@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from inhouse.coordinator import CoordinatorSettings, Drift, Observation, drift, fired, ks, psi
+from inhouse.config import CoordinatorSettings
+from inhouse.coordinator import Drift, Observation, drift, fired, ks, psi
 from inhouse.coordinator.triggers import rows_due, schedule_due
 from inhouse.errors import ConfigError
 

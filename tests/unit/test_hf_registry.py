@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from inhouse.compress import CompressionSettings, compress
+from inhouse.compress import compress
+from inhouse.config import CompressionSettings
 from inhouse.crypto import KeyRing
 from inhouse.errors import InvalidInputError
 from inhouse.models.hf import import_model_dir

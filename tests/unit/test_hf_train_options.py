@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from inhouse.config import TextTrainOptions
 from inhouse.data.text_import import TextRows
 from inhouse.errors import ConfigError
 from inhouse.kinds.text.epochs import autocast_dtype, shard
 from inhouse.kinds.text.head import head_features, warm_head
-from inhouse.training.text import TextTrainOptions
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 

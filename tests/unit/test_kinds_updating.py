@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from inhouse.coordinator import CoordinatorSettings
+from inhouse.config import CoordinatorSettings
 from inhouse.errors import InvalidInputError
 from inhouse.kinds import kind_for_spec, kind_named
 from inhouse.kinds.updating import RetrainJob

@@ -146,7 +146,8 @@ def test_encrypted_version_without_the_right_key_is_not_loaded(
 
 
 def test_compressed_format_round_trips(sqlite_url: str, tmp_path: Path, keyring: KeyRing) -> None:
-    from inhouse.compress import CompressionSettings, compress
+    from inhouse.compress import compress
+    from inhouse.config import CompressionSettings
 
     spec = MLPSpec(input_dim=8, hidden=[32], num_classes=2).model_dump()
     torch.manual_seed(0)

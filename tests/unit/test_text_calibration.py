@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from inhouse.compress import CompressionSettings, Int8Linear, compress
+from inhouse.compress import Int8Linear, compress
 from inhouse.compress.layers import dynamic_kernel_available
+from inhouse.config import CompressionSettings
 from inhouse.kinds.text.register import calibration_batches
 from inhouse.models.hf import load_tokenizer
 from inhouse.models.text import classifier_from_dir

@@ -11,6 +11,7 @@ import pytest
 import torch
 from opacus.accountants import PRVAccountant
 
+from inhouse.config import TextTrainOptions
 from inhouse.data import describe
 from inhouse.data.text_import import TextRows, import_text_csv
 from inhouse.errors import BudgetExceededError, ConfigError, PermissionDeniedError
@@ -27,7 +28,6 @@ from inhouse.models.text import classifier_from_dir
 from inhouse.privacy import PrivacyLedger
 from inhouse.schema import get_engine
 from inhouse.training.dp import make_private, plan_dp
-from inhouse.training.text import TextTrainOptions
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert, write_csv
 
 DELTA = 1e-5

@@ -13,13 +13,12 @@ import torch
 
 from inhouse import services
 from inhouse.cli import main
-from inhouse.config import Settings, TrainSettings, load_settings
+from inhouse.config import Settings, TextTrainOptions, TrainSettings, load_settings
 from inhouse.data import seed
 from inhouse.data.text_import import import_text_csv
 from inhouse.flags import add_section_flags, section_argv
 from inhouse.kinds import kind_named, known_kinds
 from inhouse.kinds.training import TrainingKind, WorkerPlace, new_run
-from inhouse.training.text import TextTrainOptions
 from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 
 COMMON = ("dataset", "model", "epochs", "num_workers", "use_gpu", "max_failures")

@@ -67,8 +67,8 @@ def compress_new(
     A DP version is only quantized: pruning fine-tunes on the rows without noise, which
     would spend privacy the ledger never charged; int8 alone is post-processing.
     """
-    from inhouse.compress import CompressionSettings, GateSettings
     from inhouse.compress.versioning import compress_version
+    from inhouse.config import CompressionSettings, GateSettings
 
     settings = CompressionSettings(prune_amount=0.0, finetune_epochs=0) if options.dp else None
     result = compress_version(

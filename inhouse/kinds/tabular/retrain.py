@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from sqlalchemy import Engine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from inhouse.config import TrainSettings
+from inhouse.config import CoordinatorSettings, TrainSettings
 from inhouse.data import DatasetInfo, describe, read_rows
 from inhouse.data.store import Rows
 from inhouse.explain.lineage import importance_lineage
@@ -25,9 +25,6 @@ from inhouse.kinds.updating import RetrainRun
 from inhouse.registry import ModelVersion, float_version
 from inhouse.training import evaluate, private_run, train_one_epoch
 from inhouse.training.dp import make_private
-
-if TYPE_CHECKING:
-    from inhouse.coordinator.settings import CoordinatorSettings
 
 
 def freeze_all_but(module: nn.Module, trainable_layers: int | None) -> int:
@@ -101,10 +98,7 @@ def _train_settings(cs: CoordinatorSettings) -> TrainSettings:
         batch_size=cs.batch_size,
         lr=cs.lr,
         num_workers=1,
-        dp=cs.dp,
-        noise_multiplier=cs.noise_multiplier,
-        target_epsilon=cs.target_epsilon,
-        max_grad_norm=cs.max_grad_norm,
+        **cs.dp_fields(),
         promote=False,
     )
 

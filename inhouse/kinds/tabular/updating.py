@@ -20,7 +20,7 @@ from inhouse.kinds.updating import Measured, RetrainRun, UpdatingKind
 from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry, float_version
 
 if TYPE_CHECKING:
-    from inhouse.coordinator.settings import CoordinatorSettings
+    from inhouse.config import CoordinatorSettings
 
 
 def _spearman(registry: Registry, champion: ModelVersion, candidate: ModelVersion) -> float | None:
@@ -47,8 +47,8 @@ class TabularUpdating:
 
     def compress(self, run: RetrainRun, candidate: ModelVersion) -> ModelVersion | None:
         """Compress the candidate with the settings the champion was compressed with."""
-        from inhouse.compress import CompressionSettings, GateSettings
         from inhouse.compress.versioning import compress_version
+        from inhouse.config import CompressionSettings, GateSettings
 
         registry, cs = run.registry, run.settings
         champion = registry.get(cs.model, "champion")

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inhouse.config import TextTrainOptions
 from inhouse.data.text_import import TextRows
-from inhouse.training.text import TextTrainOptions
 
 
 def shard(

@@ -24,12 +24,12 @@ from sqlalchemy import Engine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from inhouse.config import TextTrainOptions
 from inhouse.data import DatasetInfo
 from inhouse.data.text_import import TextRows
 from inhouse.errors import ConfigError
 from inhouse.kinds.text.epochs import set_learning_rate, shard
 from inhouse.training.private_run import PrivateRun, reserve
-from inhouse.training.text import TextTrainOptions
 
 PROBE_TEXTS = ("a", "b c d")  # public: no row of any data set is read by the layer check
 NO_SCALING = "none: text is tokenised, no statistic of the rows is used"

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from inhouse import services
-from inhouse.config import Settings
+from inhouse.config import Settings, TextTrainOptions
 from inhouse.data import DatasetInfo
 from inhouse.data.text_import import TextRows
-from inhouse.training.text import TextTrainOptions
 
 
 def _accuracy(model: torch.nn.Module, tokenizer: Any, test: TextRows, max_length: int) -> float:
@@ -72,7 +71,8 @@ def register_result(
     accountant, noise, clipping, sample rate, steps, ledger charge); every version made here,
     the int8 one included (post-processing), carries it.
     """
-    from inhouse.compress import CompressionSettings, compress
+    from inhouse.compress import compress
+    from inhouse.config import CompressionSettings
     from inhouse.models.lora import register_adapter, trainable_fraction
 
     registry = services.registry(settings)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from inhouse.config import CoordinatorSettings, TextTrainOptions
 from inhouse.data import DatasetInfo, describe
 from inhouse.data.text_import import TextRows, read_text_rows
 from inhouse.kinds.text.epochs import train_epoch
@@ -42,10 +43,6 @@ from inhouse.models.text import TextModel, classifier_from
 from inhouse.registry import ModelVersion, Registry, float_version
 from inhouse.training.dp import make_private
 from inhouse.training.private_run import PrivateRun
-from inhouse.training.text import TextTrainOptions
-
-if TYPE_CHECKING:
-    from inhouse.coordinator.settings import CoordinatorSettings
 
 
 def replay_rows(new: TextRows, old: TextRows, ratio: float, *, seed: int) -> TextRows:
@@ -114,10 +111,7 @@ def _options(cs: CoordinatorSettings, base: ModelVersion, max_length: int) -> Te
         max_length=max_length,
         seed=cs.seed,
         num_workers=1,
-        dp=cs.dp,
-        noise_multiplier=cs.noise_multiplier,
-        target_epsilon=cs.target_epsilon,
-        max_grad_norm=cs.max_grad_norm,
+        **cs.dp_fields(),
     )
 
 

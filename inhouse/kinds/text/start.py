@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from inhouse.config import Settings
+from inhouse.config import Settings, TextTrainOptions
 from inhouse.errors import InvalidInputError
-from inhouse.training.text import TextTrainOptions
 
 
 def start_model(

@@ -19,9 +19,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inhouse.config import Settings
+from inhouse.config import Settings, TextTrainOptions, settings_payload
 from inhouse.kinds.training import TrainingRun, WorkerPlace
-from inhouse.training.text import TextTrainOptions
 
 if TYPE_CHECKING:
     from inhouse.kinds.text.worker import TextWorker
@@ -54,15 +53,10 @@ class TextTraining:
         if options.dp:
             check_private(model, tokenizer, options)
         privacy = prepare_text(engine=engine, options=options, info=info, run_name=name)
-        payload = {
-            "home": str(settings.home),
-            "database_url": settings.database_url,
-            "security": settings.security.model_dump(mode="json"),
-        }
         config = {
             **privacy.worker_config(),
-            "options": options.model_dump(),
-            "settings": payload,
+            "options": options,
+            "settings": settings_payload(settings),
             "class_names": info.class_names,
             "up_to_id": info.last_id,
         }

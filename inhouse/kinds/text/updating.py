@@ -19,7 +19,7 @@ from inhouse.kinds.updating import Measured, RetrainRun, UpdatingKind
 from inhouse.registry import ModelVersion, Registry
 
 if TYPE_CHECKING:
-    from inhouse.coordinator.settings import CoordinatorSettings
+    from inhouse.config import CoordinatorSettings
 
 
 class TextUpdating:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from inhouse.config import load_settings
+from inhouse.config import TextTrainOptions
 from inhouse.data.text_import import read_text_rows
 from inhouse.kinds.text.epochs import evaluate_texts, shard, train_epoch
 from inhouse.kinds.text.head import head_features, warm_head
@@ -24,17 +24,16 @@ from inhouse.kinds.training import WorkerPlace, Wrap, summed, where_it_ran
 from inhouse.schema import get_engine
 from inhouse.training import unwrap
 from inhouse.training.dp import DPPlan, PrivateTraining, make_private
-from inhouse.training.text import TextTrainOptions
 
 
 class TextWorker:
     """:class:`inhouse.kinds.training.TrainingWorker` of a text classifier."""
 
     def __init__(self, config: dict[str, Any], place: WorkerPlace) -> None:
-        options = TextTrainOptions.model_validate(config["options"])
+        options: TextTrainOptions = config["options"]
         torch.set_num_threads(options.threads_per_worker)
         self._config, self._options, self._place = config, options, place
-        settings = load_settings(**config["settings"])
+        settings = config["settings"].load()
         engine = get_engine(settings.db_url)
         up_to_id = config["up_to_id"]
         self._train = read_text_rows(engine, options.dataset, split="train", up_to_id=up_to_id)

@@ -11,8 +11,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from inhouse.compress import CompressionSettings, Standardize, accuracy, compress
+from inhouse.compress import Standardize, accuracy, compress
 from inhouse.compress.prune import classifier_finetune
+from inhouse.config import CompressionSettings
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from inhouse.compress import (
-    CompressionSettings,
     Int8Linear,
     compress,
     dumps_compressed,
@@ -22,6 +21,7 @@ from inhouse.compress import (
     save_compressed,
 )
 from inhouse.compress.encoding import decode, encode
+from inhouse.config import CompressionSettings
 from inhouse.errors import IntegrityError, InvalidInputError, UnsupportedFormatError
 
 

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from inhouse.compress import (
-    CompressionSettings,
     Int8Embedding,
     Int8Linear,
     compress,
@@ -15,6 +14,7 @@ from inhouse.compress import (
     float32_size,
     load_compressed,
 )
+from inhouse.config import CompressionSettings
 
 transformers = pytest.importorskip("transformers")
 

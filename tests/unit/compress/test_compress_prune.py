@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from inhouse.compress import (
-    CompressionSettings,
     Int8Linear,
     compress,
     make_permanent,
@@ -20,6 +19,7 @@ from inhouse.compress import (
     sparsity,
 )
 from inhouse.compress.prune import classifier_finetune, cubic_schedule
+from inhouse.config import CompressionSettings
 from inhouse.errors import InvalidInputError
 
 

@@ -6,13 +6,8 @@ import json
 
 import pytest
 
-from inhouse.compress import (
-    CompressionReport,
-    CompressionSettings,
-    GateSettings,
-    ModelStats,
-    gate,
-)
+from inhouse.compress import CompressionReport, ModelStats, gate
+from inhouse.config import CompressionSettings, GateSettings
 from inhouse.errors import ConfigError
 
 

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from inhouse.compress import (
-    CompressionSettings,
     Int8Linear,
     compress,
     dumps_compressed,
@@ -18,6 +17,7 @@ from inhouse.compress import (
 )
 from inhouse.compress.layers import dynamic_kernel_available, full_range_activations
 from inhouse.compress.smooth import input_ranges, smooth_factors
+from inhouse.config import CompressionSettings
 from inhouse.errors import ConfigError
 
 needs_kernel = pytest.mark.skipif(

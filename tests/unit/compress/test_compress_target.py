@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from inhouse.compress import (
-    GateSettings,
     Int8Linear,
     artifact_size,
     compare,
@@ -20,6 +19,7 @@ from inhouse.compress import (
     load_compressed,
     save_compressed,
 )
+from inhouse.config import GateSettings
 
 
 def test_target_size_and_accuracy(

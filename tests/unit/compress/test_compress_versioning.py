@@ -10,8 +10,9 @@ import pytest
 import torch
 from sqlalchemy import Engine
 
-from inhouse.compress import CompressionSettings, GateSettings, compress
+from inhouse.compress import compress
 from inhouse.compress.versioning import compress_version, probe_rows
+from inhouse.config import CompressionSettings, GateSettings
 from inhouse.crypto import KeyRing
 from inhouse.data import read_rows, seed
 from inhouse.errors import InvalidInputError, ModelNotFoundError

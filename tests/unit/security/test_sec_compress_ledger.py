@@ -22,9 +22,9 @@ from sqlalchemy import Engine
 
 import inhouse.cli.jobs_cmd as commands
 import inhouse.compress.versioning as versioning
-from inhouse.compress import CompressionSettings, GateSettings
 from inhouse.compress.admission import flags_finetune, parent_privacy
 from inhouse.compress.versioning import compress_version
+from inhouse.config import CompressionSettings, GateSettings
 from inhouse.data import read_rows, seed
 from inhouse.errors import InvalidInputError, PermissionDeniedError
 from inhouse.privacy import Mechanism, PrivacyLedger

@@ -1,25 +1,45 @@
-"""The options of a text fine-tuning run (:class:`TextTrainOptions`): every field is a flag of
-the training job on a text data set. The run itself is the text kind's
-(:mod:`inhouse.kinds.text.training`)."""
+"""The settings of training runs: the tabular MLP, text fine-tuning; both can be DP."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from inhouse.errors import ConfigError
+from inhouse.config.dp import DPSettings
+from inhouse.config.parse import parse_model
 from inhouse.flags import add_section_flags, section_overrides
 
 Method = Literal["full", "head", "lora"]
 DEFAULT_LR = {"full": 5e-5, "head": 2e-3, "lora": 1e-3}
 
 
-class TextTrainOptions(BaseModel):
-    """What a text fine-tuning run does; every field is a ``--flag`` of the job."""
+class TrainSettings(DPSettings):
+    """One training run of the tabular MLP."""
 
-    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field("digits", description="Data set (table) to train on.")
+    model: str = Field("digits", description="Registry name of the trained model.")
+    epochs: int = Field(5, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=65_536, description="Per worker.")
+    lr: float = Field(3e-3, gt=0, le=10)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    num_workers: int = Field(2, ge=1, le=1024)
+    use_gpu: bool = False
+    seed: int = 0
+    max_failures: int = Field(2, ge=0, description="Worker failures survived by resuming.")
+    promote: bool = Field(True, description="Make the new version the champion.")
+    compress: bool = Field(
+        True, description="Also register a pruned+int8 version; serve it if it passes the gate."
+    )
+    dp_bounds: Path | None = Field(
+        None, description="DP: JSON of public per-feature bounds {feature: [lo, hi]}."
+    )
+
+
+class TextTrainOptions(DPSettings):
+    """What a text fine-tuning run does; every field is a ``--flag`` of the job."""
 
     dataset: str = Field(description="text data set to train on (inhouse data import)")
     model: str = Field(description="registry model name the result is registered under")
@@ -45,18 +65,6 @@ class TextTrainOptions(BaseModel):
         True, description="on GPUs: bf16 autocast (fp16 where bf16 is missing); no: fp32"
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory")
-    dp: bool = Field(
-        False, description="DP-SGD through Opacus (head, lora; refused where layers cannot)"
-    )
-    noise_multiplier: float | None = Field(
-        None, gt=0, description="DP: Gaussian noise / clipping norm (or give --target-epsilon)"
-    )
-    target_epsilon: float | None = Field(
-        None, gt=0, description="DP: noise is chosen so the planned epochs spend this epsilon"
-    )
-    target_delta: float = Field(1e-5, gt=0, lt=1, description="DP: delta of the guarantee")
-    max_grad_norm: float = Field(1.0, gt=0, description="DP: per-sample gradient clipping norm")
-    accountant: Literal["prv", "rdp"] = Field("prv", description="DP: privacy accountant")
     lora_r: int = Field(8, ge=1, le=256)
     lora_alpha: int = Field(16, ge=1)
     compress: bool = Field(True, description="also register the int8 version (full method)")
@@ -81,6 +89,7 @@ class TextTrainOptions(BaseModel):
         return self
 
     def learning_rate(self) -> float:
+        """The learning rate given, or the method's default."""
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
 
     @classmethod
@@ -89,9 +98,4 @@ class TextTrainOptions(BaseModel):
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TextTrainOptions:
-        try:
-            return cls.model_validate(section_overrides(args, cls))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "options"
-            raise ConfigError(f"{where}: {first['msg']}") from None
+        return parse_model(cls, section_overrides(args, cls), root="options")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from inhouse.errors import ConfigError
+from inhouse.config.parse import parse_model
 
 Runtime = Literal["auto", "weight_only", "dynamic"]
 
@@ -17,14 +17,7 @@ class _Settings(BaseModel):
     @classmethod
     def parse(cls, data: dict[str, Any]) -> Any:
         """Validate ``data``; a bad field raises ConfigError naming the field and the rule."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "(root)"
-            raise ConfigError(
-                f"{cls.__name__}.{field}: {first['msg']} (got {first.get('input')!r})"
-            ) from exc
+        return parse_model(cls, data, label=f"{cls.__name__}.", show_input=True)
 
 
 class CompressionSettings(_Settings):

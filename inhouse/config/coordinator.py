@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from inhouse.errors import ConfigError
+from inhouse.config.dp import DPSettings
+from inhouse.config.parse import Loc, parse_model
 
 
-class CoordinatorSettings(BaseModel):
-    """How one model is kept up to date from its data stream."""
+def _how_to_set(loc: Loc) -> str:
+    return "set --" + (".".join(str(part) for part in loc) or "(root)").replace("_", "-")
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class CoordinatorSettings(DPSettings):
+    """How one model is kept up to date from its data stream (DP retrains: the DP fields)."""
+
+    model_config = ConfigDict(frozen=True)
 
     model: str = Field(description="Registry model kept up to date.")
     dataset: str = Field("digits", description="Data set (SQL table) streamed from.")
@@ -55,10 +60,6 @@ class CoordinatorSettings(BaseModel):
     compress: bool = Field(True, description="Compress the candidate like the champion was.")
     seed: int = 0
     threads: int = Field(1, ge=1, le=256, description="torch threads of an in-process retrain.")
-    dp: bool = Field(False, description="DP-SGD retrain, charged to the privacy ledger.")
-    noise_multiplier: float | None = Field(None, gt=0)
-    target_epsilon: float | None = Field(None, gt=0)
-    max_grad_norm: float = Field(1.0, gt=0)
     # --- gate
     max_accuracy_drop: float = Field(
         0.5, ge=0, le=100, description="Gate: accuracy points the candidate may lose."
@@ -112,12 +113,4 @@ class CoordinatorSettings(BaseModel):
     @classmethod
     def parse(cls, data: dict[str, Any]) -> CoordinatorSettings:
         """Validate ``data``; a bad field raises ConfigError naming the field and the flag."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "(root)"
-            flag = "--" + field.replace("_", "-")
-            raise ConfigError(
-                f"coordinator.{field}: {first['msg']} (got {first.get('input')!r}; set {flag})"
-            ) from None
+        return parse_model(cls, data, label="coordinator.", show_input=True, hint=_how_to_set)
