@@ -25,7 +25,8 @@ from sqlalchemy import Engine, or_, update
 from sqlalchemy.exc import OperationalError
 
 from inhouse.access.admin import AccessAdmin, load_principal
-from inhouse.access.audit import AuditEntry, AuditLog, Outcome
+from inhouse.access.audit import AuditLog
+from inhouse.access.auditentry import AuditEntry, Outcome
 from inhouse.access.permissions import Principal, authorize
 from inhouse.access.ratelimit import RateLimiter
 from inhouse.access.records import PrincipalRecord, TokenRecord, utcnow
