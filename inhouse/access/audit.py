@@ -37,9 +37,8 @@ from inhouse.access.records import (
     GENESIS_HASH,
     AuditChainHead,
     AuditRecord,
-    utcnow,
 )
-from inhouse.db import session_scope
+from inhouse.db import session_scope, utcnow
 from inhouse.errors import InvalidInputError, UnavailableError
 
 MAX_TAIL = 10_000
