@@ -50,7 +50,7 @@ test-gpu: install
 	$(BIN)/python -m pytest -q -m gpu tests --ignore=tests/multinode
 
 bench: install
-	$(BIN)/python -m benchmarks.run --timeout 900
+	$(BIN)/python -m inhouse.benchmarks.run --timeout 900
 
 # import-linter reads packages from disk, where serve/, jobs/, actors/ and benchmarks/ sit beside
 # inhouse/: it reads a tree of links laid out as the wheel installs them (inhouse/serve -> serve/).
@@ -62,7 +62,7 @@ lint: install
 	rm -rf $(IMPORT_TREE)/inhouse && mkdir -p $(IMPORT_TREE)/inhouse
 	ln -s $(CURDIR)/inhouse/* $(IMPORT_TREE)/inhouse/
 	for d in serve jobs actors benchmarks; do ln -s $(CURDIR)/$$d $(IMPORT_TREE)/inhouse/$$d; done
-	cd $(IMPORT_TREE) && $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml \
+	cd $(IMPORT_TREE) && $(abspath $(BIN))/lint-imports $(CURDIR)/pyproject.toml \
 		--cache-dir $(CURDIR)/$(IMPORT_TREE)/.cache
 
 clean:
