@@ -19,9 +19,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from inhouse.data import create_dataset, read_rows
 from inhouse.data.store import validate_rows
 from inhouse.errors import InvalidInputError
+from inhouse.membership.attack import dp_bounds, membership_inference
+from inhouse.membership.audit import audit_version
 from inhouse.models import MLPSpec, build_mlp
 from inhouse.privacy import Mechanism, PrivacyLedger
-from inhouse.privacy.audit import audit_version, dp_bounds, membership_inference
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 from inhouse.training import train_one_epoch

@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from inhouse.data import Rows, read_rows
 from inhouse.errors import InvalidInputError
+from inhouse.membership.attack import AttackResult, dp_bounds, membership_inference
 from inhouse.models import Standardize, build_model
-from inhouse.privacy.attack import AttackResult, dp_bounds, membership_inference, tpr_at_fpr
 from inhouse.registry import ModelVersion, Registry
 from inhouse.training import train_one_epoch
 
@@ -33,16 +33,7 @@ Progress = Callable[[int, int], None]
 # What jobs.train uses when a lineage records no training config.
 DEFAULT_TRAINING = {"epochs": 5, "batch_size": 32, "lr": 3e-3, "seed": 0}
 
-__all__ = [
-    "AttackResult",
-    "AuditReport",
-    "Reference",
-    "audit_version",
-    "dp_bounds",
-    "membership_inference",
-    "privacy_of",
-    "tpr_at_fpr",
-]
+__all__ = ["AuditReport", "Reference", "audit_version", "privacy_of", "train_reference"]
 
 
 @dataclass(frozen=True)
