@@ -104,7 +104,7 @@ class TabularTraining:
 
     def summary_lines(self, summary: dict[str, Any]) -> list[str]:
         lines = [
-            f"registered {summary['model']} v{summary['version']}: test accuracy "
+            f"trained {summary['model']} v{summary['version']}: test accuracy "
             f"{summary['test_accuracy']:.4f} in {summary['train_seconds']} s"
         ]
         if summary["compressed"]:
