@@ -19,7 +19,7 @@ from inhouse.config import Settings, TrainSettings
 from inhouse.data import DatasetInfo, read_rows
 from inhouse.errors import ModelNotFoundError
 from inhouse.explain.lineage import importance_lineage
-from inhouse.kinds.training import TrainingRun
+from inhouse.kinds.training import Trained, TrainingRun
 from inhouse.registry import Registry
 from inhouse.training import evaluate
 from inhouse.training.private_run import PrivateRun
@@ -108,17 +108,15 @@ def register_run(
     settings: Settings,
     options: TrainSettings,
     run: TrainingRun,
-    *,
-    history: dict[str, Any],
-    reported: dict[str, Any],
-    seconds: float,
+    trained: Trained,
 ) -> dict[str, Any]:
     """Evaluate ``run.model`` (the final weights), register it, settle, promote, compress."""
     engine = services.engine(settings)
     info: DatasetInfo = run.state["info"]
     spec: dict[str, Any] = run.state["spec"]
     model, privacy = run.model, run.privacy
-    dp_steps = reported.get("dp_steps")  # reported through Ray, not a file
+    history, seconds = trained.history, trained.seconds
+    dp_steps = trained.reported.get("dp_steps")  # reported through Ray, not a file
     test = read_rows(engine, options.dataset, split="test", up_to_id=info.last_id)
     final = evaluate(model, test.x, test.y)
     registry = services.registry(settings)

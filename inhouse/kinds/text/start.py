@@ -49,4 +49,4 @@ def start_model(
     if options.gradient_checkpointing:
         hf: Any = getattr(model, "hf")
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model, tokenizer, spec, base  # DP: the driver checks the layers (text_dp)
+    return model, tokenizer, spec, base  # DP: the driver checks the layers (private.py)
