@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from sqlalchemy import Engine
 
 from inhouse.compress.report import accuracy, latency_ms
 from inhouse.data import read_rows
 from inhouse.explain.importance import GlobalImportance, compare_importance
 from inhouse.kinds.tabular.retrain import train_candidate
-from inhouse.kinds.updating import Measured, RetrainRun, UpdatingKind
+from inhouse.kinds.updating import Measured, RetrainRun, StreamWindow, UpdatingKind
 from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry, float_version
 
 if TYPE_CHECKING:
@@ -95,22 +94,15 @@ class TabularUpdating:
         )
 
     def stream_accuracy(
-        self,
-        registry: Registry,
-        engine: Engine,
-        *,
-        dataset: str,
-        after_id: int,
-        versions: list[ModelVersion],
-        min_rows: int,
+        self, window: StreamWindow, versions: list[ModelVersion]
     ) -> tuple[int, list[float]] | None:
-        """Each version's accuracy on the labelled rows with ``id > after_id``."""
-        rows = read_rows(engine, dataset, after_id=after_id)
-        if len(rows) < min_rows:
+        """Each version's accuracy on the window's rows."""
+        rows = read_rows(window.engine, window.dataset, after_id=window.after_id)
+        if len(rows) < window.min_rows:
             return None
         scores = []
         for info in versions:
-            module = registry.load_module(info)
+            module = window.registry.load_module(info)
             with torch.inference_mode():  # compressed artifacts hold buffers, not parameters
                 predicted = module.eval()(rows.x).argmax(dim=1)
             scores.append(float((predicted == rows.y).float().mean()))
