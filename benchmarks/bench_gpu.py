@@ -62,7 +62,7 @@ def _epoch_seconds(
     directory: Path, rows: Any, *, mixed: bool, repeats: int, device: torch.device
 ) -> list[float]:
     from inhouse.kinds.text.epochs import autocast_dtype, train_epoch
-    from inhouse.models.text import classifier_from_dir
+    from inhouse.models.hf import classifier_from_dir
     from inhouse.training.text import TextTrainOptions
 
     model, tokenizer, _ = classifier_from_dir(str(directory), class_names=CLASSES, max_length=128)

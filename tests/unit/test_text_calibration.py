@@ -10,8 +10,7 @@ import torch
 from inhouse.compress import CompressionSettings, Int8Linear, compress
 from inhouse.compress.layers import dynamic_kernel_available
 from inhouse.kinds.text.register import calibration_batches
-from inhouse.models.hf import load_tokenizer
-from inhouse.models.text import classifier_from_dir
+from inhouse.models.hf import classifier_from_dir, load_tokenizer
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 

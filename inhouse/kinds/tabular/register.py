@@ -19,6 +19,7 @@ from inhouse.config import Settings, TrainSettings
 from inhouse.data import DatasetInfo, read_rows
 from inhouse.errors import ModelNotFoundError
 from inhouse.explain.lineage import importance_lineage
+from inhouse.kinds.modules import register_module
 from inhouse.kinds.training import Trained, TrainingRun
 from inhouse.registry import Registry
 from inhouse.training import evaluate
@@ -68,7 +69,7 @@ def compress_new(
     would spend privacy the ledger never charged; int8 alone is post-processing.
     """
     from inhouse.compress import CompressionSettings, GateSettings
-    from inhouse.compress.versioning import compress_version
+    from inhouse.kinds.tabular.compression import compress_version
 
     settings = CompressionSettings(prune_amount=0.0, finetune_epochs=0) if options.dp else None
     result = compress_version(
@@ -136,8 +137,8 @@ def register_run(
     )
     lineage["privacy"] = privacy.lineage(reported_steps=dp_steps)
     lineage.update(global_explanation(registry, options, model, engine, info, spec, privacy))
-    version = registry.register(
-        options.model, module=model, spec=spec, metrics=metrics, lineage=lineage
+    version = register_module(
+        registry, options.model, module=model, spec=spec, metrics=metrics, lineage=lineage
     )
     privacy.settle(engine, reported_steps=dp_steps, version=version.version)
     if options.promote:

@@ -55,7 +55,7 @@ class TabularTraining:
         may read the data set)."""
         from inhouse import services
         from inhouse.data import describe
-        from inhouse.models import build_model
+        from inhouse.kinds.modules import build_model
         from inhouse.training import private_run
 
         engine = services.engine(settings)

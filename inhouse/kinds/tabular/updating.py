@@ -14,6 +14,7 @@ import torch
 from inhouse.compress.report import accuracy, latency_ms
 from inhouse.data import read_rows
 from inhouse.explain.importance import GlobalImportance, compare_importance
+from inhouse.kinds.modules import load_module
 from inhouse.kinds.tabular.retrain import train_candidate
 from inhouse.kinds.updating import Measured, RetrainRun, StreamWindow, UpdatingKind
 from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry, float_version
@@ -47,7 +48,7 @@ class TabularUpdating:
     def compress(self, run: RetrainRun, candidate: ModelVersion) -> ModelVersion | None:
         """Compress the candidate with the settings the champion was compressed with."""
         from inhouse.compress import CompressionSettings, GateSettings
-        from inhouse.compress.versioning import compress_version
+        from inhouse.kinds.tabular.compression import compress_version
 
         registry, cs = run.registry, run.settings
         champion = registry.get(cs.model, "champion")
@@ -79,8 +80,8 @@ class TabularUpdating:
         served = compressed if compressed is not None and gated else candidate
         champion = registry.get(cs.model, "champion")
         test = read_rows(run.engine, cs.dataset, split="test", up_to_id=run.job.up_to_id)
-        served_module = registry.load_module(served)
-        champion_module = registry.load_module(champion)
+        served_module = load_module(registry, served)
+        champion_module = load_module(registry, champion)
         probe = test.x[:1]
         return Measured(
             candidate_version=served.version,
@@ -102,7 +103,7 @@ class TabularUpdating:
             return None
         scores = []
         for info in versions:
-            module = window.registry.load_module(info)
+            module = load_module(window.registry, info)
             with torch.inference_mode():  # compressed artifacts hold buffers, not parameters
                 predicted = module.eval()(rows.x).argmax(dim=1)
             scores.append(float((predicted == rows.y).float().mean()))
