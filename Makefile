@@ -25,7 +25,7 @@ down: install
 	$(BIN)/inhouse cluster down
 
 # Multi-node tests start their own clusters, so they run in a second pytest process.
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q -m "not gpu and not reliability and not scale" tests --ignore=tests/multinode
 	$(BIN)/python -m pytest -q -m "not gpu and not scale" tests/multinode
 
@@ -50,11 +50,20 @@ test-gpu: install
 	$(BIN)/python -m pytest -q -m gpu tests --ignore=tests/multinode
 
 bench: install
-	$(BIN)/python -m benchmarks.run --timeout 900
+	$(BIN)/python -m inhouse.benchmarks.run --timeout 900
+
+# import-linter reads packages from disk, where serve/, jobs/, actors/ and benchmarks/ sit beside
+# inhouse/: it reads a tree of links laid out as the wheel installs them (inhouse/serve -> serve/).
+IMPORT_TREE := build/import-tree
 
 lint: install
 	$(BIN)/ruff check inhouse jobs serve actors tests benchmarks
 	$(BIN)/mypy --follow-imports=silent inhouse
+	rm -rf $(IMPORT_TREE)/inhouse && mkdir -p $(IMPORT_TREE)/inhouse
+	ln -s $(CURDIR)/inhouse/* $(IMPORT_TREE)/inhouse/
+	for d in serve jobs actors benchmarks; do ln -s $(CURDIR)/$$d $(IMPORT_TREE)/inhouse/$$d; done
+	cd $(IMPORT_TREE) && $(abspath $(BIN))/lint-imports $(CURDIR)/pyproject.toml \
+		--cache-dir $(CURDIR)/$(IMPORT_TREE)/.cache
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(IMPORT_TREE)

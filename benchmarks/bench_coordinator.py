@@ -26,6 +26,7 @@ from typing import Any
 
 from benchmarks.common import torch_threads, train_digits
 from benchmarks.report import row
+from inhouse.kinds import register_module
 
 NAME = "coordinator"
 NEW_ROWS = 300
@@ -33,10 +34,10 @@ NEW_ROWS = 300
 
 def _champion(settings: Any) -> tuple[int, float]:
     from inhouse import services
-    from inhouse.compress.versioning import compress_version
     from inhouse.config import CompressionSettings, GateSettings
     from inhouse.data import read_rows, seed
     from inhouse.explain.lineage import importance_lineage
+    from inhouse.kinds.tabular.compression import compress_version
     from inhouse.training import evaluate
 
     engine, registry = services.engine(settings), services.registry(settings)
@@ -52,7 +53,9 @@ def _champion(settings: Any) -> tuple[int, float]:
         **importance_lineage(model, train.x, feature_names=spec["feature_names"],
                              champion_lineage=None),
     }
-    version = registry.register("digits", module=model, spec=spec, metrics={}, lineage=lineage)
+    version = register_module(
+        registry, "digits", module=model, spec=spec, metrics={}, lineage=lineage
+    )
     registry.set_alias("digits", "champion", version.version)
     compress_version(registry=registry, engine=engine, model="digits",
                      settings=CompressionSettings(), gate=GateSettings())

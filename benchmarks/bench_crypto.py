@@ -21,6 +21,7 @@ import torch
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from benchmarks.report import row
+from inhouse.kinds import load_module, register_module
 
 NAME = "crypto"
 CHUNK = 1 << 20
@@ -76,7 +77,8 @@ def _throughput(quick: bool, ring: Any) -> list[dict[str, Any]]:
 
 
 def _save_load(quick: bool, ring: Any, tmp: Path) -> list[dict[str, Any]]:
-    from inhouse.models import MLPSpec, build_model
+    from inhouse.kinds import build_model
+    from inhouse.models import MLPSpec
     from inhouse.registry import Registry
     from inhouse.schema import get_engine
 
@@ -93,8 +95,10 @@ def _save_load(quick: bool, ring: Any, tmp: Path) -> list[dict[str, Any]]:
         best = float("inf")
         for _ in range(3):
             started = time.perf_counter()
-            info = registry.register("big", module=module, spec=spec, metrics={}, lineage={})
-            registry.load_module(info)
+            info = register_module(
+                registry, "big", module=module, spec=spec, metrics={}, lineage={}
+            )
+            load_module(registry, info)
             best = min(best, time.perf_counter() - started)
         timings[label] = best
     return [

@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.report import row
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model
+from inhouse.models import MLPSpec
 from inhouse.training import evaluate, train_one_epoch
 from inhouse.training.dp import DPPlan, make_private, plan_dp
 

@@ -63,7 +63,7 @@ def _epoch_seconds(
 ) -> list[float]:
     from inhouse.config import TextTrainOptions
     from inhouse.kinds.text.epochs import autocast_dtype, train_epoch
-    from inhouse.models.text import classifier_from_dir
+    from inhouse.models.hf import classifier_from_dir
 
     model, tokenizer, _ = classifier_from_dir(str(directory), class_names=CLASSES, max_length=128)
     model.to(device)

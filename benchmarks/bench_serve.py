@@ -31,6 +31,7 @@ from benchmarks.common import (
 )
 from benchmarks.load import sequential_ms, throughput
 from benchmarks.report import row
+from inhouse.kinds import register_module
 
 NAME = "serve"
 MODEL = "digits"
@@ -47,7 +48,7 @@ def _bare_app(spec: dict[str, Any], state: dict[str, torch.Tensor], max_ongoing:
     )
     class Bare:
         def __init__(self, spec: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
-            from inhouse.models import build_model
+            from inhouse.kinds import build_model
 
             torch.set_num_threads(1)
             self.module = build_model(spec)
@@ -86,8 +87,13 @@ def _register(home: Path, epochs: int) -> tuple[Any, dict[str, Any], np.ndarray,
     train, test = (read_rows(engine, "digits", split=s) for s in ("train", "test"))
     model, spec = train_digits(train.x, train.y, epochs=epochs)
     registry = services.registry(settings)
-    info = registry.register(
-        MODEL, module=model, spec=spec, metrics={}, lineage={"dataset": "digits", "benchmark": True}
+    info = register_module(
+        registry,
+        MODEL,
+        module=model,
+        spec=spec,
+        metrics={},
+        lineage={"dataset": "digits", "benchmark": True},
     )
     registry.set_alias(MODEL, "champion", info.version)
     token = services.ensure_client_token(settings).read_text().strip()
@@ -97,8 +103,8 @@ def _register(home: Path, epochs: int) -> tuple[Any, dict[str, Any], np.ndarray,
 def _register_compressed(home: Path) -> int:
     """A pruned (90%) + int8 version of the champion, not promoted; returns its number."""
     from inhouse import services
-    from inhouse.compress.versioning import compress_version
     from inhouse.config import CompressionSettings, GateSettings, load_settings
+    from inhouse.kinds.tabular.compression import compress_version
 
     settings = load_settings(home=str(home))
     result = compress_version(

@@ -30,6 +30,7 @@ import torch
 
 from benchmarks.common import free_port, local_ray, ray_auth_env, torch_threads
 from benchmarks.report import row
+from inhouse.kinds import register_module
 
 NAME = "text"
 DATA = Path(os.environ.get("INHOUSE_BANKING77", "/work/shared/data/banking77"))
@@ -85,8 +86,8 @@ def _fine_tunes(home: Path, quick: bool) -> dict[str, Any]:
     from inhouse.data.text_import import import_text_csv, read_class_names, read_text_rows
     from inhouse.kinds.text.head import head_features, warm_head
     from inhouse.kinds.text.register import calibration_batches
-    from inhouse.models.hf import import_model_dir
-    from inhouse.models.lora import load_text, lora_config, prepare_incremental, register_adapter
+    from inhouse.kinds.text.versions import import_model_dir, load_text, register_adapter
+    from inhouse.models.lora import lora_config, prepare_incremental
     from inhouse.models.text import classifier_from
 
     settings = load_settings(home=str(home))
@@ -149,7 +150,9 @@ def _fine_tunes(home: Path, quick: bool) -> dict[str, Any]:
         m["head_acc"] = _accuracy(full, tokenizer, test)
         m["full_s"] = _train(full_opts, (full, tokenizer), train)
         m["full_acc"] = _accuracy(full, tokenizer, test)
-        fp32 = registry.register(MODEL, module=full.eval(), spec=spec, metrics={}, lineage={})
+        fp32 = register_module(
+            registry, MODEL, module=full.eval(), spec=spec, metrics={}, lineage={}
+        )
         calibration = calibration_batches(tokenizer, train.texts, max_length=MAX_LENGTH)
         started = time.perf_counter()
         int8 = compress(
@@ -160,7 +163,8 @@ def _fine_tunes(home: Path, quick: bool) -> dict[str, Any]:
         m["compress_s"] = time.perf_counter() - started
         m["smoothed"] = sum(getattr(layer, "smooth", None) is not None for layer in int8.modules())
         m["int8_acc"] = _accuracy(int8, tokenizer, test)
-        small = registry.register(
+        small = register_module(
+            registry,
             MODEL,
             module=int8,
             spec=spec,

@@ -35,7 +35,7 @@ def _loop(rank: int, world: int, data: dict[str, Any], wrap: Any) -> dict[str, A
     import torch.distributed as dist
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-    from inhouse.models import build_model
+    from inhouse.kinds import build_model
     from inhouse.training import evaluate, train_one_epoch, unwrap
 
     torch.set_num_threads(1)

@@ -144,7 +144,8 @@ def train_digits(
     x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float = 3e-3, seed: int = 0
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The digits MLP trained in-process (Adam, batch 32); returns ``(model, spec)``."""
-    from inhouse.models import MLPSpec, build_model
+    from inhouse.kinds import build_model
+    from inhouse.models import MLPSpec
     from inhouse.training import train_one_epoch
 
     torch.manual_seed(seed)

@@ -116,14 +116,18 @@ def _stamped(conn: Connection) -> str | None:
 
 
 def alembic_config(
-    *, connection: Connection | None = None, url: str | None = None, models: bool = False
+    *,
+    connection: Connection | None = None,
+    url: str | None = None,
+    metadata: MetaData | None = None,
 ) -> Config:
     """An Alembic configuration of inhouse's migrations, without an ``alembic.ini``.
 
     Args:
         connection: run on this connection (in its transaction) rather than a new one.
         url: the database of the ``alembic`` commands that open their own connection.
-        models: attach :func:`model_metadata`, for ``compare_metadata`` and
+        metadata: the tables to compare against
+            (:func:`inhouse.migrations.metadata.model_metadata`), for ``compare_metadata`` and
             ``command.revision(config, autogenerate=True, message=...)``.
     """
     from alembic.config import Config
@@ -134,25 +138,9 @@ def alembic_config(
     if url is not None:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["connection"] = connection
-    if models:
-        config.attributes["target_metadata"] = model_metadata()
+    if metadata is not None:
+        config.attributes["target_metadata"] = metadata
     return config
-
-
-def model_metadata() -> MetaData:
-    """Every table inhouse defines (the metadata the migrations must match).
-
-    Imports each table module, so it is for tooling and tests; nothing at run time needs it.
-    """
-    import inhouse.access.records  # noqa: F401
-    import inhouse.canary.active  # noqa: F401
-    import inhouse.canary.traffic  # noqa: F401
-    import inhouse.coordinator.state  # noqa: F401
-    import inhouse.data.table  # noqa: F401
-    import inhouse.privacy.records  # noqa: F401
-    import inhouse.registry.records  # noqa: F401
-
-    return Base.metadata
 
 
 def include_name(name: str | None, type_: str, _parents: Any) -> bool:

@@ -5,7 +5,7 @@ Run it on a cluster exactly as a user would::
     ray job submit --working-dir . -- python -m jobs.compress --model digits --prune 0.9
 
 The work (fine-tuning after each pruning step, measuring, explaining) runs in one Ray task on
-the cluster; the decision logic lives in :mod:`inhouse.compress.versioning` and is tested
+the cluster; the decision logic lives in :mod:`inhouse.kinds.tabular.compression` and is tested
 without Ray. The job registers the compressed copy as a new version whose lineage names its
 parent, moves ``champion`` to it when the gate passes, prints the report as markdown and ends
 with the ``INHOUSE_RESULT`` summary line.
@@ -21,10 +21,10 @@ import ray
 import ray.exceptions
 
 from inhouse import services
-from inhouse.compress.versioning import compress_version
 from inhouse.config import CompressionSettings, GateSettings, Settings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.errors import InhouseError
+from inhouse.kinds.tabular.compression import compress_version
 from jobs.driver import joined_cluster
 
 

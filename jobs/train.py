@@ -36,7 +36,14 @@ from inhouse.crypto import KeyRing
 from inhouse.data import describe
 from inhouse.errors import ConfigError
 from inhouse.kinds import kind_named
-from inhouse.kinds.training import TrainingKind, TrainingRun, TrainOptions, WorkerPlace, new_run
+from inhouse.kinds.training import (
+    Trained,
+    TrainingKind,
+    TrainingRun,
+    TrainOptions,
+    WorkerPlace,
+    new_run,
+)
 from inhouse.training import load_checkpoint, save_checkpoint
 from jobs.driver import joined_cluster
 from jobs.resume import resume
@@ -189,12 +196,7 @@ def run(
             epoch=prepared.epochs - 1,
         )
     return training.finish(
-        settings,
-        options,
-        prepared,
-        history=history,
-        reported=result.metrics or {},
-        seconds=seconds,
+        settings, options, prepared, Trained(history, result.metrics or {}, seconds)
     )
 
 

@@ -36,10 +36,10 @@ from inhouse.console import RESULT_MARKER, emit
 from inhouse.data import describe, read_rows
 from inhouse.errors import ConfigError
 from inhouse.flags import add_section_flags, section_overrides
+from inhouse.kinds import build_model, register_module
 from inhouse.kinds.tabular.register import run_lineage
 from inhouse.kinds.tabular.training import mlp_spec
 from inhouse.kinds.training import new_run
-from inhouse.models import build_model
 from inhouse.training import evaluate, load_checkpoint
 from jobs.driver import joined_cluster
 from jobs.train import kind_for, loop_config, trainer
@@ -165,8 +165,8 @@ def _register_best(
         "tune_seconds": search["seconds"],
     }
     registry = services.registry(settings)
-    version = registry.register(
-        cfg.model, module=model, spec=spec, metrics=metrics, lineage=lineage
+    version = register_module(
+        registry, cfg.model, module=model, spec=spec, metrics=metrics, lineage=lineage
     )
     if cfg.promote:
         registry.set_alias(cfg.model, "champion", version.version)

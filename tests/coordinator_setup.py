@@ -8,11 +8,12 @@ import time
 from sqlalchemy import Engine
 
 from inhouse import services
-from inhouse.compress.versioning import compress_version
 from inhouse.config import CompressionSettings, GateSettings, Settings
 from inhouse.data import read_rows, seed
 from inhouse.data.simulate import append_noisy_copies
 from inhouse.explain.lineage import importance_lineage
+from inhouse.kinds import register_module
+from inhouse.kinds.tabular.compression import compress_version
 from tests.digits_parent import Parent, train_parent
 
 QUICK = CompressionSettings(prune_amount=0.5, prune_steps=1, finetune_epochs=1)
@@ -35,7 +36,8 @@ def make_champion(settings: Settings, model: str = "digits", parent: Parent | No
             champion_lineage=None,
         ),
     }
-    version = registry.register(
+    version = register_module(
+        registry,
         model,
         module=parent.module,
         spec=parent.spec,

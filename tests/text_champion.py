@@ -14,9 +14,9 @@ from inhouse.compress import compress
 from inhouse.config import CompressionSettings, Settings, TextTrainOptions
 from inhouse.data import describe
 from inhouse.data.text_import import append_text_rows, import_text_csv, read_text_rows
+from inhouse.kinds import register_module
 from inhouse.kinds.text.epochs import evaluate_texts, train_epoch
-from inhouse.models.hf import import_model_dir
-from inhouse.models.lora import load_text
+from inhouse.kinds.text.versions import import_model_dir, load_text
 from inhouse.models.text import classifier_from
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert, write_csv
 
@@ -58,11 +58,17 @@ def _train_and_register(settings: Settings, tmp: Path) -> int:
     test = read_text_rows(engine, DATASET, split="test")
     accuracy = evaluate_texts(model, tokenizer, test, options)
     lineage = {"dataset": DATASET, "rows": {"up_to_id": describe(engine, DATASET).last_id}}
-    fp32 = registry.register(
-        MODEL, module=model, spec=spec, metrics={"test_accuracy": accuracy}, lineage=lineage
+    fp32 = register_module(
+        registry,
+        MODEL,
+        module=model,
+        spec=spec,
+        metrics={"test_accuracy": accuracy},
+        lineage=lineage,
     )
     int8 = compress(model, CompressionSettings(prune_amount=0.0, quantize_embeddings=True))
-    small = registry.register(
+    small = register_module(
+        registry,
         MODEL,
         module=int8,
         spec=spec,

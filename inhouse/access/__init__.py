@@ -19,11 +19,12 @@ database transaction per call (right for the CLI). A server answering many reque
 Then a :class:`RateLimiter` keyed by ``principal.token_id`` may refuse with
 :class:`~inhouse.errors.RateLimitedError` (429); before authentication, a
 :class:`PreAuthLimiter` budgets the attempts of each client address that cannot be
-checked from memory. :mod:`inhouse.access.policy` syncs the
-database to a YAML policy file (GitOps).
+checked from memory. :mod:`inhouse.access.policy_sync` syncs the
+database to a YAML policy file (:mod:`inhouse.access.policy`, GitOps).
 """
 
-from inhouse.access.audit import AuditEntry, AuditEvent, AuditLog, VerifyReport
+from inhouse.access.audit import AuditLog
+from inhouse.access.auditentry import AuditEntry, AuditEvent, VerifyReport
 from inhouse.access.fastpath import RequestAuthorizer
 from inhouse.access.permissions import (
     ACTIONS,
@@ -41,17 +42,13 @@ from inhouse.access.permissions import (
     parse_role_binding,
     validate_name,
 )
-from inhouse.access.policy import (
-    Policy,
+from inhouse.access.policy import Policy, PrincipalPolicy, dump_policy, load_policy, parse_policy
+from inhouse.access.policy_sync import (
     PolicyChange,
     PolicyDiff,
-    PrincipalPolicy,
     apply_policy,
     diff_policy,
-    dump_policy,
     export_policy,
-    load_policy,
-    parse_policy,
 )
 from inhouse.access.preauth import PreAuthLimiter
 from inhouse.access.ratelimit import RateLimiter

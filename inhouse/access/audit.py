@@ -13,149 +13,36 @@ table can recompute it. Copy :attr:`VerifyReport.head_hash` somewhere else now a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Any, Literal, NamedTuple, cast
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from inhouse.access.auditentry import (
+    AuditEntry,
+    AuditEvent,
+    Outcome,
+    VerifyReport,
+    audit_fields,
+    entry_hash,
+    entry_of,
+)
 from inhouse.access.records import (
     CHAIN_HEAD_ID,
     GENESIS_HASH,
     AuditChainHead,
     AuditRecord,
-    utcnow,
 )
-from inhouse.db import session_scope
+from inhouse.db import session_scope, utcnow
 from inhouse.errors import InvalidInputError, UnavailableError
 
-Outcome = Literal["allow", "deny", "error"]
-OUTCOMES: frozenset[str] = frozenset({"allow", "deny", "error"})
 MAX_TAIL = 10_000
 _TABLE = cast(Table, AuditRecord.__table__)
-_LIMITS = {"principal": 128, "action": 64, "resource": 128, "request_id": 128, "detail": 4000}
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One entry of the audit log, as stored."""
-
-    id: int
-    ts: datetime
-    principal: str
-    action: str
-    resource: str
-    outcome: str
-    request_id: str | None
-    detail: str | None
-    prev_hash: str
-    hash: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``ts`` as ISO 8601 UTC)."""
-        data = asdict(self)
-        data["ts"] = _ts_text(self.ts)
-        return data
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """The result of :meth:`AuditLog.verify`.
-
-    Attributes:
-        ok: every entry and the chain head are consistent.
-        checked: entries checked.
-        broken_at: id of the first entry that fails (or the first missing id), else None.
-        reason: one line saying what is wrong, else None.
-        head_seq: id of the last entry according to the chain head.
-        head_hash: hash of the last entry according to the chain head (anchor it elsewhere).
-    """
-
-    ok: bool
-    checked: int
-    broken_at: int | None
-    reason: str | None
-    head_seq: int
-    head_hash: str
-
-
-class AuditEvent(NamedTuple):
-    """A decision waiting to be appended: an entry's fields and when it happened.
-
-    A tuple, so queueing one on a request's hot path costs next to nothing; the fields are
-    cleaned (made printable, bounded) only when written.
-    """
-
-    ts: datetime
-    principal: str
-    action: str
-    resource: str
-    outcome: Outcome
-    request_id: str | None = None
-    detail: str | None = None
-
-
-def _ts_text(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _clean(value: str | None, field: str) -> str | None:
-    """Make caller-supplied text safe to store: printable, bounded."""
-    if value is None:
-        return None
-    text = str(value)
-    if not text.isprintable():  # the common case skips the per-character pass
-        text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text[: _LIMITS[field]]
-
-
-def _fields(
-    principal: str,
-    action: str,
-    resource: str,
-    outcome: str,
-    request_id: str | None,
-    detail: str | None,
-) -> dict[str, Any]:
-    if outcome not in OUTCOMES:
-        raise InvalidInputError(f"audit outcome {outcome!r} must be allow, deny or error")
-    return {
-        "principal": _clean(principal, "principal") or "-",
-        "action": _clean(action, "action") or "-",
-        "resource": _clean(resource, "resource") or "-",
-        "outcome": outcome,
-        "request_id": _clean(request_id, "request_id"),
-        "detail": _clean(detail, "detail"),
-    }
-
-
-def entry_hash(fields: dict[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of an entry's fields, ``prev_hash`` included."""
-    payload = {k: fields[k] for k in AuditEntry.__dataclass_fields__ if k != "hash"}
-    payload["ts"] = _ts_text(payload["ts"])
-    data = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()
-
-
-def _entry(row: AuditRecord) -> AuditEntry:
-    return AuditEntry(
-        id=row.id,
-        ts=row.ts,
-        principal=row.principal,
-        action=row.action,
-        resource=row.resource,
-        outcome=row.outcome,
-        request_id=row.request_id,
-        detail=row.detail,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
 
 
 class AuditLog:
@@ -190,7 +77,7 @@ class AuditLog:
             InvalidInputError: ``outcome`` is not allow, deny or error.
             UnavailableError: the entry could not be written (fail closed: callers deny).
         """
-        fields = _fields(principal, action, resource, outcome, request_id, detail)
+        fields = audit_fields(principal, action, resource, outcome, request_id, detail)
         error: Exception | None = None
         for attempt in range(self._retries):
             try:
@@ -216,7 +103,7 @@ class AuditLog:
 
         The chain head stays locked until that transaction ends: keep it short.
         """
-        fields = _fields(principal, action, resource, outcome, request_id, detail)
+        fields = audit_fields(principal, action, resource, outcome, request_id, detail)
         return self._extend(session, fields)
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditEntry]:
@@ -241,7 +128,9 @@ class AuditLog:
         """Append ``events`` in order inside the caller's transaction (see :meth:`append_in`)."""
         rows = [
             {
-                **_fields(e.principal, e.action, e.resource, e.outcome, e.request_id, e.detail),
+                **audit_fields(
+                    e.principal, e.action, e.resource, e.outcome, e.request_id, e.detail
+                ),
                 "ts": e.ts,
             }
             for e in events
@@ -309,7 +198,7 @@ class AuditLog:
             raise InvalidInputError(f"tail size {n} must be between 1 and {MAX_TAIL}")
         with session_scope(self._engine) as session:
             rows = session.scalars(select(AuditRecord).order_by(AuditRecord.id.desc()).limit(n))
-            return [_entry(r) for r in reversed(list(rows))]
+            return [entry_of(r) for r in reversed(list(rows))]
 
     def verify(self, *, batch_size: int = 1000) -> VerifyReport:
         """Walk the chain from the start and report the first broken link, if any.
@@ -339,7 +228,7 @@ class AuditLog:
                     )
                 )
             for row in rows:
-                entry = _entry(row)
+                entry = entry_of(row)
                 if entry.id != expected_id:
                     return report(expected_id, f"entry {expected_id} is missing")
                 if entry.prev_hash != prev:

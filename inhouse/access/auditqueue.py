@@ -25,7 +25,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from inhouse.access.audit import AuditEvent, AuditLog, Outcome
+from inhouse.access.audit import AuditLog
+from inhouse.access.auditentry import AuditEvent, Outcome
 from inhouse.errors import ConfigError, UnavailableError
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from inhouse.access.audit import AuditEvent
+from inhouse.access.auditentry import AuditEvent
 from inhouse.errors import ConfigError
 
 MAX_KINDS = 1000

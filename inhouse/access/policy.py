@@ -1,4 +1,4 @@
-"""Access policy as a YAML file (GitOps): load it, diff it against the database, apply it.
+"""Access policy as a YAML file (GitOps): the policy model, and reading and writing the file.
 
 A policy lists principals with their kind, role bindings (``role[:resource-pattern]``),
 direct grants (``action[:resource-pattern]``) and state::
@@ -21,24 +21,19 @@ disabled with ``--prune`` (never deleted). Tokens are never touched: revoke them
 audit entry per change, so it lands completely or not at all, and a second apply of the
 same file changes nothing. Every request reads the database, so a change takes effect
 without a redeploy. ``inhouse access export`` prints the current state in this format.
+Diffing and applying a policy against the database is :mod:`inhouse.access.policy_sync`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
-from inhouse.access.admin import AccessAdmin
 from inhouse.access.permissions import (
     format_permission,
     format_role_binding,
@@ -46,11 +41,8 @@ from inhouse.access.permissions import (
     parse_role_binding,
     validate_name,
 )
-from inhouse.access.records import GrantRecord, PrincipalRecord, RoleBindingRecord
-from inhouse.db import session_scope
-from inhouse.errors import ConfigError, ConflictError, InvalidInputError, UnavailableError
+from inhouse.errors import ConfigError, InvalidInputError
 
-AUDIT_ACTION = "access:admin"
 MAX_POLICY_BYTES = 8 * 1024 * 1024
 _FIELDS = "name, kind, roles, permissions, disabled"
 
@@ -121,60 +113,6 @@ class Policy(BaseModel):
     def digest(self) -> str:
         """SHA-256 of the canonical content: names the applied policy in the audit log."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class PolicyChange:
-    """One change that applying the policy makes.
-
-    ``op`` is one of ``create_principal`` (``value`` = kind), ``set_kind`` (new kind),
-    ``enable_principal``, ``disable_principal`` (``value`` = the reason), ``assign_role``,
-    ``unassign_role`` (``role[:pattern]``), ``grant``, ``revoke_grant`` (``action[:pattern]``).
-    """
-
-    op: str
-    principal: str
-    value: str = ""
-
-    def describe(self) -> str:
-        """One human-readable line."""
-        text = {
-            "create_principal": "+ principal {p} ({v})",
-            "set_kind": "~ principal {p}: kind -> {v}",
-            "enable_principal": "~ principal {p}: enable",
-            "disable_principal": "~ principal {p}: disable ({v})",
-            "assign_role": "+ role {v} -> {p}",
-            "unassign_role": "- role {v} -> {p}",
-            "grant": "+ permission {v} -> {p}",
-            "revoke_grant": "- permission {v} -> {p}",
-        }[self.op]
-        return text.format(p=self.principal, v=self.value)
-
-
-@dataclass(frozen=True)
-class PolicyDiff:
-    """What :func:`apply_policy` changed (or :func:`diff_policy` would change).
-
-    Attributes:
-        changes: in the order they are applied.
-        applied: whether the changes were written (False for a dry run).
-        digest: :meth:`Policy.digest` of the policy, as recorded in the audit log.
-    """
-
-    changes: tuple[PolicyChange, ...]
-    applied: bool
-    digest: str
-
-    @property
-    def empty(self) -> bool:
-        """Whether the database already matches the policy."""
-        return not self.changes
-
-    def __len__(self) -> int:
-        return len(self.changes)
-
-
-# --- loading ---------------------------------------------------------------------------------
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -252,178 +190,3 @@ def dump_policy(policy: Policy) -> str:
     """The policy as YAML, in the format :func:`load_policy` reads."""
     body = yaml.safe_dump(policy.model_dump(), sort_keys=False, default_flow_style=False)
     return "# inhouse access policy: inhouse access apply FILE [--prune] [--dry-run]\n" + body
-
-
-# --- state, diff and apply -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Current:
-    kind: str
-    disabled: bool
-    bindings: frozenset[tuple[str, str]]
-    grants: frozenset[tuple[str, str]]
-
-
-def _read(session: Session) -> dict[str, _Current]:
-    bindings: dict[str, set[tuple[str, str]]] = {}
-    grants: dict[str, set[tuple[str, str]]] = {}
-    for rb in session.scalars(select(RoleBindingRecord)):
-        bindings.setdefault(rb.principal, set()).add((rb.role, rb.resource))
-    for g in session.scalars(select(GrantRecord)):
-        grants.setdefault(g.principal, set()).add((g.action, g.resource))
-    return {
-        p.name: _Current(
-            p.kind,
-            p.disabled,
-            frozenset(bindings.get(p.name, ())),
-            frozenset(grants.get(p.name, ())),
-        )
-        for p in session.scalars(select(PrincipalRecord))
-    }
-
-
-def _changes(current: dict[str, _Current], policy: Policy, prune: bool) -> list[PolicyChange]:
-    out: list[PolicyChange] = []
-    for want in sorted(policy.principals, key=lambda e: e.name):
-        name, have = want.name, current.get(want.name)
-        if have is None:
-            out.append(PolicyChange("create_principal", name, want.kind))
-            if want.disabled:
-                out.append(PolicyChange("disable_principal", name, "disabled in the policy"))
-            have = _Current(want.kind, want.disabled, frozenset(), frozenset())
-        if have.kind != want.kind:
-            out.append(PolicyChange("set_kind", name, want.kind))
-        if have.disabled and not want.disabled:
-            out.append(PolicyChange("enable_principal", name))
-        if want.disabled and not have.disabled:
-            out.append(PolicyChange("disable_principal", name, "disabled in the policy"))
-        wanted_roles, wanted_grants = want.bindings(), want.grants()
-        for role, res in sorted(have.bindings - wanted_roles):
-            out.append(PolicyChange("unassign_role", name, format_role_binding(role, res)))
-        for role, res in sorted(wanted_roles - have.bindings):
-            out.append(PolicyChange("assign_role", name, format_role_binding(role, res)))
-        for action, res in sorted(have.grants - wanted_grants):
-            out.append(PolicyChange("revoke_grant", name, format_permission(action, res)))
-        for action, res in sorted(wanted_grants - have.grants):
-            out.append(PolicyChange("grant", name, format_permission(action, res)))
-    if prune:
-        listed = {e.name for e in policy.principals}
-        for name in sorted(set(current) - listed):
-            if not current[name].disabled:
-                out.append(PolicyChange("disable_principal", name, "not in the policy; --prune"))
-    return out
-
-
-def _write(session: Session, change: PolicyChange, now: datetime) -> None:
-    name, value = change.principal, change.value
-    if change.op == "create_principal":
-        session.add(PrincipalRecord(name=name, kind=value, disabled=False, created_at=now))
-    elif change.op in ("set_kind", "enable_principal", "disable_principal"):
-        values: dict[str, Any] = (
-            {"kind": value}
-            if change.op == "set_kind"
-            else {"disabled": change.op == "disable_principal"}
-        )
-        session.execute(update(PrincipalRecord).where(PrincipalRecord.name == name).values(values))
-    elif change.op in ("assign_role", "unassign_role"):
-        role, res = parse_role_binding(value)
-        if change.op == "assign_role":
-            session.add(RoleBindingRecord(principal=name, role=role, resource=res, created_at=now))
-        else:
-            session.execute(
-                delete(RoleBindingRecord).where(
-                    RoleBindingRecord.principal == name,
-                    RoleBindingRecord.role == role,
-                    RoleBindingRecord.resource == res,
-                )
-            )
-    else:
-        action, res = parse_permission(value)
-        if change.op == "grant":
-            session.add(GrantRecord(principal=name, action=action, resource=res, created_at=now))
-        else:
-            session.execute(
-                delete(GrantRecord).where(
-                    GrantRecord.principal == name,
-                    GrantRecord.action == action,
-                    GrantRecord.resource == res,
-                )
-            )
-    session.flush()
-
-
-def diff_policy(service: AccessAdmin, policy: Policy, *, prune: bool = False) -> PolicyDiff:
-    """The changes :func:`apply_policy` would make now (a dry run: nothing is written)."""
-    with session_scope(service._engine) as session:
-        changes = _changes(_read(session), policy, prune)
-    return PolicyDiff(tuple(changes), applied=False, digest=policy.digest())
-
-
-def apply_policy(
-    service: AccessAdmin, policy: Policy, *, actor: str, prune: bool = False
-) -> PolicyDiff:
-    """Make the database match ``policy`` in one transaction, auditing each change.
-
-    Args:
-        service: the access service whose database is changed.
-        policy: from :func:`load_policy` or :func:`parse_policy`.
-        actor: who applies it, as the audit log names them (``local:alice(uid=1000)``,
-            ``ci:deploy``).
-        prune: also disable every principal the policy does not list.
-
-    Returns:
-        The changes made; empty when the database already matched.
-
-    Raises:
-        ConflictError: a concurrent change collided with this one (nothing was written).
-        UnavailableError: the database or the audit log refused a write (nothing was written).
-    """
-    digest = policy.digest()
-    try:
-        with session_scope(service._engine) as session:
-            # Take the audit chain lock first: every other access change and audit append
-            # waits, so the state read below cannot go stale before commit.
-            service.audit.lock_in(session)
-            changes = _changes(_read(session), policy, prune)
-            now = service._clock()
-            for change in changes:
-                _write(session, change, now)
-                service.audit.append_in(
-                    session,
-                    principal=actor,
-                    action=AUDIT_ACTION,
-                    resource=change.principal,
-                    outcome="allow",
-                    detail=f"policy {digest[:16]}: {change.op} {change.value}".rstrip(),
-                )
-    except IntegrityError as exc:
-        raise ConflictError(
-            f"applying the access policy conflicts with a concurrent change; retry: {exc.orig}"
-        ) from exc
-    except (OperationalError, UnavailableError) as exc:
-        raise UnavailableError(
-            "cannot apply the access policy, the database refused: "
-            f"{getattr(exc, 'orig', exc)}; retry"
-        ) from exc
-    return PolicyDiff(tuple(changes), applied=True, digest=digest)
-
-
-def export_policy(service: AccessAdmin) -> Policy:
-    """The current access state of every principal as a policy (tokens are not included)."""
-    with session_scope(service._engine) as session:
-        current = _read(session)
-    return Policy.model_validate(
-        {
-            "principals": [
-                {
-                    "name": name,
-                    "kind": state.kind,
-                    "roles": [format_role_binding(*b) for b in sorted(state.bindings)],
-                    "permissions": [format_permission(*g) for g in sorted(state.grants)],
-                    "disabled": state.disabled,
-                }
-                for name, state in sorted(current.items())
-            ]
-        }
-    )

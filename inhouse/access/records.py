@@ -16,8 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.schema import Table
 
-from inhouse.db import Base, UTCDateTime
-from inhouse.db import utcnow as utcnow  # the access modules take it from here
+from inhouse.db import Base, UTCDateTime, utcnow
 
 GENESIS_HASH = "0" * 64
 CHAIN_HEAD_ID = 1

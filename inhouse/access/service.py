@@ -25,12 +25,13 @@ from sqlalchemy import Engine, or_, update
 from sqlalchemy.exc import OperationalError
 
 from inhouse.access.admin import AccessAdmin, load_principal
-from inhouse.access.audit import AuditEntry, AuditLog, Outcome
+from inhouse.access.audit import AuditLog
+from inhouse.access.auditentry import AuditEntry, Outcome
 from inhouse.access.permissions import Principal, authorize
 from inhouse.access.ratelimit import RateLimiter
-from inhouse.access.records import PrincipalRecord, TokenRecord, utcnow
+from inhouse.access.records import PrincipalRecord, TokenRecord
 from inhouse.access.tokens import ParsedToken, check_pepper, parse_authorization, verify_secret
-from inhouse.db import session_scope
+from inhouse.db import session_scope, utcnow
 from inhouse.errors import (
     AuthenticationError,
     InhouseError,

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import select
 
-from inhouse.access.audit import AuditEntry
+from inhouse.access.auditentry import AuditEntry
 from inhouse.access.permissions import (
     ACTIONS,
     ROLE_DESCRIPTIONS,
@@ -25,14 +25,15 @@ from inhouse.access.permissions import (
     parse_role_binding,
     validate_pattern,
 )
-from inhouse.access.policy import apply_policy, diff_policy, dump_policy, export_policy, load_policy
-from inhouse.access.records import GrantRecord, PrincipalRecord, RoleBindingRecord, utcnow
+from inhouse.access.policy import dump_policy, load_policy
+from inhouse.access.policy_sync import apply_policy, diff_policy, export_policy
+from inhouse.access.records import GrantRecord, PrincipalRecord, RoleBindingRecord
 from inhouse.access.service import AccessService
 from inhouse.access.tokens import TokenInfo
 from inhouse.atomic import atomic_write_bytes
 from inhouse.cli.auth import local_actor
 from inhouse.console import print_table
-from inhouse.db import session_scope
+from inhouse.db import session_scope, utcnow
 from inhouse.errors import InvalidInputError, StorageError
 
 ACTION_LIST = ", ".join(sorted(ACTIONS))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from inhouse.errors import InhouseError, InvalidInputError
+from inhouse.kinds import load_module
 
 
 def _positive(text: str) -> int:
@@ -187,7 +188,7 @@ def _run(args: argparse.Namespace, registry: Any, engine: Any) -> int:
         f"explaining {info.model} v{info.version} on {len(x)} row{plural} "
         f"with {METHOD_NAMES[method]}"
     ):
-        module = registry.load_module(info)
+        module = load_module(registry, info)
         explanation = run_explanation(
             module,
             x,

@@ -19,7 +19,8 @@ def cmd_models_import(settings: Settings, args: argparse.Namespace) -> int:
     """Copy a local Hugging Face model directory into the registry (encrypted with a key ring)."""
     from inhouse import services
     from inhouse.console import step
-    from inhouse.models.hf import check_model_dir, import_model_dir
+    from inhouse.kinds.text.versions import import_model_dir
+    from inhouse.models.hf import check_model_dir
 
     checked = check_model_dir(args.directory)  # refuse before anything is recorded
     authorize(settings, action="model:deploy", resource=args.name, detail=f"import {checked.path}")

@@ -203,8 +203,8 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse import services
     from inhouse.console import progress
-    from inhouse.privacy.audit import audit_version
-    from inhouse.privacy.report import print_audit
+    from inhouse.membership.audit import audit_version
+    from inhouse.membership.report import print_audit
 
     registry = services.registry(settings)
     info = registry.get(args.model, args.version)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from inhouse.coordinator.canary import Feedback
 from inhouse.kinds import kind_for_spec
+from inhouse.kinds.updating import StreamWindow
 from inhouse.registry import Registry
 
 
@@ -27,9 +28,8 @@ def feedback(
 ) -> Feedback | None:
     """Both versions' accuracy on rows with ``id > after_id``; None below ``min_rows`` rows."""
     versions = [registry.get(model, str(v)) for v in (candidate, champion)]
-    scored = kind_for_spec(versions[1].spec).updating.stream_accuracy(
-        registry, engine, dataset=dataset, after_id=after_id, versions=versions, min_rows=min_rows
-    )
+    window = StreamWindow(registry, engine, dataset, after_id, min_rows)
+    scored = kind_for_spec(versions[1].spec).updating.stream_accuracy(window, versions)
     if scored is None:
         return None
     rows, (ours, theirs) = scored

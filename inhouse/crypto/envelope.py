@@ -4,7 +4,8 @@ Plaintext is cut into chunks (1 MiB by default), each sealed with its own random
 AAD binding the artifact id, version, data key id, chunk index and final flag. The header's
 master key fields are bound through the RSA-OAEP label, so :func:`rewrap` can move an artifact
 to a new master key by rewriting the header alone. Decryption returns nothing until every
-chunk has been verified. The byte layout is specified in ``docs/artifact-format.md``.
+chunk has been verified. The byte layout is specified in ``docs/artifact-format.md``; the
+chunk stream itself is sealed and opened by :mod:`inhouse.crypto.sealing`.
 """
 
 from __future__ import annotations
@@ -14,52 +15,20 @@ import io
 import os
 import shutil
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from inhouse.atomic import atomic_writer
 from inhouse.crypto import format as fmt
 from inhouse.crypto.format import ArtifactHeader
 from inhouse.crypto.keyring import KeyRing
 from inhouse.crypto.manifest import KeyState
-from inhouse.errors import ConfigError, IntegrityError, KeyNotFoundError
+from inhouse.crypto.sealing import Plaintext, open_chunks, seal, unwrap_key, wrap_key
+from inhouse.errors import KeyNotFoundError
 
 PathLike = str | os.PathLike[str]
-Plaintext = bytes | bytearray | memoryview | Iterable[bytes]
-
-
-def _oaep(label: bytes) -> padding.OAEP:
-    return padding.OAEP(
-        mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=label
-    )
-
-
-def _rechunk(source: Plaintext, chunk_size: int) -> Iterator[tuple[bytes | memoryview, bool]]:
-    """Yield ``(piece, is_final)``: full chunks, then one final chunk of 0..chunk_size bytes."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        # Zero-copy slices of an in-memory buffer: copying dominated the cost before.
-        view = memoryview(source).cast("B")
-        total = len(view)
-        starts = range(0, total, chunk_size) if total else range(1)
-        for start in starts:
-            end = min(start + chunk_size, total)
-            yield view[start:end], end == total
-        return
-    buf = bytearray()
-    for part in source:
-        buf += part
-        # Emit only when more bytes are known to follow, so the last chunk gets the final flag.
-        while len(buf) > chunk_size:
-            yield bytes(buf[:chunk_size]), False
-            del buf[:chunk_size]
-    yield bytes(buf), True
 
 
 class _Pieces:
@@ -92,110 +61,6 @@ def _read_chunks(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
         yield piece
 
 
-def _seal(
-    out: BinaryIO,
-    source: Plaintext,
-    *,
-    keyring: KeyRing,
-    artifact_id: str,
-    version: int,
-    chunk_size: int,
-) -> ArtifactHeader:
-    fmt.check_artifact_ref(artifact_id, version)
-    if not 1 <= chunk_size <= fmt.MAX_CHUNK_SIZE:
-        raise ConfigError(f"chunk_size must be in 1..{fmt.MAX_CHUNK_SIZE}, got {chunk_size}")
-    record = keyring.active()
-    data_key = AESGCM.generate_key(bit_length=256)
-    unwrapped = ArtifactHeader(
-        chunk_size=chunk_size,
-        data_key_id=os.urandom(fmt.DATA_KEY_ID_SIZE),
-        key_fingerprint=bytes.fromhex(record.fingerprint),
-        version=version,
-        artifact_id=artifact_id,
-        key_id=record.id,
-        wrapped_key=b"",
-    )
-    header = _wrap(unwrapped, data_key, keyring)
-    out.write(header.to_bytes())
-    aead = AESGCM(data_key)
-    for index, (piece, final) in enumerate(_rechunk(source, chunk_size)):
-        nonce = os.urandom(fmt.NONCE_SIZE)
-        aad = fmt.chunk_aad(
-            data_key_id=header.data_key_id,
-            artifact_id=artifact_id,
-            version=version,
-            index=index,
-            final=final,
-        )
-        ciphertext = aead.encrypt(nonce, piece, aad)
-        out.write(fmt.frame_head(final=final, nonce=nonce, length=len(ciphertext)))
-        out.write(ciphertext)
-    return header
-
-
-def _wrap(header: ArtifactHeader, data_key: bytes, keyring: KeyRing) -> ArtifactHeader:
-    public = keyring.public_key(header.key_id)
-    wrapped = public.encrypt(data_key, _oaep(header.authenticated_bytes()))
-    return replace(header, wrapped_key=wrapped)
-
-
-def _unwrap(header: ArtifactHeader, keyring: KeyRing) -> bytes:
-    private = keyring.private_key(header.key_id, expected_fingerprint=header.key_fingerprint.hex())
-    try:
-        data_key = private.decrypt(header.wrapped_key, _oaep(header.authenticated_bytes()))
-    except ValueError as exc:
-        raise IntegrityError(
-            f"artifact header or wrapped key was tampered with (key {header.key_id})"
-        ) from exc
-    if len(data_key) != fmt.DATA_KEY_SIZE:
-        raise IntegrityError("artifact wraps a data key of the wrong length")
-    return data_key
-
-
-def _open(stream: BinaryIO, *, keyring: KeyRing, artifact_id: str, version: int) -> Iterator[bytes]:
-    """Verify header and key, then yield plaintext chunks.
-
-    The caller must use none of them until the iterator is exhausted: a later chunk may fail.
-    """
-    fmt.check_artifact_ref(artifact_id, version)
-    header = fmt.read_header(stream)
-    if header.artifact_id != artifact_id or header.version != version:
-        raise IntegrityError(
-            f"artifact holds {header.artifact_id!r} version {header.version}, "
-            f"not {artifact_id!r} version {version}"
-        )
-    aead = AESGCM(_unwrap(header, keyring))
-    index = 0
-    while True:
-        frame = fmt.read_frame(stream, chunk_size=header.chunk_size)
-        if frame is None:
-            where = f"chunk {index - 1} is not the final one" if index else "it has no chunks"
-            raise IntegrityError(f"artifact is truncated: {where}")
-        final, nonce, ciphertext = frame
-        if not final and len(ciphertext) != header.chunk_size + fmt.TAG_SIZE:
-            raise IntegrityError(f"chunk {index} is short but not marked final")
-        aad = fmt.chunk_aad(
-            data_key_id=header.data_key_id,
-            artifact_id=artifact_id,
-            version=version,
-            index=index,
-            final=final,
-        )
-        try:
-            piece = aead.decrypt(nonce, ciphertext, aad)
-        except InvalidTag as exc:
-            raise IntegrityError(
-                f"chunk {index} failed authentication (tampered, reordered, spliced or wrong "
-                "artifact)"
-            ) from exc
-        yield piece
-        if final:
-            break
-        index += 1
-    if stream.read(1):
-        raise IntegrityError(f"artifact has trailing data after its final chunk {index}")
-
-
 def encrypt(
     plaintext: Plaintext,
     *,
@@ -206,7 +71,7 @@ def encrypt(
 ) -> bytes:
     """Encrypt bytes (or an iterable of byte pieces) under the key ring's active key."""
     out = _Pieces()
-    _seal(
+    seal(
         out,  # type: ignore[arg-type]
         plaintext,
         keyring=keyring,
@@ -231,7 +96,7 @@ def encrypt_to(
     The sealed artifact is never built in memory whole. Making the file appear atomically is
     the caller's job (:func:`encrypt_file` does it for a single file).
     """
-    return _seal(
+    return seal(
         out,
         plaintext,
         keyring=keyring,
@@ -249,7 +114,7 @@ def decrypt(blob: bytes, *, keyring: KeyRing, artifact_id: str, version: int) ->
     """
     stream = _BufferReader(blob)
     return b"".join(
-        _open(stream, keyring=keyring, artifact_id=artifact_id, version=version)  # type: ignore[arg-type]
+        open_chunks(stream, keyring=keyring, artifact_id=artifact_id, version=version)  # type: ignore[arg-type]
     )
 
 
@@ -270,7 +135,7 @@ def encrypt_file(
         else:
             source = src
         out = stack.enter_context(atomic_writer(dst, mode=mode))
-        return _seal(
+        return seal(
             out,
             source,
             keyring=keyring,
@@ -293,7 +158,7 @@ def decrypt_file(path: PathLike, *, keyring: KeyRing, artifact_id: str, version:
             plaintext.seek(size - 1)
             plaintext.write(b"\0")
             plaintext.seek(0)
-        for piece in _open(handle, keyring=keyring, artifact_id=artifact_id, version=version):
+        for piece in open_chunks(handle, keyring=keyring, artifact_id=artifact_id, version=version):
             plaintext.write(piece)
     plaintext.truncate()
     return plaintext.getvalue()
@@ -310,7 +175,7 @@ def decrypt_to_file(
 ) -> None:
     """Decrypt ``src`` into ``dst`` with bounded memory; ``dst`` appears only if all is intact."""
     with open(src, "rb") as handle, atomic_writer(dst, mode=mode) as out:
-        for piece in _open(handle, keyring=keyring, artifact_id=artifact_id, version=version):
+        for piece in open_chunks(handle, keyring=keyring, artifact_id=artifact_id, version=version):
             out.write(piece)
 
 
@@ -335,14 +200,14 @@ def rewrap(path: PathLike, *, keyring: KeyRing, new_key_id: str | None = None) -
         header = fmt.read_header(handle)
         if header.key_id == target.id and header.key_fingerprint.hex() == target.fingerprint:
             return header
-        data_key = _unwrap(header, keyring)
+        data_key = unwrap_key(header, keyring)
         moved = replace(
             header,
             key_id=target.id,
             key_fingerprint=bytes.fromhex(target.fingerprint),
             wrapped_key=b"",
         )
-        new_header = _wrap(moved, data_key, keyring)
+        new_header = wrap_key(moved, data_key, keyring)
         file_mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
         with atomic_writer(Path(path), mode=file_mode) as out:
             out.write(new_header.to_bytes())

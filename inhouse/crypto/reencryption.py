@@ -27,9 +27,9 @@ from typing import BinaryIO
 
 from inhouse.atomic import fsync_dir
 from inhouse.crypto import format as fmt
-from inhouse.crypto.envelope import _open, _seal
 from inhouse.crypto.format import ArtifactHeader
 from inhouse.crypto.keyring import KeyRing
+from inhouse.crypto.sealing import open_chunks, seal
 from inhouse.errors import ConflictError, IntegrityError, StorageError
 
 PathLike = str | os.PathLike[str]
@@ -45,7 +45,7 @@ def _hashing(pieces: Iterable[bytes], update: Callable[[bytes], None]) -> Iterat
 
 def _plaintext_digest(stream: BinaryIO, header: ArtifactHeader, keyring: KeyRing) -> bytes:
     digest = hashlib.sha256()
-    for piece in _open(
+    for piece in open_chunks(
         stream, keyring=keyring, artifact_id=header.artifact_id, version=header.version
     ):
         digest.update(piece)
@@ -82,15 +82,15 @@ def reencrypt(path: PathLike, *, keyring: KeyRing) -> ArtifactHeader:
             )
             os.fchmod(fd, stat.S_IMODE(before.st_mode))
             with os.fdopen(fd, "wb") as out:
-                plaintext = _open(
+                plaintext = open_chunks(
                     handle,
                     keyring=keyring,
                     artifact_id=header.artifact_id,
                     version=header.version,
                 )
                 # Chunks are written to the temporary file as they arrive; it only replaces
-                # the artifact once _open has authenticated every chunk of the old file.
-                new_header = _seal(
+                # the artifact once open_chunks has authenticated every chunk of the old file.
+                new_header = seal(
                     out,
                     _hashing(plaintext, source_digest.update),
                     keyring=keyring,

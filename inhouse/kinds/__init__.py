@@ -1,15 +1,25 @@
 """Model kinds: what differs between tabular, text and generative models, behind one interface.
 
 A kind is a package (``inhouse/kinds/<name>/``) with four parts, each loaded only when used:
-``model.py`` (``build(spec)``: the module a version's spec describes, which the registry
-loads its weights into), ``serving.py`` (``SERVING``: load for serving, parse a request,
-predict, explain), ``training.py`` (``TRAINING``: the Ray-free per-worker training pieces of a
-first model) and ``updating.py`` (``UPDATING``: retrain a candidate incrementally, measure it
-for the gate, compress it). ``serve/``, ``jobs/``, ``actors/`` and the coordinator call these
-and never branch on the kind. Adding a kind is adding a package and one ``register`` line in
-``registry.py``.
+``model.py`` (``build(spec)``: the module a version's spec describes, which :func:`load_module`
+loads the registry's weights into), ``serving.py`` (``SERVING``: load for serving, parse a
+request, predict, explain), ``training.py`` (``TRAINING``: the Ray-free per-worker training
+pieces of a first model) and ``updating.py`` (``UPDATING``: retrain a candidate incrementally,
+measure it for the gate, compress it). ``serve/``, ``jobs/``, ``actors/`` and the coordinator
+call these and never branch on the kind. Adding a kind is adding a package and one ``register``
+line in ``registry.py``.
 """
 
+from inhouse.kinds.modules import build_model, load_module, register_module
 from inhouse.kinds.registry import ModelKind, kind_for_spec, kind_named, known_kinds, register
 
-__all__ = ["ModelKind", "kind_for_spec", "kind_named", "known_kinds", "register"]
+__all__ = [
+    "ModelKind",
+    "build_model",
+    "kind_for_spec",
+    "kind_named",
+    "known_kinds",
+    "load_module",
+    "register",
+    "register_module",
+]

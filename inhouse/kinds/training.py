@@ -67,6 +67,16 @@ class TrainingRun:
 
 
 @dataclass(frozen=True)
+class Trained:
+    """What a finished Ray Train run left: the final checkpoint's ``history`` (its state), the
+    metrics the workers last ``reported`` through Ray, and the ``seconds`` it took."""
+
+    history: dict[str, Any]
+    reported: dict[str, Any]
+    seconds: float
+
+
+@dataclass(frozen=True)
 class WorkerPlace:
     """Where a worker runs: its rank among ``world`` workers and its device."""
 
@@ -79,17 +89,14 @@ Wrap = Callable[["torch.nn.Module"], "torch.nn.Module"]
 
 
 class TrainingWorker(Protocol):
-    """One Ray Train worker's training, built by :meth:`TrainingKind.worker`."""
+    """One Ray Train worker's training, built by :meth:`TrainingKind.worker`.
 
-    @property
-    def model(self) -> torch.nn.Module:
-        """The unwrapped module: what checkpoints hold and resume restores."""
-        ...
+    ``model`` (unwrapped) and ``optimizer`` (never a DP wrapper) are what checkpoints hold and
+    resume restores.
+    """
 
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        """The plain optimizer (never a DP wrapper): what checkpoints hold."""
-        ...
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
 
     def start(self, *, state: dict[str, Any] | None, start_epoch: int, wrap: Wrap) -> None:
         """Wrap for DP-SGD or for DDP (``wrap``), once resumed (``state`` of the checkpoint)."""
@@ -132,18 +139,10 @@ class TrainingKind(Protocol):
         ...
 
     def finish(
-        self,
-        settings: Settings,
-        options: Any,
-        run: TrainingRun,
-        *,
-        history: dict[str, Any],
-        reported: dict[str, Any],
-        seconds: float,
+        self, settings: Settings, options: Any, run: TrainingRun, trained: Trained
     ) -> dict[str, Any]:
         """Evaluate ``run.model`` (the final weights), register it and settle the ledger; the
-        job's summary. ``history`` is the final checkpoint's state, ``reported`` the metrics
-        the workers reported through Ray."""
+        job's summary."""
         ...
 
     def summary_lines(self, summary: dict[str, Any]) -> list[str]:

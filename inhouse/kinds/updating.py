@@ -8,7 +8,8 @@ the champion as each would serve, and score versions on the stream's newer rows 
 
 This module also holds the values that cross the interface: the job (:class:`RetrainJob`, a
 typed model, also what ``python -m jobs.retrain`` builds), the run it belongs to
-(:class:`RetrainRun`) and the gate's figures (:class:`Measured`).
+(:class:`RetrainRun`), the gate's figures (:class:`Measured`) and the rows a canary is
+scored on (:class:`StreamWindow`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,18 @@ class RetrainRun:
     job: RetrainJob
 
 
+@dataclass(frozen=True)
+class StreamWindow:
+    """The labelled rows of ``dataset`` with ``id > after_id`` (those that arrived during a
+    canary), as evidence once there are at least ``min_rows`` of them."""
+
+    registry: Registry
+    engine: Engine
+    dataset: str
+    after_id: int
+    min_rows: int
+
+
 class UpdatingKind(Protocol):
     """What retraining and the coordinator call; one per kind (``kinds/<name>/updating.py``)."""
 
@@ -101,15 +114,8 @@ class UpdatingKind(Protocol):
         ...
 
     def stream_accuracy(
-        self,
-        registry: Registry,
-        engine: Engine,
-        *,
-        dataset: str,
-        after_id: int,
-        versions: list[ModelVersion],
-        min_rows: int,
+        self, window: StreamWindow, versions: list[ModelVersion]
     ) -> tuple[int, list[float]] | None:
-        """The number of labelled rows with ``id > after_id`` and each version's accuracy on
-        them, as its replicas serve it (canary evidence); None below ``min_rows`` rows."""
+        """The number of rows in ``window`` and each version's accuracy on them, as its
+        replicas serve it (canary evidence); None below ``window.min_rows`` rows."""
         ...

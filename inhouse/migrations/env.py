@@ -2,8 +2,8 @@
 
 :func:`inhouse.schema.upgrade` hands over a connection that already holds the migration lock
 and its transaction (``config.attributes["connection"]``); :func:`inhouse.schema.
-alembic_config` with ``models=True`` adds the tables' metadata for ``compare_metadata`` and
-``alembic revision --autogenerate``.
+alembic_config` with ``metadata=model_metadata()`` (:mod:`inhouse.migrations.metadata`) adds
+the tables' metadata for ``compare_metadata`` and ``alembic revision --autogenerate``.
 """
 
 from __future__ import annotations

@@ -9,25 +9,23 @@ A model directory in the Hugging Face layout holds ``config.json``, safetensors 
 - a config or tokenizer config that asks for remote code (``auto_map``): ``trust_remote_code``
   is never turned on, so such a model could not run as its authors meant anyway.
 
-Loading happens with ``HF_HUB_OFFLINE=1`` and ``local_files_only=True``: nothing is downloaded.
+Loading happens with ``HF_HUB_OFFLINE=1`` (set by :mod:`inhouse.models.text`, imported first) and
+``local_files_only=True``: nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Set before transformers (and huggingface_hub, which reads it at import) is first imported.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from torch import nn
 
-from torch import nn  # noqa: E402
-
-from inhouse.errors import InvalidInputError  # noqa: E402
+from inhouse.errors import InvalidInputError
+from inhouse.models.text import TextModel, quiet_transformers, text_spec, tokenizer_bytes
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -135,14 +133,6 @@ def check_model_dir(path: str | os.PathLike[str]) -> ModelDir:
     return ModelDir(path=root, model_type=model_type, config=config, weight_files=weights)
 
 
-def quiet_transformers() -> None:
-    """No progress bars or load reports: the job and CLI print their own summaries."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-
-
 def load_tokenizer(path: str | os.PathLike[str]) -> Any:
     """The (fast) tokenizer of a checked directory, offline and without remote code."""
     checked = check_model_dir(path)
@@ -192,31 +182,18 @@ def load_pretrained(
     return model.eval()
 
 
-def import_model_dir(
-    registry: Any, path: str | os.PathLike[str], *, name: str, max_length: int = 128
-) -> Any:
-    """Copy a model directory into the registry as a new ``encoder`` version of ``name``.
-
-    Weights and tokenizer become one artifact, encrypted when the registry has a key ring;
-    the lineage records each source file's SHA-256. Returns the ``ModelVersion``.
-    """
-    import hashlib
-
-    from inhouse.models.text import TextModel, text_spec, tokenizer_bytes
-
-    checked = check_model_dir(path)
-    limit = int(checked.config.get("max_position_embeddings") or 512)
-    tokenizer = load_tokenizer(checked.path)
-    model = TextModel(load_pretrained(checked.path), tokenizer_bytes(tokenizer))
-    spec = text_spec(model, tokenizer=tokenizer, role="encoder", max_length=min(max_length, limit))
-    digests = {
-        file.name: hashlib.sha256(file.read_bytes()).hexdigest()
-        for file in sorted(checked.path.iterdir())
-        if file.is_file() and (file.name in checked.weight_files or file.suffix == ".json")
-    }
-    lineage = {
-        "source": {"kind": "huggingface_dir", "path": str(checked.path), "files": digests},
-        "parent": None,
-    }
-    metrics = {"parameters": sum(p.numel() for p in model.hf.parameters())}
-    return registry.register(name, module=model, spec=spec, metrics=metrics, lineage=lineage)
+def classifier_from_dir(
+    path: str, *, class_names: Sequence[str], max_length: int
+) -> tuple[TextModel, Any, dict[str, Any]]:
+    """A new classifier on the encoder in model directory ``path``: (module, tokenizer, spec)."""
+    tokenizer = load_tokenizer(path)
+    hf = load_pretrained(path, class_names=list(class_names))
+    model = TextModel(hf, tokenizer_bytes(tokenizer))
+    spec = text_spec(
+        model,
+        tokenizer=tokenizer,
+        role="classifier",
+        max_length=max_length,
+        class_names=class_names,
+    )
+    return model, tokenizer, spec

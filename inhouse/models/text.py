@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
+# Set before transformers (and huggingface_hub, which reads it at import) is first imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from inhouse.errors import IntegrityError, InvalidInputError
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from inhouse.errors import IntegrityError, InvalidInputError  # noqa: E402
 
 TEXT_ARCH = "hf_text"  # the architecture (``spec["kind"]``) of every text version
 ROLES = ("encoder", "classifier", "adapter")
@@ -111,6 +117,37 @@ def text_spec(
     }
 
 
+def quiet_transformers() -> None:
+    """No progress bars or load reports: the job and CLI print their own summaries."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+class AdapterWeights(nn.Module):
+    """A bag of tensors whose state-dict keys are the adapter's own (dotted) names."""
+
+    def __init__(self, shapes: dict[str, list[int]]) -> None:
+        super().__init__()
+        for key, shape in shapes.items():
+            *path, leaf = key.split(".")
+            parent: nn.Module = self
+            for part in path:
+                child = parent._modules.get(part)
+                if child is None:
+                    child = nn.Module()
+                    parent.add_module(part, child)
+                parent = child
+            parent.register_buffer(leaf, torch.zeros(shape, dtype=torch.float32))
+
+    @classmethod
+    def of(cls, state: dict[str, torch.Tensor]) -> AdapterWeights:
+        bag = cls({k: list(v.shape) for k, v in state.items()})
+        bag.load_state_dict({k: v.detach().float().cpu() for k, v in state.items()})
+        return bag
+
+
 def _hf_config(spec: dict[str, Any]) -> Any:
     from transformers import AutoConfig
 
@@ -124,13 +161,9 @@ def _hf_config(spec: dict[str, Any]) -> Any:
 
 def build_text_model(spec: dict[str, Any]) -> nn.Module:
     """The (randomly initialised) module a ``hf_text`` spec describes; weights load after."""
-    from inhouse.models.hf import quiet_transformers
-
     quiet_transformers()
     role = spec.get("role")
     if role == "adapter":
-        from inhouse.models.lora import AdapterWeights
-
         return AdapterWeights(spec["tensors"])
     from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -196,25 +229,6 @@ def predict_proba(
         )
         out.append(torch.softmax(module(ids, mask).float(), dim=-1).numpy())
     return np.concatenate(out, axis=0)
-
-
-def classifier_from_dir(
-    path: str, *, class_names: Sequence[str], max_length: int
-) -> tuple[TextModel, Any, dict[str, Any]]:
-    """A new classifier on the encoder in model directory ``path``: (module, tokenizer, spec)."""
-    from inhouse.models.hf import load_pretrained, load_tokenizer
-
-    tokenizer = load_tokenizer(path)
-    hf = load_pretrained(path, class_names=list(class_names))
-    model = TextModel(hf, tokenizer_bytes(tokenizer))
-    spec = text_spec(
-        model,
-        tokenizer=tokenizer,
-        role="classifier",
-        max_length=max_length,
-        class_names=class_names,
-    )
-    return model, tokenizer, spec
 
 
 def classifier_from(

@@ -1,9 +1,9 @@
-"""Differential privacy: per-data-set budgets, the ledger of DP runs, membership-inference audits.
+"""Differential privacy: per-data-set budgets and the ledger of DP runs.
 
 :mod:`~inhouse.privacy.accounting` composes DP-SGD runs with Opacus' accountants;
-:class:`PrivacyLedger` charges runs to data sets and refuses over-budget ones;
-:mod:`inhouse.privacy.audit` (imported on its own: it trains reference models) measures what an
-attacker learns about membership. See ``docs/privacy.md``.
+:class:`PrivacyLedger` charges runs to data sets and refuses over-budget ones. What an
+attacker learns about membership is measured by :mod:`inhouse.membership`. See
+``docs/privacy.md``.
 """
 
 from inhouse.privacy.accounting import (

@@ -1,7 +1,8 @@
-"""How a version's model becomes bytes on disk and back: format, then optional encryption.
+"""How a version's artifact bytes go to disk and back: optional encryption, then a hash check.
 
 Formats: ``safetensors`` (the float state dict; the module is rebuilt from the spec) and
-``compressed`` (pruned/int8, :mod:`inhouse.compress`). With a key ring the bytes are
+``compressed`` (pruned/int8, :mod:`inhouse.compress`); :mod:`inhouse.kinds.modules` turns a
+module into these bytes and back, the registry stores them. With a key ring the bytes are
 envelope-encrypted (:mod:`inhouse.crypto`, bound to ``<model>/<file>`` and the version) and
 the file gets the suffix ``.enc``: plaintext weights never touch the disk.
 """
@@ -11,14 +12,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from inhouse.crypto import KeyRing, decrypt_file, encrypt
 from inhouse.crypto.envelope import encrypt_to
 from inhouse.errors import IntegrityError, InvalidInputError, StorageError
-
-if TYPE_CHECKING:  # torch is imported by the functions that touch weights, so that reading
-    from torch import nn  # the registry's metadata (``inhouse models list``) does not load it
 
 FILENAMES = {"safetensors": "weights.safetensors", "compressed": "model.compressed"}
 ENCRYPTED_SUFFIX = ".enc"
@@ -34,28 +31,19 @@ class StoredArtifact:
     plaintext_size: int
 
 
-def serialize(module: nn.Module, *, fmt: str) -> tuple[bytes, str]:
-    """The plaintext bytes of ``module`` in ``fmt`` and their SHA-256 (hex)."""
-    if fmt == "safetensors":
-        from safetensors.torch import save as save_safetensors
-
-        state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-        plain = save_safetensors(state)
-    elif fmt == "compressed":
-        from inhouse.compress import dumps_compressed
-
-        plain = dumps_compressed(module)
-    else:
+def check_format(fmt: str) -> str:
+    """``fmt`` when the registry knows it, else InvalidInputError."""
+    if fmt not in FILENAMES:
         raise InvalidInputError(f"unknown artifact format {fmt!r}; use one of {sorted(FILENAMES)}")
-    return plain, hashlib.sha256(plain).hexdigest()
+    return fmt
 
 
 def encode(
-    module: nn.Module, *, fmt: str, model: str, version: int, keyring: KeyRing | None
+    plain: bytes, *, fmt: str, model: str, version: int, keyring: KeyRing | None
 ) -> StoredArtifact:
-    """Serialise ``module`` in ``fmt`` and encrypt it when a key ring is given (in memory)."""
-    plain, digest = serialize(module, fmt=fmt)
-    filename = FILENAMES[fmt]
+    """The stored form of artifact bytes in ``fmt``: encrypted when a key ring is given."""
+    digest = hashlib.sha256(plain).hexdigest()
+    filename = FILENAMES[check_format(fmt)]
     if keyring is None:
         return StoredArtifact(filename, plain, digest, len(plain))
     sealed = encrypt(plain, keyring=keyring, artifact_id=f"{model}/{filename}", version=version)
@@ -92,17 +80,16 @@ def decode(
     path: Path,
     *,
     fmt: str,
-    spec: dict[str, Any],
     model: str,
     version: int,
     sha256: str,
     keyring: KeyRing | None,
     encrypted: bool,
-) -> nn.Module:
-    """Read the artifact file at ``path`` (decrypting it if needed), verify and load its module.
+) -> bytes:
+    """The plaintext bytes of the artifact file at ``path`` (decrypted if needed), verified.
 
     An encrypted file is decrypted chunk by chunk as it is read: its sealed bytes are never held
-    in memory whole. Returns the module in eval mode.
+    in memory whole.
     """
     filename = FILENAMES[fmt]
     if encrypted and keyring is None:
@@ -121,14 +108,4 @@ def decode(
         raise StorageError(f"{model} v{version}: {path.name} is missing") from None
     if hashlib.sha256(data).hexdigest() != sha256:
         raise IntegrityError(f"weights of {model} v{version} do not match their hash")
-    from safetensors.torch import load as load_safetensors
-
-    from inhouse.models import build_model
-
-    if fmt == "compressed":
-        from inhouse.compress import load_compressed
-
-        return load_compressed(data, build=lambda: build_model(spec)).eval()
-    module = build_model(spec)
-    module.load_state_dict(load_safetensors(data))
-    return module.eval()
+    return data

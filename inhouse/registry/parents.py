@@ -1,6 +1,6 @@
 """Following a version to the float version it was made from (its lineage ``parent``).
 
-A ``compressed`` version (pruned and quantized by :mod:`inhouse.compress.versioning`) is an
+A ``compressed`` version (pruned and quantized by :mod:`inhouse.kinds.tabular.compression`) is an
 artifact for serving; retraining, fine-tuning and explaining start from the float weights it
 was made from.
 """

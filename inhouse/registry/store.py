@@ -10,13 +10,14 @@ whole lineage, statistics of the training rows included, is in the (encrypted) f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
@@ -35,8 +36,8 @@ from inhouse.registry.aliases import move_alias, read_alias, read_aliases, valid
 from inhouse.registry.artifacts import (
     ENCRYPTED_SUFFIX,
     FILENAMES,
+    check_format,
     decode,
-    serialize,
     write_artifact,
 )
 from inhouse.registry.lineage import (
@@ -46,9 +47,6 @@ from inhouse.registry.lineage import (
     scrub_sql_lineage,
 )
 from inhouse.registry.records import ModelVersionRecord
-
-if TYPE_CHECKING:  # reading metadata (``inhouse models list``) does not load torch
-    from torch import nn
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -115,21 +113,22 @@ class Registry:
         self,
         model: str,
         *,
-        module: nn.Module,
+        artifact: bytes,
         spec: dict[str, Any],
         metrics: dict[str, Any],
         lineage: dict[str, Any],
         fmt: str = "safetensors",
     ) -> ModelVersion:
-        """Store ``module`` as a new immutable version; returns it with its number (1, 2, ...)."""
-        validate_model_name(model)
-        if fmt == "safetensors":
-            from inhouse.models import build_model
+        """Store ``artifact`` (a module's bytes in ``fmt``) as a new immutable version.
 
-            build_model(spec).load_state_dict(module.state_dict())  # weights must fit the spec
+        Returns it with its number (1, 2, ...). :func:`inhouse.kinds.register_module` makes the
+        bytes of a module and checks them against the spec.
+        """
+        validate_model_name(model)
+        check_format(fmt)
+        plain, digest = artifact, hashlib.sha256(artifact).hexdigest()
         for _attempt in range(5):
             version = self._next_version(model)
-            plain, digest = serialize(module, fmt=fmt)
             relative = f"{model}/v{version}"
             target = self.root / relative
             if target.exists():
@@ -273,13 +272,12 @@ class Registry:
             keyring=self.keyring,
         )
 
-    def load_module(self, info: ModelVersion) -> nn.Module:
-        """The ready-to-run module of a version (decrypted in memory), in eval mode."""
+    def read_artifact(self, info: ModelVersion) -> bytes:
+        """The plaintext artifact bytes of a version (decrypted in memory), verified."""
         filename = FILENAMES[info.format] + (ENCRYPTED_SUFFIX if info.encrypted else "")
         return decode(
             info.path / filename,
             fmt=info.format,
-            spec=info.spec,
             model=info.model,
             version=info.version,
             sha256=info.sha256,

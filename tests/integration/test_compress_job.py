@@ -10,6 +10,7 @@ import torch
 from inhouse import services
 from inhouse.config import CompressionSettings, GateSettings, Settings, load_settings
 from inhouse.data import read_rows, seed
+from inhouse.kinds import load_module, register_module
 from jobs import compress
 from tests.digits_parent import train_parent
 
@@ -25,7 +26,8 @@ def _register_parent(settings: Settings) -> int:
     parent = train_parent(engine)
     assert parent.test_accuracy >= 0.95
     registry = services.registry(settings)
-    version = registry.register(
+    version = register_module(
+        registry,
         MODEL,
         module=parent.module,
         spec=parent.spec,
@@ -69,7 +71,7 @@ def test_the_job_compresses_the_champion_on_the_cluster(
     assert champion.encrypted == settings.security.encrypt_at_rest
     assert champion.lineage["parent"] == {"model": MODEL, "version": parent_version}
     assert champion.metrics["size_ratio"] == pytest.approx(summary["size_ratio"])
-    loaded = registry.load_module(champion)  # what serving loads by default now
+    loaded = load_module(registry, champion)  # what serving loads by default now
     test = read_rows(services.engine(settings), "digits", split="test")
     with torch.inference_mode():
         accuracy = float((loaded(test.x).argmax(dim=1) == test.y).float().mean())

@@ -32,7 +32,8 @@ def _nccl_worker(rank: int, world: int, port: int, out: str) -> None:
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
     from inhouse.crypto import KeyRing
-    from inhouse.models import MLPSpec, build_model
+    from inhouse.kinds import build_model
+    from inhouse.models import MLPSpec
     from inhouse.training import evaluate, load_checkpoint, save_checkpoint, train_one_epoch
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

@@ -10,7 +10,8 @@ import torch
 
 from inhouse import services
 from inhouse.config import ServeArgs, Settings
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, register_module
+from inhouse.models import MLPSpec
 from serve.app import build_app
 from tests.polling import wait_for
 
@@ -25,8 +26,8 @@ def test_a_token_over_its_rate_gets_429(
     spec = MLPSpec(input_dim=4, hidden=[8], num_classes=2).model_dump()
     registry = services.registry(ray_cluster)
     torch.manual_seed(0)
-    info = registry.register(
-        "rl_model", module=build_model(spec), spec=spec, metrics={}, lineage={}
+    info = register_module(
+        registry, "rl_model", module=build_model(spec), spec=spec, metrics={}, lineage={}
     )
     registry.set_alias("rl_model", "champion", info.version)
     access = services.access(ray_cluster)

@@ -27,8 +27,9 @@ from inhouse.coordinator.control import start
 from inhouse.coordinator.service import Coordinator
 from inhouse.data import read_rows, seed
 from inhouse.errors import NotFoundError
+from inhouse.kinds import build_model, load_module, register_module
 from inhouse.kinds.updating import Measured, RetrainJob
-from inhouse.models import MLPSpec, build_model
+from inhouse.models import MLPSpec
 from inhouse.schema import get_engine
 from inhouse.training import evaluate, train_one_epoch
 from serve.app import build_app
@@ -53,7 +54,8 @@ def registered(ray_cluster: Settings) -> tuple[Settings, torch.Tensor, torch.Ten
         train_one_epoch(model, DataLoader(TensorDataset(train.x, train.y), 32, True), optimizer)
     accuracy = evaluate(model, test.x, test.y).accuracy
     registry = services.registry(ray_cluster)
-    info = registry.register(
+    info = register_module(
+        registry,
         MODEL,
         module=model,
         spec=spec,
@@ -292,9 +294,10 @@ def test_replicas_follow_promotion_and_rollback_without_a_failed_request(
     settings, x, _ = registered
     registry = services.registry(settings)
     old = registry.get(MODEL)
-    new = registry.register(
+    new = register_module(
+        registry,
         MODEL,
-        module=registry.load_module(old),
+        module=load_module(registry, old),
         spec=old.spec,
         metrics=old.metrics,
         lineage={"dataset": "digits", "parent": {"version": old.version}},
@@ -324,16 +327,22 @@ def test_a_canary_gets_its_share_then_is_promoted_or_rolled_back_without_failed_
     settings, x, _ = registered
     registry, engine = services.registry(settings), services.engine(settings)
     champion = registry.get(MODEL)
-    healthy = registry.register(
+    healthy = register_module(
+        registry,
         MODEL,
-        module=registry.load_module(champion),
+        module=load_module(registry, champion),
         spec=champion.spec,
         metrics=champion.metrics,
         lineage={"dataset": "digits", "parent": {"version": champion.version}},
     )
     spec32 = MLPSpec(input_dim=32, num_classes=10).model_dump()  # another schema
-    broken = registry.register(
-        MODEL, module=build_model(spec32), spec=spec32, metrics={}, lineage={"dataset": "digits"}
+    broken = register_module(
+        registry,
+        MODEL,
+        module=build_model(spec32),
+        spec=spec32,
+        metrics={},
+        lineage={"dataset": "digits"},
     )
     cs = CoordinatorSettings(  # the healthy canary is the champion's module: its latency
         model=MODEL,  # differs only by 2-core noise, so the latency limit is loose here

@@ -19,7 +19,8 @@ import torch
 
 from inhouse import services
 from inhouse.config import ServeArgs, Settings, load_settings
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, register_module
+from inhouse.models import MLPSpec
 from serve.app import build_app, replica_scaling
 from tests.polling import wait_for
 
@@ -67,7 +68,9 @@ def _register(settings: Settings) -> None:
     model = build_model(spec)
     model[0].fit(torch.rand(32, 64) * 16)  # type: ignore[operator]
     registry = services.registry(settings)
-    info = registry.register(MODEL, module=model, spec=spec, metrics={}, lineage={"test": True})
+    info = register_module(
+        registry, MODEL, module=model, spec=spec, metrics={}, lineage={"test": True}
+    )
     registry.set_alias(MODEL, "champion", info.version)
 
 

@@ -15,10 +15,11 @@ from inhouse import services
 from inhouse.compress import compress
 from inhouse.config import CompressionSettings, ServeArgs, Settings, TextTrainOptions
 from inhouse.data.text_import import TextRows
+from inhouse.kinds import build_model, register_module
 from inhouse.kinds.text.epochs import evaluate_texts, train_epoch
-from inhouse.models import MLPSpec, build_model
-from inhouse.models.hf import import_model_dir
-from inhouse.models.lora import load_text, lora_config, prepare_incremental, register_adapter
+from inhouse.kinds.text.versions import import_model_dir, load_text, register_adapter
+from inhouse.models import MLPSpec
+from inhouse.models.lora import lora_config, prepare_incremental
 from inhouse.models.text import classifier_from
 from serve.app import build_app
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
@@ -60,9 +61,10 @@ def registered(ray_cluster: Settings, tmp_path_factory: pytest.TempPathFactory) 
         dataset="x", model=MODEL, base="b", epochs=5, lr=2e-3, batch_size=8, max_length=16
     )
     assert _fit(model, tokenizer, options) >= 0.9
-    fp32 = registry.register(MODEL, module=model, spec=spec, metrics={}, lineage={})
+    fp32 = register_module(registry, MODEL, module=model, spec=spec, metrics={}, lineage={})
     int8 = compress(model, CompressionSettings(prune_amount=0.0, quantize_embeddings=True))
-    small = registry.register(
+    small = register_module(
+        registry,
         MODEL,
         module=int8,
         spec=spec,
@@ -92,8 +94,8 @@ def registered(ray_cluster: Settings, tmp_path_factory: pytest.TempPathFactory) 
     registry.set_alias(TENANT, "champion", adapter.version)
     # A tabular model (untrained: only its answering matters) served by the same app.
     mlp_spec = MLPSpec(input_dim=4, num_classes=3).model_dump()
-    mlp = registry.register(
-        TABULAR, module=build_model(mlp_spec), spec=mlp_spec, metrics={}, lineage={}
+    mlp = register_module(
+        registry, TABULAR, module=build_model(mlp_spec), spec=mlp_spec, metrics={}, lineage={}
     )
     registry.set_alias(TABULAR, "champion", mlp.version)
     return ray_cluster

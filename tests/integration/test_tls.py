@@ -11,7 +11,8 @@ import torch
 
 from inhouse import services
 from inhouse.config import ServeArgs, Settings
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, register_module
+from inhouse.models import MLPSpec
 from inhouse.tls import init_certificates
 from serve.app import build_app
 
@@ -30,8 +31,8 @@ def test_https_with_tokens_for_predict_and_explain(
     spec = MLPSpec(input_dim=4, hidden=[8], num_classes=2).model_dump()
     registry = services.registry(ray_cluster)
     torch.manual_seed(0)
-    info = registry.register(
-        "tls_model", module=build_model(spec), spec=spec, metrics={}, lineage={}
+    info = register_module(
+        registry, "tls_model", module=build_model(spec), spec=spec, metrics={}, lineage={}
     )
     registry.set_alias("tls_model", "champion", info.version)
     access = services.access(ray_cluster)

@@ -12,7 +12,7 @@ import pytest
 from inhouse import services
 from inhouse.config import ServeArgs, Settings
 from inhouse.errors import InvalidInputError
-from inhouse.kinds import ModelKind, kind_for_spec, register
+from inhouse.kinds import ModelKind, kind_for_spec, register, register_module
 from serve.app import build_app
 from tests.toy_kind.model import SPEC, build
 
@@ -25,7 +25,7 @@ def toy(ray_cluster: Settings) -> Settings:
     """The toy kind registered, and a version of it the champion of ``MODEL``."""
     register(ModelKind("toy", ("toy_arch",), "tests.toy_kind"))
     registry = services.registry(ray_cluster)
-    info = registry.register(MODEL, module=build(SPEC), spec=SPEC, metrics={}, lineage={})
+    info = register_module(registry, MODEL, module=build(SPEC), spec=SPEC, metrics={}, lineage={})
     registry.set_alias(MODEL, "champion", info.version)
     return ray_cluster
 
@@ -81,7 +81,9 @@ def test_the_toy_kind_is_served_through_the_common_routes(client: httpx.Client) 
 def test_a_version_its_kind_cannot_serve_is_refused_before_deploying(toy: Settings) -> None:
     registry = services.registry(toy)
     spec = {**SPEC, "threshold": 0}
-    info = registry.register("toy-broken", module=build(spec), spec=spec, metrics={}, lineage={})
+    info = register_module(
+        registry, "toy-broken", module=build(spec), spec=spec, metrics={}, lineage={}
+    )
     registry.set_alias("toy-broken", "champion", info.version)
     with pytest.raises(InvalidInputError, match="toy-broken .champion. is a toy without"):
         build_app(ServeArgs(models=["toy-broken"], home=str(toy.home)))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, register_module
+from inhouse.models import MLPSpec
 from inhouse.registry import Registry
 
 SPEC = MLPSpec(input_dim=64, hidden=[32], num_classes=10).model_dump()
@@ -26,7 +27,13 @@ def register(
         from inhouse.config import CompressionSettings
 
         module = compress(module, CompressionSettings())
-    info = registry.register(
-        model, module=module, spec=SPEC, metrics={}, lineage={"dataset": "digits"}, fmt=fmt
+    info = register_module(
+        registry,
+        model,
+        module=module,
+        spec=SPEC,
+        metrics={},
+        lineage={"dataset": "digits"},
+        fmt=fmt,
     )
     return info.version

@@ -25,6 +25,7 @@ from inhouse.access.records import TokenRecord
 from inhouse.config import Settings
 from inhouse.data import read_rows, seed
 from inhouse.errors import NotFoundError
+from inhouse.kinds import register_module
 from tests.digits_parent import train_parent
 
 MODEL = "digits_rel"
@@ -121,8 +122,13 @@ def _champion(settings: Settings) -> tuple[list[list[float]], list[int]]:
     registry = services.registry(settings)
     if not registry.versions(MODEL):
         parent = train_parent(engine)
-        info = registry.register(
-            MODEL, module=parent.module, spec=parent.spec, metrics={}, lineage=parent.lineage
+        info = register_module(
+            registry,
+            MODEL,
+            module=parent.module,
+            spec=parent.spec,
+            metrics={},
+            lineage=parent.lineage,
         )
         registry.set_alias(MODEL, "champion", info.version)
     test = read_rows(engine, "digits", split="test")

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inhouse.crypto import KeyRing, read_header
 from inhouse.errors import CryptoError, IntegrityError, StorageError
+from inhouse.kinds import load_module
 from inhouse.registry import ModelVersion, Registry
 from inhouse.schema import get_engine
 from inhouse.training import load_checkpoint, save_checkpoint
@@ -49,18 +50,18 @@ def test_every_flipped_or_truncated_byte_is_refused(registry: Registry, fmt: str
         tampered = bytearray(original)
         tampered[position] ^= 0x01
         path.write_bytes(bytes(tampered))
-        error = _refused(lambda: registry.load_module(info))
+        error = _refused(lambda: load_module(registry, info))
         if position >= header:  # past the key id: only the AEAD tags can notice
             assert isinstance(error, IntegrityError), (position, error)
         tried += 1
     for length in [0, 1, 8, header - 1, header, header + 1, len(original) // 2, len(original) - 1]:
         path.write_bytes(original[:length])
-        _refused(lambda: registry.load_module(info))
+        _refused(lambda: load_module(registry, info))
         tried += 1
     path.write_bytes(original + b"\x00")
-    assert isinstance(_refused(lambda: registry.load_module(info)), IntegrityError)
+    assert isinstance(_refused(lambda: load_module(registry, info)), IntegrityError)
     path.write_bytes(original)
-    registry.load_module(info)  # the untouched file still loads
+    load_module(registry, info)  # the untouched file still loads
     assert tried > 100
 
 
@@ -72,15 +73,15 @@ def test_files_swapped_between_versions_and_models_are_refused(registry: Registr
     a, b, c = _weights(v1), _weights(v2), _weights(foreign)
     data_a, data_b, data_c = a.read_bytes(), b.read_bytes(), c.read_bytes()
     a.write_bytes(data_b)  # v2's weights under v1: bound to the version number
-    assert isinstance(_refused(lambda: registry.load_module(v1)), IntegrityError)
+    assert isinstance(_refused(lambda: load_module(registry, v1)), IntegrityError)
     a.write_bytes(data_c)  # another model's v1: bound to the model name
-    assert isinstance(_refused(lambda: registry.load_module(v1)), IntegrityError)
+    assert isinstance(_refused(lambda: load_module(registry, v1)), IntegrityError)
     a.write_bytes(data_a)
     b.write_bytes(data_a)
-    assert isinstance(_refused(lambda: registry.load_module(v2)), IntegrityError)
+    assert isinstance(_refused(lambda: load_module(registry, v2)), IntegrityError)
     b.write_bytes(data_b)
     for info in (v1, v2, foreign):
-        registry.load_module(info)
+        load_module(registry, info)
 
 
 def test_artifacts_of_another_key_ring_or_in_the_clear_are_refused(
@@ -93,19 +94,19 @@ def test_artifacts_of_another_key_ring_or_in_the_clear_are_refused(
     elsewhere = Registry(engine=registry.engine, root=tmp_path / "elsewhere", keyring=stranger)
     sealed_elsewhere = _weights(elsewhere.get("digits", str(register(elsewhere, seed=3))))
     path.write_bytes(sealed_elsewhere.read_bytes())  # same model and version, foreign key
-    _refused(lambda: registry.load_module(info))
+    _refused(lambda: load_module(registry, info))
     plain = Registry(engine=get_engine(f"sqlite:///{tmp_path / 'plain.db'}"), root=tmp_path / "p")
     path.write_bytes(_weights(plain.get("digits", str(register(plain)))).read_bytes())
-    _refused(lambda: registry.load_module(info))  # a plaintext file where a sealed one belongs
+    _refused(lambda: load_module(registry, info))  # a plaintext file where a sealed one belongs
     path.write_bytes(b"\x00" * 4096)
-    _refused(lambda: registry.load_module(info))
+    _refused(lambda: load_module(registry, info))
 
 
 def test_a_missing_artifact_is_a_clear_storage_error(registry: Registry) -> None:
     info = registry.get("digits", str(register(registry)))
     _weights(info).unlink()
     with pytest.raises(StorageError, match="missing"):
-        registry.load_module(info)
+        load_module(registry, info)
 
 
 def test_unencrypted_tampered_weights_are_an_integrity_error(tmp_path: Path) -> None:
@@ -116,7 +117,7 @@ def test_unencrypted_tampered_weights_are_an_integrity_error(tmp_path: Path) -> 
     data[-1] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError):
-        plain.load_module(info)
+        load_module(plain, info)
 
 
 def _checkpoint(directory: Path, *, keyring: KeyRing, epoch: int, run: str, seed: int) -> None:

@@ -33,6 +33,7 @@ from inhouse import services
 from inhouse.config import CoordinatorSettings, Settings, load_settings
 from inhouse.coordinator import CoordinatorStore
 from inhouse.coordinator.control import start
+from inhouse.kinds import load_module
 from inhouse.schema import get_engine
 from tests.coordinator_setup import append_stream, kill_coordinator, make_champion
 from tests.digits_parent import Parent, train_parent
@@ -154,7 +155,7 @@ def _assert_no_partial_version(home: Home) -> None:
     registry = services.registry(home.settings)
     versions = registry.versions(MODEL)
     for info in versions:
-        registry.load_module(info)
+        load_module(registry, info)
     root = home.settings.home / "registry" / MODEL
     top = max(v.version for v in versions)
     registered = {f"v{v.version}" for v in versions}

@@ -21,7 +21,8 @@ import torch
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inhouse.crypto import KeyRing
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, load_module, register_module
+from inhouse.models import MLPSpec
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 
@@ -34,7 +35,7 @@ from pathlib import Path
 from inhouse.crypto import KeyRing
 from inhouse.schema import get_engine
 from inhouse.errors import InhouseError
-from inhouse.models import build_model
+from inhouse.kinds import build_model
 from inhouse.registry import Registry
 from inhouse.training import save_checkpoint
 
@@ -54,7 +55,7 @@ def attempt(what, call):
     except Exception as exc:
         report[what] = {"error": type(exc).__name__, "status": None, "message": str(exc)}
 attempt("register",
-        lambda: registry.register("big", module=model, spec=spec, metrics={}, lineage={}))
+        lambda: register_module(registry, "big", module=model, spec=spec, metrics={}, lineage={}))
 optimizer = torch.optim.Adam(model.parameters())
 attempt("checkpoint", lambda: save_checkpoint(Path(checkpoint), model=model, optimizer=optimizer,
                                               state={"epoch": 1}, keyring=registry.keyring))
@@ -78,7 +79,9 @@ def full_disk_write(
     db = f"sqlite:///{tmp_path / 'disk.db'}"
     registry = Registry(engine=get_engine(db), root=tmp_path / "registry", keyring=keyring)
     torch.manual_seed(0)
-    info = registry.register("big", module=build_model(BIG), spec=BIG, metrics={}, lineage={})
+    info = register_module(
+        registry, "big", module=build_model(BIG), spec=BIG, metrics={}, lineage={}
+    )
     registry.set_alias("big", "champion", info.version)
     assert info.size_bytes > LIMIT_BYTES
     argv = [db, str(registry.root), str(keyring.path), json.dumps(BIG), str(tmp_path / "ckpt")]
@@ -108,12 +111,12 @@ def test_a_full_disk_fails_the_version_cleanly_and_the_champion_keeps_serving(
     assert sorted(p.name for p in (registry.root / "big").iterdir()) == ["v1"]  # no debris
     champion = registry.get("big")
     assert champion.version == 1
-    module = registry.load_module(champion)  # still decrypts, verifies and runs
+    module = load_module(registry, champion)  # still decrypts, verifies and runs
     torch.manual_seed(0)
     original = build_model(BIG).eval()
     x = torch.randn(3, 64)
     assert torch.equal(module(x), original(x))
-    again = registry.register("big", module=module, spec=BIG, metrics={}, lineage={})
+    again = register_module(registry, "big", module=module, spec=BIG, metrics={}, lineage={})
     assert again.version == 2  # the number was not burnt; the disk has room again
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from inhouse.data import get_dataset, list_datasets
 from inhouse.errors import InhouseError, InvalidInputError, ModelNotFoundError
+from inhouse.kinds import register_module
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 from tests.reliability.helpers import SPEC, register, tiny_model
@@ -43,7 +44,7 @@ def test_model_names_never_write_outside_the_registry(registry: Registry, name: 
     root = registry.root.parent
     before = _tree(root)
     try:
-        registry.register(name, module=tiny_model(), spec=SPEC, metrics={}, lineage={})
+        register_module(registry, name, module=tiny_model(), spec=SPEC, metrics={}, lineage={})
     except InvalidInputError:
         assert _tree(root) == before  # refused before anything was written
     else:

@@ -30,6 +30,7 @@ from benchmarks.bench_load import (
     wait_replicas,
 )
 from inhouse.config import Settings
+from inhouse.kinds import load_module, register_module
 from tests.polling import wait_for
 from tests.reliability import fuzzing
 from tests.reliability.serving import DEPLOYMENT, MODEL, Served, serve_digits
@@ -194,8 +195,9 @@ def test_rollback_under_load_serves_the_previous_champion_without_errors(
 
     registry = services.registry(served.settings)
     old = registry.get(MODEL, "champion")
-    module = registry.load_module(old)
-    new = registry.register(
+    module = load_module(registry, old)
+    new = register_module(
+        registry,
         MODEL,
         module=module,
         spec=old.spec,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from inhouse.errors import InvalidInputError, PayloadTooLargeError
+from inhouse.kinds import load_module
 from inhouse.kinds.serving import ServingKind
 from inhouse.protocol import (
     InferenceRequest,
@@ -52,7 +53,7 @@ class ToyServing:
         return "a toy without a threshold" if int(spec["threshold"]) <= 0 else None
 
     def load(self, registry: Registry, info: ModelVersion) -> Toy:
-        return Toy(info, registry.load_module(info))
+        return Toy(info, load_module(registry, info))
 
     def load_variant(self, registry: Registry, served: ModelVersion, variant: str) -> Toy:
         raise InvalidInputError("toys have no variants")

@@ -20,7 +20,8 @@ from inhouse.coordinator import CoordinatorState, CoordinatorStore, Observation,
 from inhouse.coordinator.canary import CanaryJudgement, Feedback, judge_canary
 from inhouse.coordinator.control import abort_canary, status
 from inhouse.coordinator.gate import GateResult
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, register_module
+from inhouse.models import MLPSpec
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 
@@ -124,7 +125,9 @@ def test_the_canary_row_and_alias_commit_with_the_decision(db_url: str, tmp_path
     registry = Registry(engine=engine, root=tmp_path / "registry")
     torch.manual_seed(0)
     for _ in range(4):
-        registry.register("digits", module=build_model(SPEC), spec=SPEC, metrics={}, lineage={})
+        register_module(
+            registry, "digits", module=build_model(SPEC), spec=SPEC, metrics={}, lineage={}
+        )
     registry.set_alias("digits", "champion", 2)
     store = CoordinatorStore(engine)
     state = store.create(_state(job=None))

@@ -11,7 +11,8 @@ import torch
 from inhouse.coordinator import CoordinatorState, CoordinatorStore, Event
 from inhouse.coordinator.control import rollback
 from inhouse.errors import ConflictError, NotFoundError
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, register_module
+from inhouse.models import MLPSpec
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 
@@ -22,7 +23,9 @@ def _registry(db_url: str, tmp_path: Path, versions: int) -> Registry:
     registry = Registry(engine=get_engine(db_url), root=tmp_path / "registry")
     torch.manual_seed(0)
     for _ in range(versions):
-        registry.register("digits", module=build_model(SPEC), spec=SPEC, metrics={}, lineage={})
+        register_module(
+            registry, "digits", module=build_model(SPEC), spec=SPEC, metrics={}, lineage={}
+        )
     return registry
 
 

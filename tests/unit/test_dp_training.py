@@ -13,7 +13,8 @@ from torch.utils.data import TensorDataset
 
 from inhouse.data.bounds import public_bounds
 from inhouse.errors import InvalidInputError
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model
+from inhouse.models import MLPSpec
 from inhouse.training import train_one_epoch
 from inhouse.training.dp import make_private, plan_dp, validate_or_fix
 

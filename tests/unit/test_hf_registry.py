@@ -11,15 +11,9 @@ from inhouse.compress import compress
 from inhouse.config import CompressionSettings
 from inhouse.crypto import KeyRing
 from inhouse.errors import InvalidInputError
-from inhouse.models.hf import import_model_dir
-from inhouse.models.lora import (
-    adapter_state,
-    load_text,
-    lora_config,
-    prepare_incremental,
-    register_adapter,
-    trainable_fraction,
-)
+from inhouse.kinds import register_module
+from inhouse.kinds.text.versions import import_model_dir, load_text, register_adapter
+from inhouse.models.lora import adapter_state, lora_config, prepare_incremental, trainable_fraction
 from inhouse.models.text import classifier_from, encode_texts, predict_proba
 from inhouse.registry import Registry, float_version
 from inhouse.schema import get_engine
@@ -82,9 +76,10 @@ def test_classifier_and_its_int8_version_round_trip(registry: Registry, tiny: Pa
     encoder, tokenizer, base_spec = load_text(registry, base)
     model, spec = classifier_from(encoder, base_spec, class_names=CLASSES, max_length=32)
     _nudge(model, 0)
-    fp32 = registry.register("intents", module=model, spec=spec, metrics={}, lineage={})
+    fp32 = register_module(registry, "intents", module=model, spec=spec, metrics={}, lineage={})
     int8 = compress(model, CompressionSettings(prune_amount=0.0, quantize_embeddings=True))
-    small = registry.register(
+    small = register_module(
+        registry,
         "intents",
         module=int8,
         spec=spec,
@@ -112,7 +107,9 @@ def test_adapter_is_small_versioned_against_its_base_and_reloads(
     encoder, tokenizer, base_spec = load_text(registry, base_info)
     parent, spec = classifier_from(encoder, base_spec, class_names=CLASSES, max_length=32)
     _nudge(parent, 1)
-    parent_info = registry.register("intents", module=parent, spec=spec, metrics={}, lineage={})
+    parent_info = register_module(
+        registry, "intents", module=parent, spec=spec, metrics={}, lineage={}
+    )
     model, _, _ = load_text(registry, parent_info)
     lora = lora_config(r=4) if method == "lora" else None
     prepare_incremental(model, method, lora=lora)

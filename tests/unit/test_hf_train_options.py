@@ -63,7 +63,7 @@ def test_mixed_precision_only_on_cuda() -> None:
 
 
 def test_head_warm_up_trains_only_the_classifier_on_cached_features(tmp_path: Path) -> None:
-    from inhouse.models.text import classifier_from_dir
+    from inhouse.models.hf import classifier_from_dir
 
     torch.manual_seed(0)
     model, tokenizer, _ = classifier_from_dir(

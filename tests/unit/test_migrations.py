@@ -22,8 +22,9 @@ from inhouse import schema
 from inhouse.data.table import rows_table
 from inhouse.db import connect
 from inhouse.errors import InhouseError
+from inhouse.migrations.metadata import model_metadata
 from inhouse.registry import Registry
-from inhouse.schema import HEAD, alembic_config, current_revision, get_engine, model_metadata
+from inhouse.schema import HEAD, alembic_config, current_revision, get_engine
 from tests.polling import wait_for
 
 BASELINE = Path(__file__).parent / "schema_7a7d38b"

@@ -19,9 +19,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from inhouse.data import create_dataset, read_rows
 from inhouse.data.store import validate_rows
 from inhouse.errors import InvalidInputError
+from inhouse.kinds import register_module
+from inhouse.membership.attack import dp_bounds, membership_inference
+from inhouse.membership.audit import audit_version
 from inhouse.models import MLPSpec, build_mlp
 from inhouse.privacy import Mechanism, PrivacyLedger
-from inhouse.privacy.audit import audit_version, dp_bounds, membership_inference
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 from inhouse.training import train_one_epoch
@@ -166,7 +168,8 @@ def test_audit_version_sets_a_dp_model_beside_its_epsilon_and_a_non_dp_model(
         run="dp-run",
     )
     dp_model = _train(train.x, train.y, noise=noise)
-    dp = registry.register(
+    dp = register_module(
+        registry,
         "digits_small",
         module=dp_model,
         spec=SPEC,
@@ -193,7 +196,8 @@ def test_audit_version_sets_a_dp_model_beside_its_epsilon_and_a_non_dp_model(
     assert report.bound_auc is not None and report.attack.auc <= report.bound_auc <= 1.0
 
     # With a non-DP version of the model in the registry, that one is the reference.
-    plain = registry.register(
+    plain = register_module(
+        registry,
         "digits_small",
         module=_train(train.x, train.y),
         spec=SPEC,

@@ -21,6 +21,7 @@ from inhouse.cli.privacy_cmd import add_parser as add_privacy_commands
 from inhouse.config import Settings, load_settings
 from inhouse.data import read_rows, seed
 from inhouse.errors import InvalidInputError, PermissionDeniedError
+from inhouse.kinds import register_module
 from inhouse.models import MLPSpec, build_mlp
 from inhouse.privacy import Mechanism, PrivacyLedger
 from inhouse.training import train_one_epoch
@@ -179,7 +180,9 @@ def test_audit_prints_the_attack_beside_epsilon_and_a_trained_reference(
         "privacy": charge.lineage(),
     }
     registry = services.registry(settings)
-    version = registry.register("cancer", module=model, spec=spec, metrics={}, lineage=lineage)
+    version = register_module(
+        registry, "cancer", module=model, spec=spec, metrics={}, lineage=lineage
+    )
     ledger.settle(charge.id, steps=steps, version=version.version)
 
     capsys.readouterr()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from opacus.accountants import PRVAccountant, RDPAccountant
 
-import inhouse.privacy.ledger as ledger_module
+import inhouse.privacy.charges as charges_module
 from inhouse.data import create_dataset
 from inhouse.errors import (
     BudgetExceededError,
@@ -191,7 +191,7 @@ def test_two_concurrent_reservations_cannot_both_spend_the_last_of_a_budget(
     # Both threads meet inside the check (if the lock let them in together), then compute:
     # without the lock both would see no spend and both would be charged.
     barrier = threading.Barrier(2)
-    real = ledger_module.dataset_epsilon
+    real = charges_module.dataset_epsilon
 
     def rendezvous(*args: Any, **kwargs: Any) -> float:
         try:
@@ -200,7 +200,7 @@ def test_two_concurrent_reservations_cannot_both_spend_the_last_of_a_budget(
             pass
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ledger_module, "dataset_epsilon", rendezvous)
+    monkeypatch.setattr(charges_module, "dataset_epsilon", rendezvous)
     outcomes: list[str] = []
 
     def attempt(run: str) -> None:

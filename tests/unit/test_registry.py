@@ -15,7 +15,8 @@ from inhouse.errors import (
     ModelNotFoundError,
     StorageError,
 )
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, load_module, register_module
+from inhouse.models import MLPSpec
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 
@@ -25,7 +26,8 @@ SPEC = MLPSpec(input_dim=4, hidden=[8], num_classes=3).model_dump()
 def _register(registry: Registry, seed: int = 0) -> int:
     torch.manual_seed(seed)
     model = build_model(SPEC)
-    info = registry.register(
+    info = register_module(
+        registry,
         "iris",
         module=model,
         spec=SPEC,
@@ -40,7 +42,7 @@ def test_versions_count_up_and_load_the_same_function(db_url: str, tmp_path: Pat
     assert [_register(registry, s) for s in range(3)] == [1, 2, 3]
     torch.manual_seed(1)
     expected = build_model(SPEC).eval()
-    loaded = registry.load_module(registry.get("iris", "2"))
+    loaded = load_module(registry, registry.get("iris", "2"))
     x = torch.randn(5, 4)
     assert torch.equal(loaded(x), expected(x))
     assert registry.resolve("iris", "latest") == 3
@@ -67,7 +69,7 @@ def test_weights_that_do_not_fit_the_spec_are_refused(sqlite_url: str, tmp_path:
     registry = Registry(engine=get_engine(sqlite_url), root=tmp_path)
     wrong = build_model(MLPSpec(input_dim=5, hidden=[8], num_classes=3).model_dump())
     with pytest.raises(RuntimeError):
-        registry.register("iris", module=wrong, spec=SPEC, metrics={}, lineage={})
+        register_module(registry, "iris", module=wrong, spec=SPEC, metrics={}, lineage={})
     assert registry.versions("iris") == []
 
 
@@ -80,7 +82,7 @@ def test_tampered_weights_are_not_loaded(sqlite_url: str, tmp_path: Path) -> Non
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="do not match"):
-        registry.load_module(info)
+        load_module(registry, info)
 
 
 @pytest.mark.parametrize("name", ["../x", "Iris", "a/b", "", "x" * 65])
@@ -122,7 +124,7 @@ def test_encrypted_versions_never_store_plaintext(
     x = torch.randn(3, 4)
     torch.manual_seed(0)
     expected = build_model(SPEC).eval()
-    assert torch.equal(registry.load_module(info)(x), expected(x))
+    assert torch.equal(load_module(registry, info)(x), expected(x))
 
 
 def test_encrypted_version_without_the_right_key_is_not_loaded(
@@ -132,17 +134,17 @@ def test_encrypted_version_without_the_right_key_is_not_loaded(
     _register(registry)
     info = registry.get("iris", "1")
     with pytest.raises(StorageError, match="encrypted"):
-        Registry(engine=get_engine(sqlite_url), root=tmp_path / "r").load_module(info)
+        load_module(Registry(engine=get_engine(sqlite_url), root=tmp_path / "r"), info)
     other = KeyRing(tmp_path / "other-keys")
     other.init()
     with pytest.raises(CryptoError):
-        Registry(engine=registry.engine, root=tmp_path / "r", keyring=other).load_module(info)
+        load_module(Registry(engine=registry.engine, root=tmp_path / "r", keyring=other), info)
     path = info.path / "weights.safetensors.enc"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 1
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError):
-        registry.load_module(info)
+        load_module(registry, info)
 
 
 def test_compressed_format_round_trips(sqlite_url: str, tmp_path: Path, keyring: KeyRing) -> None:
@@ -154,12 +156,12 @@ def test_compressed_format_round_trips(sqlite_url: str, tmp_path: Path, keyring:
     parent = build_model(spec).eval()
     small = compress(parent, CompressionSettings(prune_amount=0.5, finetune_epochs=0))
     registry = Registry(engine=get_engine(sqlite_url), root=tmp_path, keyring=keyring)
-    info = registry.register(
-        "tiny", module=small, spec=spec, metrics={}, lineage={}, fmt="compressed"
+    info = register_module(
+        registry, "tiny", module=small, spec=spec, metrics={}, lineage={}, fmt="compressed"
     )
     assert info.format == "compressed"
     x = torch.randn(4, 8)
-    assert torch.allclose(registry.load_module(info)(x), small(x), atol=1e-6)
+    assert torch.allclose(load_module(registry, info)(x), small(x), atol=1e-6)
 
 
 def test_encrypted_weights_are_sealed_and_read_chunk_by_chunk(
@@ -173,7 +175,7 @@ def test_encrypted_weights_are_sealed_and_read_chunk_by_chunk(
     torch.manual_seed(0)
     model = build_model(spec).eval()
     registry = Registry(engine=get_engine(sqlite_url), root=tmp_path, keyring=keyring)
-    info = registry.register("big", module=model, spec=spec, metrics={}, lineage={})
+    info = register_module(registry, "big", module=model, spec=spec, metrics={}, lineage={})
     path = info.path / "weights.safetensors.enc"
     assert info.size_bytes == path.stat().st_size
     header = read_header(path)
@@ -182,7 +184,7 @@ def test_encrypted_weights_are_sealed_and_read_chunk_by_chunk(
     assert len(plain) > 1 << 20  # more than one chunk
     assert hashlib.sha256(plain).hexdigest() == info.sha256
     x = torch.randn(3, 64)
-    assert torch.equal(registry.load_module(info)(x), model(x))
+    assert torch.equal(load_module(registry, info)(x), model(x))
     path.unlink()
     with pytest.raises(StorageError, match="missing"):
-        registry.load_module(info)
+        load_module(registry, info)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from inhouse.errors import InvalidInputError
-from inhouse.kinds import kind_for_spec, kind_named
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, kind_for_spec, kind_named, register_module
+from inhouse.models import MLPSpec
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 
@@ -24,7 +24,7 @@ SPEC = {
 def registry(sqlite_url: str, tmp_path: Path) -> Registry:
     registry = Registry(engine=get_engine(sqlite_url), root=tmp_path / "reg")
     torch.manual_seed(0)
-    registry.register("rows", module=build_model(SPEC), spec=SPEC, metrics={}, lineage={})
+    register_module(registry, "rows", module=build_model(SPEC), spec=SPEC, metrics={}, lineage={})
     return registry
 
 

@@ -11,8 +11,7 @@ from inhouse.compress import Int8Linear, compress
 from inhouse.compress.layers import dynamic_kernel_available
 from inhouse.config import CompressionSettings
 from inhouse.kinds.text.register import calibration_batches
-from inhouse.models.hf import load_tokenizer
-from inhouse.models.text import classifier_from_dir
+from inhouse.models.hf import classifier_from_dir, load_tokenizer
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 

@@ -23,8 +23,8 @@ from inhouse.kinds.text.private import (
     row_dataset,
     train_epoch_private,
 )
+from inhouse.models.hf import classifier_from_dir
 from inhouse.models.lora import lora_config, prepare_incremental
-from inhouse.models.text import classifier_from_dir
 from inhouse.privacy import PrivacyLedger
 from inhouse.schema import get_engine
 from inhouse.training.dp import make_private, plan_dp

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model
+from inhouse.models import MLPSpec
 from inhouse.training import evaluate, load_checkpoint, save_checkpoint, train_one_epoch
 
 

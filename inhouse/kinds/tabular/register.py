@@ -19,7 +19,8 @@ from inhouse.config import Settings, TrainSettings
 from inhouse.data import DatasetInfo, read_rows
 from inhouse.errors import ModelNotFoundError
 from inhouse.explain.lineage import importance_lineage
-from inhouse.kinds.training import TrainingRun
+from inhouse.kinds.modules import register_module
+from inhouse.kinds.training import Trained, TrainingRun
 from inhouse.registry import Registry
 from inhouse.training import evaluate
 from inhouse.training.private_run import PrivateRun
@@ -67,8 +68,8 @@ def compress_new(
     A DP version is only quantized: pruning fine-tunes on the rows without noise, which
     would spend privacy the ledger never charged; int8 alone is post-processing.
     """
-    from inhouse.compress.versioning import compress_version
     from inhouse.config import CompressionSettings, GateSettings
+    from inhouse.kinds.tabular.compression import compress_version
 
     settings = CompressionSettings(prune_amount=0.0, finetune_epochs=0) if options.dp else None
     result = compress_version(
@@ -108,17 +109,15 @@ def register_run(
     settings: Settings,
     options: TrainSettings,
     run: TrainingRun,
-    *,
-    history: dict[str, Any],
-    reported: dict[str, Any],
-    seconds: float,
+    trained: Trained,
 ) -> dict[str, Any]:
     """Evaluate ``run.model`` (the final weights), register it, settle, promote, compress."""
     engine = services.engine(settings)
     info: DatasetInfo = run.state["info"]
     spec: dict[str, Any] = run.state["spec"]
     model, privacy = run.model, run.privacy
-    dp_steps = reported.get("dp_steps")  # reported through Ray, not a file
+    history, seconds = trained.history, trained.seconds
+    dp_steps = trained.reported.get("dp_steps")  # reported through Ray, not a file
     test = read_rows(engine, options.dataset, split="test", up_to_id=info.last_id)
     final = evaluate(model, test.x, test.y)
     registry = services.registry(settings)
@@ -138,8 +137,8 @@ def register_run(
     )
     lineage["privacy"] = privacy.lineage(reported_steps=dp_steps)
     lineage.update(global_explanation(registry, options, model, engine, info, spec, privacy))
-    version = registry.register(
-        options.model, module=model, spec=spec, metrics=metrics, lineage=lineage
+    version = register_module(
+        registry, options.model, module=model, spec=spec, metrics=metrics, lineage=lineage
     )
     privacy.settle(engine, reported_steps=dp_steps, version=version.version)
     if options.promote:

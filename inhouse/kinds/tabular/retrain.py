@@ -21,6 +21,7 @@ from inhouse.config import CoordinatorSettings, TrainSettings
 from inhouse.data import DatasetInfo, describe, read_rows
 from inhouse.data.store import Rows
 from inhouse.explain.lineage import importance_lineage
+from inhouse.kinds.modules import load_module, register_module
 from inhouse.kinds.updating import RetrainRun
 from inhouse.registry import ModelVersion, float_version
 from inhouse.training import evaluate, private_run, train_one_epoch
@@ -108,7 +109,7 @@ def train_candidate(run: RetrainRun) -> ModelVersion:
     registry, engine, cs, job = run.registry, run.engine, run.settings, run.job
     after_id, up_to_id = job.after_id, job.up_to_id
     parent = float_version(registry, registry.get(cs.model, "champion"))
-    module = registry.load_module(parent)
+    module = load_module(registry, parent)
     new = read_rows(engine, cs.dataset, split="train", after_id=after_id, up_to_id=up_to_id)
     old = read_rows(engine, cs.dataset, split="train", up_to_id=after_id)
     replay = replay_sample(old, math.ceil(len(new) * cs.replay_ratio), seed=cs.seed + up_to_id)
@@ -180,8 +181,8 @@ def train_candidate(run: RetrainRun) -> ModelVersion:
         "train_seconds": seconds,
         "epsilon": float(history.get("epsilon", 0.0)),
     }
-    version = registry.register(
-        cs.model, module=module, spec=parent.spec, metrics=metrics, lineage=lineage
+    version = register_module(
+        registry, cs.model, module=module, spec=parent.spec, metrics=metrics, lineage=lineage
     )
     privacy.settle(engine, reported_steps=history.get("dp_steps"), version=version.version)
     return version

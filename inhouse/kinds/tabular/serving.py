@@ -24,6 +24,7 @@ from inhouse.explain.request import (
     run_explanation,
     server_limits,
 )
+from inhouse.kinds.modules import load_module
 from inhouse.kinds.serving import ServingKind
 from inhouse.protocol import model_metadata, parse_v1, parse_v2, v1_response, v2_response
 from inhouse.registry import ModelVersion, Registry
@@ -72,7 +73,7 @@ class TabularServing:
         return None
 
     def load(self, registry: Registry, info: ModelVersion) -> TabularModel:
-        return TabularModel(info, registry.load_module(info))
+        return TabularModel(info, load_module(registry, info))
 
     def load_variant(self, registry: Registry, served: ModelVersion, variant: str) -> TabularModel:
         raise InvalidInputError(f"{served.model} is a tabular model: it has no variants")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.flags import section_overrides
-from inhouse.kinds.training import TrainingRun, WorkerPlace
+from inhouse.kinds.training import Trained, TrainingRun, WorkerPlace
 
 if TYPE_CHECKING:
     from inhouse.data import DatasetInfo
@@ -55,7 +55,7 @@ class TabularTraining:
         may read the data set)."""
         from inhouse import services
         from inhouse.data import describe
-        from inhouse.models import build_model
+        from inhouse.kinds.modules import build_model
         from inhouse.training import private_run
 
         engine = services.engine(settings)
@@ -87,24 +87,15 @@ class TabularTraining:
         return TabularWorker(config, place)
 
     def finish(
-        self,
-        settings: Settings,
-        options: TrainSettings,
-        run: TrainingRun,
-        *,
-        history: dict[str, Any],
-        reported: dict[str, Any],
-        seconds: float,
+        self, settings: Settings, options: TrainSettings, run: TrainingRun, trained: Trained
     ) -> dict[str, Any]:
         from inhouse.kinds.tabular.register import register_run
 
-        return register_run(
-            settings, options, run, history=history, reported=reported, seconds=seconds
-        )
+        return register_run(settings, options, run, trained)
 
     def summary_lines(self, summary: dict[str, Any]) -> list[str]:
         lines = [
-            f"registered {summary['model']} v{summary['version']}: test accuracy "
+            f"trained {summary['model']} v{summary['version']}: test accuracy "
             f"{summary['test_accuracy']:.4f} in {summary['train_seconds']} s"
         ]
         if summary["compressed"]:

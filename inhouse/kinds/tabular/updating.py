@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from sqlalchemy import Engine
 
 from inhouse.compress.report import accuracy, latency_ms
 from inhouse.data import read_rows
 from inhouse.explain.importance import GlobalImportance, compare_importance
+from inhouse.kinds.modules import load_module
 from inhouse.kinds.tabular.retrain import train_candidate
-from inhouse.kinds.updating import Measured, RetrainRun, UpdatingKind
+from inhouse.kinds.updating import Measured, RetrainRun, StreamWindow, UpdatingKind
 from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry, float_version
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ class TabularUpdating:
 
     def compress(self, run: RetrainRun, candidate: ModelVersion) -> ModelVersion | None:
         """Compress the candidate with the settings the champion was compressed with."""
-        from inhouse.compress.versioning import compress_version
         from inhouse.config import CompressionSettings, GateSettings
+        from inhouse.kinds.tabular.compression import compress_version
 
         registry, cs = run.registry, run.settings
         champion = registry.get(cs.model, "champion")
@@ -80,8 +80,8 @@ class TabularUpdating:
         served = compressed if compressed is not None and gated else candidate
         champion = registry.get(cs.model, "champion")
         test = read_rows(run.engine, cs.dataset, split="test", up_to_id=run.job.up_to_id)
-        served_module = registry.load_module(served)
-        champion_module = registry.load_module(champion)
+        served_module = load_module(registry, served)
+        champion_module = load_module(registry, champion)
         probe = test.x[:1]
         return Measured(
             candidate_version=served.version,
@@ -95,22 +95,15 @@ class TabularUpdating:
         )
 
     def stream_accuracy(
-        self,
-        registry: Registry,
-        engine: Engine,
-        *,
-        dataset: str,
-        after_id: int,
-        versions: list[ModelVersion],
-        min_rows: int,
+        self, window: StreamWindow, versions: list[ModelVersion]
     ) -> tuple[int, list[float]] | None:
-        """Each version's accuracy on the labelled rows with ``id > after_id``."""
-        rows = read_rows(engine, dataset, after_id=after_id)
-        if len(rows) < min_rows:
+        """Each version's accuracy on the window's rows."""
+        rows = read_rows(window.engine, window.dataset, after_id=window.after_id)
+        if len(rows) < window.min_rows:
             return None
         scores = []
         for info in versions:
-            module = registry.load_module(info)
+            module = load_module(window.registry, info)
             with torch.inference_mode():  # compressed artifacts hold buffers, not parameters
                 predicted = module.eval()(rows.x).argmax(dim=1)
             scores.append(float((predicted == rows.y).float().mean()))

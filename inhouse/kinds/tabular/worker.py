@@ -43,31 +43,25 @@ class TabularWorker:
             model[0].set_bounds(*map(torch.tensor, config["dp_scaling"]))  # type: ignore[operator]
         else:
             model[0].fit(self._train.x)  # type: ignore[operator]
-        self._model = model.to(place.device)
-        self._optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+        self.model: torch.nn.Module = model.to(place.device)
+        self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
+            model.parameters(), lr=config["lr"]
+        )
         self._writer: SummaryWriter | None = None
         self._private: PrivateTraining | None = None
         self._sampler: DistributedSampler[Any] | None = None
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self._model
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self._optimizer
 
     def start(self, *, state: dict[str, Any] | None, start_epoch: int, wrap: Wrap) -> None:
         place, config = self._place, self._config
         if place.rank == 0:
             self._writer = SummaryWriter(config["tensorboard_dir"])
             if start_epoch == 0:  # before Opacus adds its hooks
-                self._writer.add_graph(self._model, self._train.x[:1].to(place.device))
+                self._writer.add_graph(self.model, self._train.x[:1].to(place.device))
         dataset = TensorDataset(self._train.x, self._train.y)
         if self._plan is not None:
             self._private = make_private(
-                model=self._model,
-                optimizer=self._optimizer,
+                model=self.model,
+                optimizer=self.optimizer,
                 dataset=dataset,
                 plan=self._plan,
                 distributed=place.world > 1,
@@ -76,7 +70,7 @@ class TabularWorker:
             self._training = self._private.model
             self._stepper, self._loader = self._private.optimizer, self._private.loader
             return
-        self._training, self._stepper = wrap(self._model), self._optimizer
+        self._training, self._stepper = wrap(self.model), self.optimizer
         self._sampler = DistributedSampler(
             dataset, num_replicas=place.world, rank=place.rank, seed=config["seed"]
         )
@@ -91,7 +85,7 @@ class TabularWorker:
             [stats.loss * stats.samples, stats.accuracy * stats.samples, stats.samples],
             self._place.device,
         )
-        held_out = evaluate(self._model, self._test.x, self._test.y)
+        held_out = evaluate(self.model, self._test.x, self._test.y)
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": loss_sum / seen,
@@ -109,7 +103,7 @@ class TabularWorker:
             for key in SCALARS:
                 if key in metrics:
                     self._writer.add_scalar(key.replace("_", "/", 1), metrics[key], epoch)
-            for name, param in self._model.named_parameters():
+            for name, param in self.model.named_parameters():
                 self._writer.add_histogram(name, param.detach().cpu(), epoch)
             self._writer.flush()
         return metrics

@@ -21,6 +21,7 @@ from inhouse import services
 from inhouse.config import Settings, TextTrainOptions
 from inhouse.data import DatasetInfo
 from inhouse.data.text_import import TextRows
+from inhouse.kinds.modules import register_module
 
 
 def _accuracy(model: torch.nn.Module, tokenizer: Any, test: TextRows, max_length: int) -> float:
@@ -73,7 +74,8 @@ def register_result(
     """
     from inhouse.compress import compress
     from inhouse.config import CompressionSettings
-    from inhouse.models.lora import register_adapter, trainable_fraction
+    from inhouse.kinds.text.versions import register_adapter
+    from inhouse.models.lora import trainable_fraction
 
     registry = services.registry(settings)
     model.eval()
@@ -131,8 +133,8 @@ def register_result(
         )
         served = version.version
     else:
-        version = registry.register(
-            options.model, module=model, spec=spec, metrics=metrics, lineage=lineage
+        version = register_module(
+            registry, options.model, module=model, spec=spec, metrics=metrics, lineage=lineage
         )
         served = version.version
         if options.compress:
@@ -152,7 +154,8 @@ def register_result(
             int8_accuracy = _accuracy(int8, tokenizer, test, options.max_length)
             drop = 100.0 * (accuracy - int8_accuracy)
             passed = drop <= options.max_accuracy_drop
-            small = registry.register(
+            small = register_module(
+                registry,
                 options.model,
                 module=int8,
                 spec=spec,

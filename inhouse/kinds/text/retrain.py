@@ -24,6 +24,7 @@ import torch
 from inhouse.config import CoordinatorSettings, TextTrainOptions
 from inhouse.data import DatasetInfo, describe
 from inhouse.data.text_import import TextRows, read_text_rows
+from inhouse.kinds.modules import load_module
 from inhouse.kinds.text.epochs import train_epoch
 from inhouse.kinds.text.private import (
     check_private,
@@ -31,14 +32,9 @@ from inhouse.kinds.text.private import (
     row_dataset,
     train_epoch_private,
 )
+from inhouse.kinds.text.versions import load_text, register_adapter
 from inhouse.kinds.updating import RetrainRun
-from inhouse.models.lora import (
-    load_text,
-    lora_config,
-    prepare_incremental,
-    register_adapter,
-    trainable_fraction,
-)
+from inhouse.models.lora import lora_config, prepare_incremental, trainable_fraction
 from inhouse.models.text import TextModel, classifier_from
 from inhouse.registry import ModelVersion, Registry, float_version
 from inhouse.training.dp import make_private
@@ -89,7 +85,7 @@ def _model(
     )
     prepare_incremental(model, method, lora=lora)
     if warm is not None:
-        weights = registry.load_module(warm).state_dict()
+        weights = load_module(registry, warm).state_dict()
         if method == "lora":
             from peft import set_peft_model_state_dict
 

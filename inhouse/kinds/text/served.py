@@ -17,7 +17,7 @@ from torch import nn
 
 from inhouse.compress import Int8Embedding, Int8Linear, quantize_linears
 from inhouse.errors import InvalidInputError
-from inhouse.models.lora import load_text
+from inhouse.kinds.text.versions import load_text
 from inhouse.models.text import encode_texts
 from inhouse.registry import ModelVersion, Registry
 

@@ -20,8 +20,10 @@ def start_model(
     The seed is set first so every worker draws the same new head.
     """
     from inhouse import services
-    from inhouse.models.lora import load_text, lora_config, prepare_incremental
-    from inhouse.models.text import classifier_from, classifier_from_dir
+    from inhouse.kinds.text.versions import load_text
+    from inhouse.models.hf import classifier_from_dir
+    from inhouse.models.lora import lora_config, prepare_incremental
+    from inhouse.models.text import classifier_from
     from inhouse.registry import float_version
 
     torch.manual_seed(options.seed)
@@ -48,4 +50,4 @@ def start_model(
     if options.gradient_checkpointing:
         hf: Any = getattr(model, "hf")
         hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model, tokenizer, spec, base  # DP: the driver checks the layers (text_dp)
+    return model, tokenizer, spec, base  # DP: the driver checks the layers (private.py)

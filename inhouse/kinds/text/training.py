@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inhouse.config import Settings, TextTrainOptions, settings_payload
-from inhouse.kinds.training import TrainingRun, WorkerPlace
+from inhouse.kinds.training import Trained, TrainingRun, WorkerPlace
 
 if TYPE_CHECKING:
     from inhouse.kinds.text.worker import TextWorker
@@ -77,14 +77,7 @@ class TextTraining:
         return TextWorker(config, place)
 
     def finish(
-        self,
-        settings: Settings,
-        options: TextTrainOptions,
-        run: TrainingRun,
-        *,
-        history: dict[str, Any],
-        reported: dict[str, Any],
-        seconds: float,
+        self, settings: Settings, options: TextTrainOptions, run: TrainingRun, trained: Trained
     ) -> dict[str, Any]:
         """Register the classifier (and its int8 version) or the adapter; settle the ledger."""
         from inhouse import services
@@ -93,7 +86,7 @@ class TextTraining:
 
         engine = services.engine(settings)
         info = run.state["info"]
-        dp_steps = reported.get("dp_steps")  # reported through Ray, not a file
+        dp_steps = trained.reported.get("dp_steps")  # reported through Ray, not a file
         test = read_text_rows(engine, options.dataset, split="test", up_to_id=info.last_id)
         calibration: list[str] = []  # training texts calibrate the int8 copy's smoothing
         if not options.dp:  # (a DP run's budget does not cover statistics of raw rows)
@@ -108,14 +101,14 @@ class TextTraining:
             spec=run.state["spec"],
             base=run.state["base"],
             test=test,
-            history=history,
+            history=trained.history,
             info=info,
             run_name=run.name,
             privacy=run.privacy.lineage(reported_steps=dp_steps),
             calibration_texts=calibration,
         )
         run.privacy.settle(engine, reported_steps=dp_steps, version=summary["version"])
-        return summary | {"run_dir": str(run.directory), "train_seconds": round(seconds, 2)}
+        return summary | {"run_dir": str(run.directory), "train_seconds": round(trained.seconds, 2)}
 
     def summary_lines(self, summary: dict[str, Any]) -> list[str]:
         lines = [

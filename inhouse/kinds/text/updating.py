@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-
 from inhouse.data.text_import import read_text_rows
 from inhouse.errors import InvalidInputError
 from inhouse.kinds.text.retrain import train_candidate
 from inhouse.kinds.text.served import load_as_served
-from inhouse.kinds.updating import Measured, RetrainRun, UpdatingKind
-from inhouse.registry import ModelVersion, Registry
+from inhouse.kinds.updating import Measured, RetrainRun, StreamWindow, UpdatingKind
+from inhouse.registry import ModelVersion
 
 if TYPE_CHECKING:
     from inhouse.config import CoordinatorSettings
@@ -62,20 +60,14 @@ class TextUpdating:
         )
 
     def stream_accuracy(
-        self,
-        registry: Registry,
-        engine: Engine,
-        *,
-        dataset: str,
-        after_id: int,
-        versions: list[ModelVersion],
-        min_rows: int,
+        self, window: StreamWindow, versions: list[ModelVersion]
     ) -> tuple[int, list[float]] | None:
-        """Each version's accuracy, as served, on the labelled texts with ``id > after_id``."""
-        texts = read_text_rows(engine, dataset, after_id=after_id)
-        if len(texts) < min_rows:
+        """Each version's accuracy, as served, on the window's texts."""
+        texts = read_text_rows(window.engine, window.dataset, after_id=window.after_id)
+        if len(texts) < window.min_rows:
             return None
-        scores = [load_as_served(registry, v).accuracy(texts.texts, texts.labels) for v in versions]
+        served = (load_as_served(window.registry, v) for v in versions)
+        scores = [model.accuracy(texts.texts, texts.labels) for model in served]
         return len(texts), scores
 
 

@@ -39,28 +39,22 @@ class TextWorker:
         self._train = read_text_rows(engine, options.dataset, split="train", up_to_id=up_to_id)
         self._probe = read_text_rows(engine, options.dataset, split="test", up_to_id=up_to_id)
         model, self._tokenizer, _spec, _base = start_model(settings, options, config["class_names"])
-        self._model = model.to(place.device)
+        self.model: torch.nn.Module = model.to(place.device)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        self._optimizer = torch.optim.AdamW(trainable, lr=options.learning_rate())
+        self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+            trainable, lr=options.learning_rate()
+        )
         self._plan = DPPlan(**config["dp_plan"]) if config.get("dp_plan") else None
         self._private: PrivateTraining | None = None
-        self._training: torch.nn.Module = self._model
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self._model
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self._optimizer
+        self._training: torch.nn.Module = self.model
 
     def start(self, *, state: dict[str, Any] | None, start_epoch: int, wrap: Wrap) -> None:
         options, place = self._options, self._place
         if self._plan is not None:
-            self._model.train()  # Opacus refuses a module in eval mode (a registered base loads so)
+            self.model.train()  # Opacus refuses a module in eval mode (a registered base loads so)
             self._private = make_private(
-                model=self._model,
-                optimizer=self._optimizer,
+                model=self.model,
+                optimizer=self.optimizer,
                 dataset=row_dataset(self._train, options),
                 plan=self._plan,
                 distributed=place.world > 1,
@@ -72,10 +66,10 @@ class TextWorker:
             rows = shard(self._train, options=options, epoch=0, rank=0, world=1)
             texts = [self._train.texts[i] for i in rows]
             features = head_features(
-                self._model, self._tokenizer, texts, max_length=options.max_length
+                self.model, self._tokenizer, texts, max_length=options.max_length
             )
             warm_head(
-                self._model,
+                self.model,
                 features,
                 [self._train.labels[i] for i in rows],
                 epochs=options.head_epochs,
@@ -83,7 +77,7 @@ class TextWorker:
                 train_pooler=options.method == "full",
                 seed=options.seed,
             )
-        self._training = wrap(self._model) if place.world > 1 else self._model
+        self._training = wrap(self.model) if place.world > 1 else self.model
 
     def epoch(self, epoch: int) -> dict[str, Any]:
         options, place = self._options, self._place
@@ -104,7 +98,7 @@ class TextWorker:
                 self._training,
                 self._tokenizer,
                 self._train,
-                self._optimizer,
+                self.optimizer,
                 options=options,
                 epoch=epoch,
                 rank=place.rank,

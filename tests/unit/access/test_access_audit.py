@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import Engine, text
 
-from inhouse.access.audit import AuditLog, entry_hash
+from inhouse.access.audit import AuditLog
+from inhouse.access.auditentry import entry_hash
 from inhouse.access.records import GENESIS_HASH
 from inhouse.errors import InvalidInputError, UnavailableError
 

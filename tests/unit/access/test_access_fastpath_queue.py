@@ -12,7 +12,8 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
 
 from inhouse.access import AccessService
-from inhouse.access.audit import AuditEvent, AuditLog
+from inhouse.access.audit import AuditLog
+from inhouse.access.auditentry import AuditEvent
 from inhouse.access.fastpath import RequestAuthorizer
 from inhouse.access.records import GENESIS_HASH, AuditRecord
 from inhouse.db import session_scope

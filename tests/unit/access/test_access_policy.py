@@ -10,15 +10,8 @@ from typing import Any
 import pytest
 
 from inhouse.access import AccessService
-from inhouse.access.policy import (
-    Policy,
-    apply_policy,
-    diff_policy,
-    dump_policy,
-    export_policy,
-    load_policy,
-    parse_policy,
-)
+from inhouse.access.policy import Policy, dump_policy, load_policy, parse_policy
+from inhouse.access.policy_sync import apply_policy, diff_policy, export_policy
 from inhouse.errors import (
     AuthenticationError,
     ConfigError,

@@ -17,7 +17,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from inhouse.access import ACCESS_TABLES, AccessService, AuditLog, RequestAuthorizer
-from inhouse.access.policy import apply_policy, diff_policy, parse_policy
+from inhouse.access.policy import parse_policy
+from inhouse.access.policy_sync import apply_policy, diff_policy
 from inhouse.db import Base
 from inhouse.errors import AuthenticationError, PermissionDeniedError
 

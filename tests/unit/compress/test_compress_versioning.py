@@ -11,11 +11,12 @@ import torch
 from sqlalchemy import Engine
 
 from inhouse.compress import compress
-from inhouse.compress.versioning import compress_version, probe_rows
 from inhouse.config import CompressionSettings, GateSettings
 from inhouse.crypto import KeyRing
 from inhouse.data import read_rows, seed
 from inhouse.errors import InvalidInputError, ModelNotFoundError
+from inhouse.kinds import load_module, register_module
+from inhouse.kinds.tabular.compression import compress_version, probe_rows
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 from tests.digits_parent import Parent, train_parent
@@ -52,7 +53,8 @@ def _world(tmp_path: Path, parent: Parent, keyring: KeyRing | None) -> World:
     engine = get_engine(f"sqlite:///{tmp_path / 'inhouse.db'}")
     seed(engine, "digits")
     registry = Registry(engine=engine, root=tmp_path / "registry", keyring=keyring)
-    info = registry.register(
+    info = register_module(
+        registry,
         MODEL,
         module=parent.module,
         spec=parent.spec,
@@ -115,7 +117,7 @@ def test_compressed_version_meets_the_target_and_becomes_champion(world: World) 
     # The served champion is the compressed artifact and scores what the report says.
     engine = world.engine
     test = read_rows(engine, "digits", split="test", up_to_id=new.lineage["rows"]["up_to_id"])
-    loaded = world.registry.load_module(new)
+    loaded = load_module(world.registry, new)
     with torch.inference_mode():
         accuracy = float((loaded(test.x).argmax(dim=1) == test.y).float().mean())
     assert accuracy == pytest.approx(summary["test_accuracy"])
@@ -173,7 +175,8 @@ def test_no_promote_registers_without_moving_the_champion(plain_world: World) ->
 def test_a_compressed_version_is_not_compressed_again(plain_world: World, parent: Parent) -> None:
     registry = plain_world.registry
     int8_only = compress(parent.module, CompressionSettings(prune_amount=0.0))
-    done = registry.register(
+    done = register_module(
+        registry,
         MODEL,
         module=int8_only,
         spec=parent.spec,
@@ -211,8 +214,13 @@ def test_unknown_model_or_version_is_a_clear_error(
 
 
 def test_a_parent_without_data_set_lineage_is_refused(plain_world: World, parent: Parent) -> None:
-    info = plain_world.registry.register(
-        MODEL, module=parent.module, spec=parent.spec, metrics={}, lineage={"parent": None}
+    info = register_module(
+        plain_world.registry,
+        MODEL,
+        module=parent.module,
+        spec=parent.spec,
+        metrics={},
+        lineage={"parent": None},
     )
     with pytest.raises(InvalidInputError, match="no data set"):
         compress_version(

@@ -15,7 +15,8 @@ from inhouse.cli.explain_cmd import cmd_explain, run_explain
 from inhouse.config import load_settings
 from inhouse.data import read_rows, seed
 from inhouse.explain import PNG_MAGIC
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, register_module
+from inhouse.models import MLPSpec
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 from inhouse.training import train_one_epoch
@@ -42,7 +43,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     for _ in range(2):
         train_one_epoch(model, loader, optimizer)
     registry = Registry(engine=engine, root=root / "registry")
-    registry.register("digits", module=model, spec=spec, metrics={}, lineage={"dataset": "digits"})
+    register_module(
+        registry, "digits", module=model, spec=spec, metrics={}, lineage={"dataset": "digits"}
+    )
     registry.set_alias("digits", "champion", 1)
     return registry
 

@@ -23,7 +23,8 @@ from inhouse.explain.request import (
     server_limits,
     training_mean,
 )
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model
+from inhouse.models import MLPSpec
 
 LIMITS = server_limits(max_instances=4)
 

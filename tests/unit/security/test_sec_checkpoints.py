@@ -21,7 +21,8 @@ from safetensors.torch import save
 from inhouse.crypto import KeyRing
 from inhouse.data import create_dataset
 from inhouse.errors import ConfigError, IntegrityError
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model
+from inhouse.models import MLPSpec
 from inhouse.privacy import Mechanism, PrivacyLedger, epsilon_of
 from inhouse.schema import get_engine
 from inhouse.training import load_checkpoint, save_checkpoint

@@ -21,12 +21,13 @@ import torch
 from sqlalchemy import Engine
 
 import inhouse.cli.jobs_cmd as commands
-import inhouse.compress.versioning as versioning
+import inhouse.kinds.tabular.compression as versioning
 from inhouse.compress.admission import flags_finetune, parent_privacy
-from inhouse.compress.versioning import compress_version
 from inhouse.config import CompressionSettings, GateSettings
 from inhouse.data import read_rows, seed
 from inhouse.errors import InvalidInputError, PermissionDeniedError
+from inhouse.kinds import register_module
+from inhouse.kinds.tabular.compression import compress_version
 from inhouse.privacy import Mechanism, PrivacyLedger
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
@@ -87,8 +88,8 @@ def _world(tmp_path: Path, parent: Parent, monkeypatch: pytest.MonkeyPatch, *, d
     else:
         lineage["privacy"] = {"dp": False}
     registry = Registry(engine=engine, root=tmp_path / "registry", keyring=None)
-    info = registry.register(
-        MODEL, module=parent.module, spec=parent.spec, metrics={}, lineage=lineage
+    info = register_module(
+        registry, MODEL, module=parent.module, spec=parent.spec, metrics={}, lineage=lineage
     )
     registry.set_alias(MODEL, "champion", info.version)
 

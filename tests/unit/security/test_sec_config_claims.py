@@ -17,9 +17,10 @@ import yaml
 from inhouse.cli import build_parser
 from inhouse.crypto import KeyRing, encrypt
 from inhouse.errors import IntegrityError
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, load_module, register_module
+from inhouse.kinds.modules import artifact_bytes
+from inhouse.models import MLPSpec
 from inhouse.registry import Registry
-from inhouse.registry.artifacts import encode
 from inhouse.schema import get_engine
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,15 +35,17 @@ def test_encrypted_weights_are_checked_against_their_registered_hash(
     ring.init()
     registry = Registry(engine=get_engine(sqlite_url), root=tmp_path / "reg", keyring=ring)
     torch.manual_seed(0)
-    info = registry.register("tiny", module=build_model(SPEC), spec=SPEC, metrics={}, lineage={})
+    info = register_module(
+        registry, "tiny", module=build_model(SPEC), spec=SPEC, metrics={}, lineage={}
+    )
     torch.manual_seed(1)
     other = build_model(SPEC)
-    plain = encode(other, fmt="safetensors", model="tiny", version=1, keyring=None).data
+    plain = artifact_bytes(other, fmt="safetensors")
     # Sealing needs only the public key: the file authenticates, the weights are not ours.
     forged = encrypt(plain, keyring=ring, artifact_id="tiny/weights.safetensors", version=1)
     (info.path / "weights.safetensors.enc").write_bytes(forged)
     with pytest.raises(IntegrityError, match="do not match their hash"):
-        registry.load_module(info)
+        load_module(registry, info)
 
 
 @pytest.mark.parametrize("command", [["principals", "disable"], ["tokens", "revoke"]])

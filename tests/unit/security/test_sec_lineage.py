@@ -24,7 +24,8 @@ from inhouse.config import Settings, load_settings
 from inhouse.db import session_scope
 from inhouse.errors import PermissionDeniedError
 from inhouse.explain.request import mean_is_public, run_explanation, server_limits
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, register_module
+from inhouse.models import MLPSpec
 from inhouse.registry import ModelVersion, Registry
 from inhouse.registry.records import ModelVersionRecord
 from inhouse.schema import get_engine
@@ -62,8 +63,13 @@ def _settings(home: Path) -> Settings:
 def test_sql_row_holds_no_statistics_of_training_rows(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     registry = services.registry(settings)
-    info = registry.register(
-        "tiny", module=_fitted_module(), spec=SPEC, metrics={"test_accuracy": 0.9}, lineage=LINEAGE
+    info = register_module(
+        registry,
+        "tiny",
+        module=_fitted_module(),
+        spec=SPEC,
+        metrics={"test_accuracy": 0.9},
+        lineage=LINEAGE,
     )
     (row,) = _sql_lineages(registry.engine)
     assert "global_importance" not in row and "importance_vs_champion" not in row
@@ -107,8 +113,13 @@ def test_models_show_needs_data_read_for_training_statistics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = _settings(tmp_path)
-    services.registry(settings).register(
-        "tiny", module=_fitted_module(), spec=SPEC, metrics={}, lineage=LINEAGE
+    register_module(
+        services.registry(settings),
+        "tiny",
+        module=_fitted_module(),
+        spec=SPEC,
+        metrics={},
+        lineage=LINEAGE,
     )
     home = ["--home", str(tmp_path)]
     monkeypatch.delenv("INHOUSE_TOKEN", raising=False)

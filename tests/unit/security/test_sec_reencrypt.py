@@ -276,7 +276,7 @@ def test_a_full_disk_mid_file_stops_and_keeps_every_file_readable(
     root = tmp_path / "store"
     files = _store(ring, root, 3)
     snapshot = {p: p.read_bytes() for p in files}
-    real_seal = reencryption._seal
+    real_seal = reencryption.seal
     calls = {"n": 0}
 
     class FillsUp:
@@ -293,7 +293,7 @@ def test_a_full_disk_mid_file_stops_and_keeps_every_file_readable(
         calls["n"] += 1
         return real_seal(FillsUp(out) if calls["n"] == 2 else out, *args, **kwargs)
 
-    monkeypatch.setattr(reencryption, "_seal", seal)
+    monkeypatch.setattr(reencryption, "seal", seal)
     with pytest.raises(StorageError, match="after re-encrypting 1 of 3"):
         rotate(keyring=ring, artifacts=[root], private_key=keys[1], reencrypt=True)
     assert _check_old_or_new(files, snapshot, ring) == (2, 1)

@@ -126,7 +126,7 @@ CRASHING_CHILD = textwrap.dedent(
     """
     import os, sys
     from inhouse.crypto import KeyRing, reencryption
-    real_seal, calls = reencryption._seal, []
+    real_seal, calls = reencryption.seal, []
 
     class Dies:
         def __init__(self, out):
@@ -140,7 +140,7 @@ CRASHING_CHILD = textwrap.dedent(
         calls.append(1)
         return real_seal(Dies(out) if len(calls) == 2 else out, *args, **kwargs)
 
-    reencryption._seal = seal
+    reencryption.seal = seal
     reencryption.reencrypt(sys.argv[2], keyring=KeyRing(sys.argv[1]))
     reencryption.reencrypt(sys.argv[3], keyring=KeyRing(sys.argv[1]))
     """

@@ -13,7 +13,8 @@ import torch
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inhouse.crypto import KeyRing, find_artifacts, read_header, rotate, usage_checker
-from inhouse.models import MLPSpec, build_model
+from inhouse.kinds import build_model, load_module, register_module
+from inhouse.models import MLPSpec
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
 from inhouse.training.checkpoint import load_checkpoint, save_checkpoint
@@ -34,8 +35,8 @@ def test_registry_and_checkpoint_load_after_reencrypt_and_retire(
     registry = Registry(engine=get_engine(sqlite_url), root=tmp_path / "registry", keyring=ring)
     torch.manual_seed(0)
     model = build_model(SPEC)
-    info = registry.register(
-        "iris", module=model, spec=SPEC, metrics={"acc": 0.9}, lineage={"dataset": "iris"}
+    info = register_module(
+        registry, "iris", module=model, spec=SPEC, metrics={"acc": 0.9}, lineage={"dataset": "iris"}
     )
     x = torch.randn(5, 4)
     registered = model.eval()(x).detach()
@@ -66,7 +67,7 @@ def test_registry_and_checkpoint_load_after_reencrypt_and_retire(
 
     fresh = KeyRing(ring.path)
     reopened = Registry(engine=get_engine(sqlite_url), root=tmp_path / "registry", keyring=fresh)
-    loaded = reopened.load_module(reopened.get("iris", str(info.version)))
+    loaded = load_module(reopened, reopened.get("iris", str(info.version)))
     assert torch.equal(loaded(x), registered)
     assert reopened.full_lineage(info)["dataset"] == "iris"
     restored = build_model(SPEC)

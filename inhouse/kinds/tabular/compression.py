@@ -33,7 +33,7 @@ from inhouse.config import CompressionSettings, GateSettings
 from inhouse.data import read_rows
 from inhouse.errors import InvalidInputError, ModelNotFoundError
 from inhouse.explain import explain, rank_correlation
-from inhouse.models import build_model
+from inhouse.kinds.modules import build_model, load_module, register_module
 from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry
 from inhouse.registry.artifacts import encode
 
@@ -165,7 +165,7 @@ def compress_version(
         settings=settings,
         run=run,
     )
-    parent = registry.load_module(info)
+    parent = load_module(registry, info)
     test = read_rows(engine, dataset, split="test", up_to_id=up_to_id)
     rows: tuple[torch.Tensor, torch.Tensor] | None = None
     if finetunes_on_rows(settings):  # admitted above, before a training row is read
@@ -188,7 +188,7 @@ def compress_version(
     # the version number), so the ratio compares stored bytes with stored bytes.
     served = load_compressed(plain, build=lambda: build_model(info.spec))
     stored = encode(
-        compressed,
+        plain,
         fmt=COMPRESSED_FORMAT,
         model=model,
         version=info.version,
@@ -237,7 +237,8 @@ def compress_version(
         "gate": {"passed": passed, "reasons": reasons, "settings": gate.model_dump(mode="json")},
         "privacy": privacy,  # never the parent's DP claim after a fine-tune without noise
     }
-    new = registry.register(
+    new = register_module(
+        registry,
         model,
         module=compressed,
         spec=info.spec,

@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from inhouse.data import Rows, read_rows
 from inhouse.errors import InvalidInputError
-from inhouse.models import Standardize, build_model
-from inhouse.privacy.attack import AttackResult, dp_bounds, membership_inference, tpr_at_fpr
+from inhouse.kinds import build_model, load_module
+from inhouse.membership.attack import AttackResult, dp_bounds, membership_inference
+from inhouse.models import Standardize
 from inhouse.registry import ModelVersion, Registry
 from inhouse.training import train_one_epoch
 
@@ -33,16 +34,7 @@ Progress = Callable[[int, int], None]
 # What jobs.train uses when a lineage records no training config.
 DEFAULT_TRAINING = {"epochs": 5, "batch_size": 32, "lr": 3e-3, "seed": 0}
 
-__all__ = [
-    "AttackResult",
-    "AuditReport",
-    "Reference",
-    "audit_version",
-    "dp_bounds",
-    "membership_inference",
-    "privacy_of",
-    "tpr_at_fpr",
-]
+__all__ = ["AuditReport", "Reference", "audit_version", "privacy_of", "train_reference"]
 
 
 @dataclass(frozen=True)
@@ -188,7 +180,7 @@ def audit_version(
     """
     info = registry.get(model, ref)
     dataset, members, non_members = _rows(engine, info)
-    attack = _attack(registry.load_module(info), members, non_members, seed)
+    attack = _attack(load_module(registry, info), members, non_members, seed)
     privacy = privacy_of(info.lineage)
     if privacy is None:
         return AuditReport(model, info.version, dataset, None, None, None, attack, None, None, None)
@@ -200,7 +192,7 @@ def audit_version(
         reference = Reference(
             "registry",
             other.version,
-            _attack(registry.load_module(other), other_members, non_members, seed),
+            _attack(load_module(registry, other), other_members, non_members, seed),
         )
     else:
         started = time.perf_counter()
