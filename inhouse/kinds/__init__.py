@@ -5,8 +5,8 @@ A kind is a package (``inhouse/kinds/<name>/``) with four parts, each loaded onl
 loads its weights into), ``serving.py`` (``SERVING``: load for serving, parse a request,
 predict, explain), ``training.py`` (``TRAINING``: the Ray-free per-worker training pieces of a
 first model) and ``updating.py`` (``UPDATING``: retrain a candidate incrementally, measure it
-for the gate, compress it). ``serve/``, ``jobs/``, ``actors/`` and the coordinator call these and never
-branch on the kind. Adding a kind is adding a package and one ``register`` line in
+for the gate, compress it). ``serve/``, ``jobs/``, ``actors/`` and the coordinator call these
+and never branch on the kind. Adding a kind is adding a package and one ``register`` line in
 ``registry.py``.
 """
 
