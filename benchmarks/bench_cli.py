@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import row
+from inhouse.benchmarks.report import row
 
 NAME = "cli"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import digits_data, torch_threads, train_digits
-from benchmarks.report import row
+from inhouse.benchmarks.common import digits_data, torch_threads, train_digits
+from inhouse.benchmarks.report import row
 
 NAME = "compress"
 BERT_SEQ = 64

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import torch_threads, train_digits
-from benchmarks.report import row
+from inhouse.benchmarks.common import torch_threads, train_digits
+from inhouse.benchmarks.report import row
 from inhouse.kinds import register_module
 
 NAME = "coordinator"

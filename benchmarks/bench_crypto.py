@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from benchmarks.report import row
+from inhouse.benchmarks.report import row
 from inhouse.kinds import load_module, register_module
 
 NAME = "crypto"

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.report import row
+from inhouse.benchmarks.report import row
 from inhouse.kinds import build_model
 from inhouse.models import MLPSpec
 from inhouse.training import evaluate, train_one_epoch

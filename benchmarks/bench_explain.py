@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import digits_data, median, torch_threads, train_digits
-from benchmarks.report import row
+from inhouse.benchmarks.common import digits_data, median, torch_threads, train_digits
+from inhouse.benchmarks.report import row
 
 NAME = "explain"
 N_STEPS = 50

@@ -5,7 +5,7 @@ The model has all-MiniLM-L6-v2's shapes (6 layers, hidden 384, 12 heads, 30,522-
 with random weights, so no download and no weights package is needed; the texts are random
 word sequences of 128 tokens with 77 random labels (throughput only, no accuracy). Returns no
 rows without CUDA (this 2-core CI machine has none); run it where a GPU is:
-``python -m benchmarks.run --only gpu``.
+``python -m inhouse.benchmarks.run --only gpu``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.report import row
+from inhouse.benchmarks.report import row
 
 NAME = "gpu"
 VOCAB = 30_522

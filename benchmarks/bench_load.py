@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import free_port, local_ray, percentile
-from benchmarks.report import row
+from inhouse.benchmarks.common import free_port, local_ray, percentile
+from inhouse.benchmarks.report import row
 
 NAME = "load"
 MODEL = "digits"
@@ -301,7 +301,7 @@ def kill_recovery(report: LoadReport, *, running: int) -> dict[str, Any]:
 
 def run(quick: bool) -> list[dict[str, Any]]:
     """64 predict + 8 explain clients, then the same with a replica killed a third of the way."""
-    from benchmarks.bench_serve import _register
+    from inhouse.benchmarks.bench_serve import _register
 
     seconds, kill_seconds = (10.0, 20.0) if quick else (60.0, 30.0)
     with tempfile.TemporaryDirectory(prefix="inhouse-bench-load-") as tmp:
@@ -316,7 +316,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             from ray import serve
 
             from inhouse.config import ServeArgs
-            from serve.app import build_app
+            from inhouse.serve.app import build_app
 
             serve.start(http_options={"host": "127.0.0.1", "port": port})
             try:

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import torch
 
-from benchmarks.common import (
+from inhouse.benchmarks.common import (
     free_port,
     local_ray,
     median,
@@ -29,8 +29,8 @@ from benchmarks.common import (
     torch_threads,
     train_digits,
 )
-from benchmarks.load import sequential_ms, throughput
-from benchmarks.report import row
+from inhouse.benchmarks.load import sequential_ms, throughput
+from inhouse.benchmarks.report import row
 from inhouse.kinds import register_module
 
 NAME = "serve"
@@ -194,7 +194,7 @@ def _deploy(
     from ray import serve
 
     from inhouse.config import ServeArgs
-    from serve.app import build_app
+    from inhouse.serve.app import build_app
 
     key = "INHOUSE_SECURITY__REQUIRE_AUTH"  # build_app reads settings from the environment
     previous = os.environ.get(key)

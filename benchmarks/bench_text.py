@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import free_port, local_ray, ray_auth_env, torch_threads
-from benchmarks.report import row
+from inhouse.benchmarks.common import free_port, local_ray, ray_auth_env, torch_threads
+from inhouse.benchmarks.report import row
 from inhouse.kinds import register_module
 
 NAME = "text"
@@ -234,10 +234,10 @@ def _latency(home: Path, m: dict[str, Any], quick: bool) -> None:
 
 
 def _serve(home: Path, m: dict[str, Any], quick: bool) -> None:
-    from benchmarks.load import throughput
     from inhouse import services
+    from inhouse.benchmarks.load import throughput
     from inhouse.config import ServeArgs, load_settings
-    from serve.app import build_app
+    from inhouse.serve.app import build_app
 
     settings = load_settings(home=str(home))
     token = services.ensure_client_token(settings).read_text().strip()

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import digits_data, free_port, local_ray
-from benchmarks.report import row
+from inhouse.benchmarks.common import digits_data, free_port, local_ray
+from inhouse.benchmarks.report import row
 
 NAME = "train"
 WORKERS = 2

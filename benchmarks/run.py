@@ -21,8 +21,8 @@ from importlib import import_module, metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import error_row, markdown, notes_list
 from inhouse.atomic import atomic_write_bytes
+from inhouse.benchmarks.report import error_row, markdown, notes_list
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIRST = ("train", "serve", "compress", "explain")
@@ -40,7 +40,7 @@ LOG_DIR = Path(tempfile.gettempdir()) / "inhouse-bench-logs"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.run",
+        prog="python -m inhouse.benchmarks.run",
         description="Side-by-side benchmarks of inhouse vs a baseline measured in the same run "
         "on the same machine. Writes benchmarks/results/latest.json and latest.md and prints "
         "the table. Run from the repository root.",
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_module(name: str, quick: bool) -> list[dict[str, Any]]:
-    from benchmarks.common import remove_token_dir
+    from inhouse.benchmarks.common import remove_token_dir
 
     try:
         rows: list[dict[str, Any]] = import_module(f"benchmarks.bench_{name}").run(quick)
@@ -101,7 +101,7 @@ def _hermetic_env(tmp: Path) -> dict[str, str]:
 def _run_child(name: str, args: argparse.Namespace, log: Path) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="inhouse-bench-") as tmp:
         out = Path(tmp) / "rows.json"
-        command = [sys.executable, "-m", "benchmarks.run", "--child", name,
+        command = [sys.executable, "-m", "inhouse.benchmarks.run", "--child", name,
                    "--child-output", str(out)] + (["--quick"] if args.quick else [])
         with open(log, "ab") as handle:
             handle.write(f"\n=== {datetime.now(timezone.utc).isoformat()} {command}\n".encode())

@@ -229,7 +229,7 @@ def stop(settings: Settings) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-def submit_line(settings: Settings, entrypoint: str = "python -m jobs.train") -> str:
+def submit_line(settings: Settings, entrypoint: str = "python -m inhouse.jobs.train") -> str:
     """The shell line a user types to submit a job to this cluster with the token."""
     return (
         f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={settings.ray_token_path} "

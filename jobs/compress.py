@@ -2,7 +2,7 @@
 
 Run it on a cluster exactly as a user would::
 
-    ray job submit --working-dir . -- python -m jobs.compress --model digits --prune 0.9
+    ray job submit --working-dir . -- python -m inhouse.jobs.compress --model digits --prune 0.9
 
 The work (fine-tuning after each pruning step, measuring, explaining) runs in one Ray task on
 the cluster; the decision logic lives in :mod:`inhouse.kinds.tabular.compression` and is tested
@@ -24,8 +24,8 @@ from inhouse import services
 from inhouse.config import CompressionSettings, GateSettings, Settings, load_settings
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.errors import InhouseError
+from inhouse.jobs.driver import joined_cluster
 from inhouse.kinds.tabular.compression import compress_version
-from jobs.driver import joined_cluster
 
 
 # No retries: a task that died after registering must not register a second copy.
@@ -78,7 +78,7 @@ def run(
 def build_parser() -> argparse.ArgumentParser:
     defaults, gate_defaults = CompressionSettings(), GateSettings()
     parser = argparse.ArgumentParser(
-        prog="python -m jobs.compress",
+        prog="python -m inhouse.jobs.compress",
         description="Prune and quantize a registered model version, register the result as a "
         "new version and make it the champion if it passes the gate.",
     )

@@ -1,6 +1,6 @@
 """Retrain one row window of a model as a Ray job (no gate, no alias moves).
 
-``python -m jobs.retrain --model digits --after-id N --up-to-id M`` runs
+``python -m inhouse.jobs.retrain --model digits --after-id N --up-to-id M`` runs
 :func:`inhouse.coordinator.retrain.run_retrain`, the retrain the coordinator actor runs
 in-process, and prints what it measured as JSON.
 """
@@ -20,7 +20,7 @@ from inhouse.kinds.updating import RetrainJob
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the window, run the retrain, print the measurement."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.retrain", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m inhouse.jobs.retrain", description=__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--after-id", type=int, required=True)

@@ -2,8 +2,8 @@
 
 Run it on a cluster exactly as a user would::
 
-    ray job submit --working-dir . -- python -m jobs.train --epochs 5 --num-workers 2
-    ray job submit --working-dir . -- python -m jobs.train --dataset banking77 \
+    ray job submit --working-dir . -- python -m inhouse.jobs.train --epochs 5 --num-workers 2
+    ray job submit --working-dir . -- python -m inhouse.jobs.train --dataset banking77 \
         --model banking --model-dir /models/minilm --epochs 2 --max-length 64
 
 The data set's kind (``inhouse.kinds``) decides the model and the job's further flags: a
@@ -35,6 +35,8 @@ from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
 from inhouse.crypto import KeyRing
 from inhouse.data import describe
 from inhouse.errors import ConfigError
+from inhouse.jobs.driver import joined_cluster
+from inhouse.jobs.resume import resume
 from inhouse.kinds import kind_named
 from inhouse.kinds.training import (
     Trained,
@@ -45,8 +47,6 @@ from inhouse.kinds.training import (
     new_run,
 )
 from inhouse.training import load_checkpoint, save_checkpoint
-from jobs.driver import joined_cluster
-from jobs.resume import resume
 
 
 def _maybe_crash(config: dict[str, Any], epoch: int, world: int) -> None:
@@ -214,7 +214,7 @@ def build_parser(training: TrainingKind) -> argparse.ArgumentParser:
     from inhouse.flags import add_section_flags
 
     parser = argparse.ArgumentParser(
-        prog="python -m jobs.train",
+        prog="python -m inhouse.jobs.train",
         description="Train a model of the data set's kind with Ray Train DDP and register it.",
     )
     parser.add_argument("--config", help="YAML settings file (see README)")

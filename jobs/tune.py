@@ -2,9 +2,9 @@
 
 Run it on a cluster as a user would::
 
-    ray job submit --working-dir . -- python -m jobs.tune --num-trials 8 --max-epochs 10
+    ray job submit --working-dir . -- python -m inhouse.jobs.tune --num-trials 8 --max-epochs 10
 
-Each trial is a Ray Train run of ``jobs.train.train_loop_per_worker`` (Train V2: the Tune
+Each trial is a Ray Train run of ``inhouse.jobs.train.train_loop_per_worker`` (Train V2: the Tune
 trial starts a ``TorchTrainer``, whose per-epoch reports reach Tune through
 ``TuneReportCallback``). ASHA stops weak trials early on ``test_accuracy``. Every trial writes
 TensorBoard scalars under ``<run_dir>/tensorboard/<trial>``, and the search writes one HParams
@@ -36,13 +36,13 @@ from inhouse.console import RESULT_MARKER, emit
 from inhouse.data import describe, read_rows
 from inhouse.errors import ConfigError
 from inhouse.flags import add_section_flags, section_overrides
+from inhouse.jobs.driver import joined_cluster
+from inhouse.jobs.train import kind_for, loop_config, trainer
 from inhouse.kinds import build_model, register_module
 from inhouse.kinds.tabular.register import run_lineage
 from inhouse.kinds.tabular.training import mlp_spec
 from inhouse.kinds.training import new_run
 from inhouse.training import evaluate, load_checkpoint
-from jobs.driver import joined_cluster
-from jobs.train import kind_for, loop_config, trainer
 
 METRIC = "test_accuracy"
 TRIAL_DRIVER_CPUS = 0.05
@@ -245,7 +245,7 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m jobs.tune",
+        prog="python -m inhouse.jobs.tune",
         description="Search training hyperparameters (Ray Tune, ASHA); register the best trial.",
     )
     parser.add_argument("--config", help="YAML settings file (see README)")

@@ -6,7 +6,7 @@ the version ``ref`` names) picks its kind (:func:`inhouse.kinds.kind_for_spec`),
 replica, the explainer and the ingress delegate to. Typed entry point for ``serve run`` /
 ``serve deploy`` config files::
 
-    serve run serve.app:build_app models='["digits", "banking"]'
+    serve run inhouse.serve.app:build_app models='["digits", "banking"]'
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from inhouse.config import ServeArgs, ServeSettings, Settings, load_settings, se
 from inhouse.errors import InvalidInputError
 from inhouse.kinds import ModelKind, kind_for_spec
 from inhouse.registry import validate_model_name
-from serve.explainer import Explainer
-from serve.ingress import Ingress
-from serve.model_replica import ModelReplica
+from inhouse.serve.explainer import Explainer
+from inhouse.serve.ingress import Ingress
+from inhouse.serve.model_replica import ModelReplica
 
 APP_NAME = "inhouse"
 

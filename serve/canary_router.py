@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from inhouse.canary import Canary, TrafficCounter, active_canaries, write_traffic
 from inhouse.errors import InhouseError, UnavailableError
-from serve.http import refusal
+from inhouse.serve.http import refusal
 
 REFRESH_S = 1.0
 _log = logging.getLogger(__name__)

@@ -2,9 +2,10 @@
 
 Explanations cost tens to thousands of forward passes, so they run in a deployment of their
 own (own replicas, own autoscaling via ``.options()``) and never queue behind or slow down
-predictions. It follows the same registry version as :class:`serve.model_replica.ModelReplica`
-(loaded for explanation by the version's kind: ``load_explained``). The work runs in a worker
-thread, one at a time per replica, so the replica's event loop keeps answering health checks.
+predictions. It follows the same registry version as
+:class:`inhouse.serve.model_replica.ModelReplica` (loaded for explanation by the version's
+kind: ``load_explained``). The work runs in a worker thread, one at a time per replica, so the
+replica's event loop keeps answering health checks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ray import serve
 
 from inhouse.config import SettingsPayload
 from inhouse.kinds import ModelKind
-from serve.versioned import VersionedModel
+from inhouse.serve.versioned import VersionedModel
 
 
 @serve.deployment(name="explainer", ray_actor_options={"num_cpus": 0.5})

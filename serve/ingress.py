@@ -39,8 +39,8 @@ from inhouse.errors import ModelNotFoundError, UnavailableError
 from inhouse.kinds import ModelKind
 from inhouse.kinds.serving import ServingKind
 from inhouse.registry import validate_model_name
-from serve.canary_router import CanaryRouter
-from serve.http import app, call_replica, read_body
+from inhouse.serve.canary_router import CanaryRouter
+from inhouse.serve.http import app, call_replica, read_body
 
 PREDICT = "model:predict"
 EXPLAIN = "model:explain"

@@ -19,7 +19,7 @@ from ray import serve
 
 from inhouse.config import SettingsPayload
 from inhouse.kinds import ModelKind
-from serve.versioned import VersionedModel
+from inhouse.serve.versioned import VersionedModel
 
 MAX_VARIANTS = 4
 

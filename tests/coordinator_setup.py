@@ -66,7 +66,7 @@ def kill_coordinator(model: str) -> None:
     """Kill the coordinator actor of ``model`` for good, if one runs (test teardown)."""
     import ray
 
-    from actors.coordinator import find_actor
+    from inhouse.actors.coordinator import find_actor
 
     actor = find_actor(model)
     if actor is not None:

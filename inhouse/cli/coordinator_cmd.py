@@ -105,7 +105,7 @@ def cmd_start(settings: Settings, args: argparse.Namespace) -> int:
     _connect(settings)
     import ray
 
-    from actors.coordinator import start_actor
+    from inhouse.actors.coordinator import start_actor
 
     actor = start_actor(settings, args.model)
     info = ray.get(actor.info.remote(), timeout=120)
@@ -125,7 +125,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         _connect(settings)
         import ray
 
-        from actors.coordinator import find_actor
+        from inhouse.actors.coordinator import find_actor
 
         actor = find_actor(args.model)
         report["actor"] = None if actor is None else ray.get(actor.info.remote(), timeout=30)
@@ -143,7 +143,7 @@ def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
     _connect(settings)
     import ray
 
-    from actors.coordinator import find_actor
+    from inhouse.actors.coordinator import find_actor
 
     actor = find_actor(args.model)
     if actor is not None:
@@ -159,7 +159,7 @@ def cmd_retrain(settings: Settings, args: argparse.Namespace) -> int:
     request = control.request_retrain(services.engine(settings), args.model)
     try:
         _connect(settings)
-        from actors.coordinator import find_actor
+        from inhouse.actors.coordinator import find_actor
 
         actor = find_actor(args.model)
         if actor is not None:

@@ -61,7 +61,7 @@ def run_demo(settings: Settings, *, epochs: int, retrain_act: bool = True) -> in
         f"{settings.train.num_workers} DDP workers)"
     )
     authorize(settings, action="train:submit", resource=settings.train.model, detail="demo")
-    result = run_job(settings, "jobs.train", section_argv(settings.train), epochs=epochs)
+    result = run_job(settings, "inhouse.jobs.train", section_argv(settings.train), epochs=epochs)
     served = result["served_version"]
     with step(f"4/7 deploying {settings.train.model} v{served} (the champion) on Ray Serve"):
         authorize(settings, action="model:deploy", resource=settings.train.model, detail="demo")

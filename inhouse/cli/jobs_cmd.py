@@ -117,7 +117,7 @@ def _given(args: argparse.Namespace, fields: dict[str, type[BaseModel]]) -> set[
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
-    """Submit ``jobs.train`` for the data set's kind of model, follow it, print its summary."""
+    """Submit ``inhouse.jobs.train`` for the data set's kind of model; follow it, summarise."""
     from inhouse import services
     from inhouse.data import describe
     from inhouse.kinds import kind_named
@@ -138,9 +138,8 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
             f"no {flags}"
         )
     options = training.options(settings, args)
-    result = run_job(
-        settings, "jobs.train", section_argv(cast(BaseModel, options)), epochs=options.epochs
-    )
+    argv = section_argv(cast(BaseModel, options))
+    result = run_job(settings, "inhouse.jobs.train", argv, epochs=options.epochs)
     print("\n".join(training.summary_lines(result)))
     return 0
 
@@ -152,7 +151,7 @@ def cmd_compress(settings: Settings, args: argparse.Namespace) -> int:
     if flags_finetune(prune_amount=args.prune, finetune_epochs=args.finetune_epochs):
         # a fine-tune trains on the data set's rows: it is training, not only a deployment
         authorize(settings, action="train:submit", resource=args.model, detail="compress")
-    result = run_job(settings, "jobs.compress", compress_args(args))
+    result = run_job(settings, "inhouse.jobs.compress", compress_args(args))
     print(result["report_markdown"])
     print(
         f"registered {result['model']} v{result['version']} (compressed from "

@@ -124,7 +124,7 @@ def deploy(
     from ray import serve
 
     from inhouse.config import ServeArgs
-    from serve.app import APP_NAME, build_app
+    from inhouse.serve.app import APP_NAME, build_app
 
     ray.init(
         address=f"127.0.0.1:{settings.ray.gcs_port}",

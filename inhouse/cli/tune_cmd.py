@@ -23,7 +23,7 @@ from inhouse.flags import add_section_flags, section_argv, section_overrides
 
 
 def tune_args(settings: Settings, tune: TuneSettings) -> list[str]:
-    """The ``python -m jobs.tune`` argument list for these settings."""
+    """The ``python -m inhouse.jobs.tune`` argument list for these settings."""
     return section_argv(settings.train) + section_argv(tune)
 
 
@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_tune(settings: Settings, args: argparse.Namespace) -> int:
-    """Submit ``jobs.tune`` to the cluster, follow it and print the best trial."""
+    """Submit ``inhouse.jobs.tune`` to the cluster, follow it and print the best trial."""
     from inhouse.cli.auth import authorize
     from inhouse.cli.ray_ops import run_job
 
@@ -53,7 +53,7 @@ def cmd_tune(settings: Settings, args: argparse.Namespace) -> int:
             f"DP-SGD is on: each of the {tune.num_trials} trials is charged to the privacy "
             f"budget of data set {settings.train.dataset!r} (up to {tune.num_trials}x one run)."
         )
-    result = run_job(settings, "jobs.tune", tune_args(settings, tune))
+    result = run_job(settings, "inhouse.jobs.tune", tune_args(settings, tune))
     best = result["best"]
     print(
         f"best of {result['trials']} trials: {best['config']} -> test accuracy "

@@ -1,10 +1,10 @@
 """Incremental retraining of a model's row window, whatever its kind; measured for the gate.
 
 The coordinator actor calls :func:`run_retrain` in-process (a one-model retrain is seconds of
-work, less than Ray Train's start-up); ``python -m jobs.retrain`` runs the same function as a
-Ray job. It is idempotent per row window: the run id (from the window) is in the lineage of
-what it registers, so a resumed retrain reuses a version registered before a crash instead of
-training the same rows twice.
+work, less than Ray Train's start-up); ``python -m inhouse.jobs.retrain`` runs the same
+function as a Ray job. It is idempotent per row window: the run id (from the window) is in the
+lineage of what it registers, so a resumed retrain reuses a version registered before a crash
+instead of training the same rows twice.
 
 Steps: find the champion's kind (:func:`inhouse.kinds.kind_for_spec`); unless an earlier
 attempt registered it, train and register the candidate (the kind's

@@ -7,7 +7,7 @@ candidate from the champion and the window's rows, compress it (or not), measure
 the champion as each would serve, and score versions on the stream's newer rows for a canary.
 
 This module also holds the values that cross the interface: the job (:class:`RetrainJob`, a
-typed model, also what ``python -m jobs.retrain`` builds), the run it belongs to
+typed model, also what ``python -m inhouse.jobs.retrain`` builds), the run it belongs to
 (:class:`RetrainRun`), the gate's figures (:class:`Measured`) and the rows a canary is
 scored on (:class:`StreamWindow`).
 """

@@ -31,7 +31,7 @@ from inhouse.training import train_one_epoch
 Progress = Callable[[int, int], None]
 """Called as ``progress(epochs_done, epochs_total)`` while a reference model trains."""
 
-# What jobs.train uses when a lineage records no training config.
+# What inhouse.jobs.train uses when a lineage records no training config.
 DEFAULT_TRAINING = {"epochs": 5, "batch_size": 32, "lr": 3e-3, "seed": 0}
 
 __all__ = ["AuditReport", "Reference", "audit_version", "privacy_of", "train_reference"]
@@ -141,7 +141,7 @@ def train_reference(
     progress: Progress | None = None,
 ) -> nn.Module:
     """A non-DP model with ``spec``, trained on ``members`` with the epochs, batch size and
-    learning rate of ``config`` (a version's ``lineage["config"]``; jobs.train's defaults)."""
+    learning rate of ``config`` (a version's ``lineage["config"]``; the train job's defaults)."""
     settings = DEFAULT_TRAINING | {k: config[k] for k in DEFAULT_TRAINING if k in config}
     torch.manual_seed(int(settings["seed"]))
     module = build_model(spec)

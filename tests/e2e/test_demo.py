@@ -91,7 +91,7 @@ def test_ray_job_submit_needs_the_token(ray_cluster: Settings) -> None:
         "--",
         "python",
         "-m",
-        "jobs.train",
+        "inhouse.jobs.train",
         "--epochs",
         "1",
         "--no-promote",

@@ -10,8 +10,8 @@ import torch
 from inhouse import services
 from inhouse.config import CompressionSettings, GateSettings, Settings, load_settings
 from inhouse.data import read_rows, seed
+from inhouse.jobs import compress
 from inhouse.kinds import load_module, register_module
-from jobs import compress
 from tests.digits_parent import train_parent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

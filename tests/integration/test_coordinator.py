@@ -62,7 +62,7 @@ def settings(
 
 
 def _start(settings: Settings, **kw: Any) -> Any:
-    from actors.coordinator import start_actor
+    from inhouse.actors.coordinator import start_actor
 
     values = {"model": MODEL, "min_rows": 100, "epochs": 3, "poll_s": 0.25, **kw}
     start(services.registry(settings), CoordinatorSettings(**values))

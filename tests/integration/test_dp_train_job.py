@@ -13,9 +13,9 @@ from inhouse import services
 from inhouse.config import Settings, load_settings
 from inhouse.data import seed
 from inhouse.errors import BudgetExceededError, PermissionDeniedError
+from inhouse.jobs import train
 from inhouse.privacy import PrivacyLedger
 from inhouse.schema import get_engine
-from jobs import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

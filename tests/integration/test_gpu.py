@@ -99,8 +99,8 @@ def test_nccl_ddp_of_our_loop_with_encrypted_checkpoints(tmp_path: Path) -> None
 def test_ray_train_job_with_use_gpu(ray_cluster: object) -> None:
     from inhouse.config import Settings, load_settings
     from inhouse.data import seed
+    from inhouse.jobs import train
     from inhouse.schema import get_engine
-    from jobs import train
 
     assert isinstance(ray_cluster, Settings)
     settings = load_settings(
@@ -124,7 +124,7 @@ def test_text_fine_tune_on_gpu_with_mixed_precision(ray_cluster: object, tmp_pat
     from inhouse import services
     from inhouse.config import Settings, TextTrainOptions
     from inhouse.data.text_import import import_text_csv
-    from jobs import train
+    from inhouse.jobs import train
     from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 
     assert isinstance(ray_cluster, Settings)

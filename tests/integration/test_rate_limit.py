@@ -12,7 +12,7 @@ from inhouse import services
 from inhouse.config import ServeArgs, Settings
 from inhouse.kinds import build_model, register_module
 from inhouse.models import MLPSpec
-from serve.app import build_app
+from inhouse.serve.app import build_app
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration

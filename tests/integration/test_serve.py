@@ -31,8 +31,8 @@ from inhouse.kinds import build_model, load_module, register_module
 from inhouse.kinds.updating import Measured, RetrainJob
 from inhouse.models import MLPSpec
 from inhouse.schema import get_engine
+from inhouse.serve.app import build_app
 from inhouse.training import evaluate, train_one_epoch
-from serve.app import build_app
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration

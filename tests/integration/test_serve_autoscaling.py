@@ -21,7 +21,7 @@ from inhouse import services
 from inhouse.config import ServeArgs, Settings, load_settings
 from inhouse.kinds import build_model, register_module
 from inhouse.models import MLPSpec
-from serve.app import build_app, replica_scaling
+from inhouse.serve.app import build_app, replica_scaling
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.scale]

@@ -57,7 +57,7 @@ def _insert_sql(engine: Engine, count: int) -> int:
 
 
 def test_inserted_texts_become_a_promoted_lora_adapter(settings: Settings) -> None:
-    from actors.coordinator import start_actor
+    from inhouse.actors.coordinator import start_actor
 
     engine, registry = services.engine(settings), services.registry(settings)
     champion = registry.resolve(MODEL, "champion")

@@ -1,5 +1,5 @@
-"""Text serving over real HTTP through the one front door (``serve.app:build_app``): v2 BYTES
-and v1, the int8 champion, batching, token attributions from the explainer sidecar, tenant
+"""Text serving over real HTTP through the one front door (``inhouse.serve.app:build_app``):
+v2 BYTES and v1, the int8 champion, batching, token attributions from the explainer sidecar, tenant
 variants multiplexed in one deployment, and a tabular model answering beside it."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from inhouse.kinds.text.versions import import_model_dir, load_text, register_ad
 from inhouse.models import MLPSpec
 from inhouse.models.lora import lora_config, prepare_incremental
 from inhouse.models.text import classifier_from
-from serve.app import build_app
+from inhouse.serve.app import build_app
 from tests.hf_tiny import CLASSES, make_rows, make_tiny_bert
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from inhouse import services
 from inhouse.config import Settings, TextTrainOptions
 from inhouse.data.text_import import import_text_csv
 from inhouse.errors import ConfigError
-from jobs import train
+from inhouse.jobs import train
 from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

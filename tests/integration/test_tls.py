@@ -13,8 +13,8 @@ from inhouse import services
 from inhouse.config import ServeArgs, Settings
 from inhouse.kinds import build_model, register_module
 from inhouse.models import MLPSpec
+from inhouse.serve.app import build_app
 from inhouse.tls import init_certificates
-from serve.app import build_app
 
 pytestmark = pytest.mark.integration
 TLS_PORT = 8002

@@ -13,7 +13,7 @@ from inhouse import services
 from inhouse.config import ServeArgs, Settings
 from inhouse.errors import InvalidInputError
 from inhouse.kinds import ModelKind, kind_for_spec, register, register_module
-from serve.app import build_app
+from inhouse.serve.app import build_app
 from tests.toy_kind.model import SPEC, build
 
 pytestmark = pytest.mark.integration

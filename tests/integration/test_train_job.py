@@ -9,8 +9,8 @@ import pytest
 from inhouse import services
 from inhouse.config import Settings, load_settings
 from inhouse.data import seed
+from inhouse.jobs import train
 from inhouse.schema import get_engine
-from jobs import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

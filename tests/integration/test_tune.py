@@ -44,7 +44,7 @@ def test_search_space_is_validated_and_becomes_job_flags() -> None:
 def test_asha_search_registers_the_best_trial_with_its_lineage(
     ray_cluster: Settings, tmp_path: Path
 ) -> None:
-    from jobs import tune
+    from inhouse.jobs import tune
 
     settings = load_settings(
         home=str(ray_cluster.home),

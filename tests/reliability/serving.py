@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 from sqlalchemy import update
 
-from benchmarks.bench_load import autoscaling_env, replica_names, settings_env
 from inhouse import services
 from inhouse.access import AccessService, IssuedToken
 from inhouse.access.records import TokenRecord
+from inhouse.benchmarks.bench_load import autoscaling_env, replica_names, settings_env
 from inhouse.config import Settings
 from inhouse.data import read_rows, seed
 from inhouse.errors import NotFoundError
@@ -141,7 +141,7 @@ def serve_digits(settings: Settings, *, app: str) -> Iterator[Served]:
     from ray import serve
 
     from inhouse.config import ServeArgs
-    from serve.app import build_app
+    from inhouse.serve.app import build_app
 
     rows, labels = _champion(settings)
     auth = _auth_cases(settings)

@@ -130,7 +130,7 @@ def stop_actor() -> Iterator[None]:
 
 
 def _start(home: Home, **overrides: Any) -> Any:
-    from actors.coordinator import start_actor
+    from inhouse.actors.coordinator import start_actor
 
     start(services.registry(home.settings), CoordinatorSettings(**{**FAST, **overrides}))
     return start_actor(home.settings, MODEL)

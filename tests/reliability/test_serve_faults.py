@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.bench_load import (
+from inhouse.benchmarks.bench_load import (
     Target,
     explain_body,
     infer_body,

@@ -16,10 +16,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from benchmarks.bench_load import Target, explain_body, infer_body, replica_states, run_load
 from inhouse import services
+from inhouse.benchmarks.bench_load import Target, explain_body, infer_body, replica_states, run_load
 from inhouse.config import Settings
-from serve.ingress import app as ingress_app
+from inhouse.serve.ingress import app as ingress_app
 from tests.polling import wait_for
 from tests.reliability.serving import (
     DEPLOYMENT,

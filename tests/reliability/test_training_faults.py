@@ -12,7 +12,7 @@ import pytest
 from inhouse import services
 from inhouse.config import Settings, load_settings
 from inhouse.data import seed
-from jobs import train
+from inhouse.jobs import train
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 

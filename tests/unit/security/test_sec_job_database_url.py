@@ -70,7 +70,7 @@ def test_submitted_job_env_holds_no_password(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, submitted: list[dict[str, Any]]
 ) -> None:
     settings = load_settings(home=str(tmp_path), database_url=URL)
-    assert run_job(settings, "jobs.train", ["--epochs", "1"]) == {"ok": True}
+    assert run_job(settings, "inhouse.jobs.train", ["--epochs", "1"]) == {"ok": True}
     runtime_env = submitted[0]["runtime_env"]
     assert PASSWORD not in json.dumps(submitted[0])
     env = runtime_env["env_vars"]
@@ -90,8 +90,8 @@ def test_submitted_job_env_holds_no_password(
 
 def test_the_reference_file_is_reused(tmp_path: Path, submitted: list[dict[str, Any]]) -> None:
     settings = load_settings(home=str(tmp_path), database_url=URL)
-    run_job(settings, "jobs.train", [])
-    run_job(settings, "jobs.train", [])
+    run_job(settings, "inhouse.jobs.train", [])
+    run_job(settings, "inhouse.jobs.train", [])
     files = {job["runtime_env"]["env_vars"]["INHOUSE_DATABASE_URL_FILE"] for job in submitted}
     assert len(files) == 1 and len(list((tmp_path / "secrets").iterdir())) == 1
 
@@ -106,7 +106,7 @@ def test_the_reference_file_is_reused(tmp_path: Path, submitted: list[dict[str, 
 def test_a_url_without_a_secret_still_travels_as_itself(
     tmp_path: Path, submitted: list[dict[str, Any]], url: str
 ) -> None:
-    run_job(load_settings(home=str(tmp_path), database_url=url), "jobs.train", [])
+    run_job(load_settings(home=str(tmp_path), database_url=url), "inhouse.jobs.train", [])
     env = submitted[0]["runtime_env"]["env_vars"]
     assert env["INHOUSE_DATABASE_URL"] == url and "INHOUSE_DATABASE_URL_FILE" not in env
 
@@ -115,7 +115,7 @@ def test_secret_query_parameters_count_as_passwords(
     tmp_path: Path, submitted: list[dict[str, Any]]
 ) -> None:
     url = "postgresql+psycopg://trainer@db.internal/inhouse?password=" + PASSWORD
-    run_job(load_settings(home=str(tmp_path), database_url=url), "jobs.train", [])
+    run_job(load_settings(home=str(tmp_path), database_url=url), "inhouse.jobs.train", [])
     assert PASSWORD not in json.dumps(submitted[0])
 
 
