@@ -44,6 +44,36 @@ class RetrainJob(BaseModel):
     champion: int | None = None
 
 
+def retrain_lineage(
+    cs: CoordinatorSettings,
+    job: RetrainJob,
+    *,
+    parent: ModelVersion,
+    new_rows: int,
+    train_rows: int,
+    warm_start: dict[str, Any],
+) -> dict[str, Any]:
+    """The lineage every kind's retrained candidate records: its row window (new rows plus
+    replayed older ones), parent, warm start, settings and the coordinator run."""
+    return {
+        "dataset": cs.dataset,
+        "rows": {
+            "first_id": job.after_id + 1,
+            "up_to_id": job.up_to_id,
+            "new_train_rows": new_rows,
+            "replay_rows": train_rows - new_rows,
+            "replay_up_to_id": job.after_id,
+            "train_rows": train_rows,
+        },
+        "parent": {"model": parent.model, "version": parent.version},
+        "warm_start": warm_start,
+        "config": cs.model_dump(mode="json"),
+        "coordinator_run": job.run_id,
+        "trigger": list(job.reasons),
+        "run": job.run_id,
+    }
+
+
 @dataclass(frozen=True)
 class Measured:
     """The figures the gate compares; accuracies in [0, 1], latencies in milliseconds."""

@@ -22,7 +22,7 @@ from inhouse.data import DatasetInfo, describe, read_rows
 from inhouse.data.store import Rows
 from inhouse.explain.lineage import importance_lineage
 from inhouse.kinds.modules import load_module, register_module
-from inhouse.kinds.updating import RetrainRun
+from inhouse.kinds.updating import RetrainRun, retrain_lineage
 from inhouse.registry import ModelVersion, float_version
 from inhouse.training import evaluate, private_run, train_one_epoch
 from inhouse.training.dp import make_private
@@ -147,24 +147,15 @@ def train_candidate(run: RetrainRun) -> ModelVersion:
         param.requires_grad_(True)
     test = read_rows(engine, cs.dataset, split="test", up_to_id=up_to_id)
     held_out = evaluate(module, test.x, test.y)
-    lineage: dict[str, Any] = {
-        "dataset": cs.dataset,
-        "rows": {
-            "first_id": after_id + 1,
-            "up_to_id": up_to_id,
-            "new_train_rows": len(new),
-            "replay_rows": len(replay),
-            "replay_up_to_id": after_id,
-            "train_rows": len(y),
-            "test_rows": len(test),
-        },
-        "parent": {"model": cs.model, "version": parent.version},
-        "warm_start": {"from_version": parent.version, "trainable_parameters": trainable},
-        "config": cs.model_dump(mode="json"),
-        "coordinator_run": job.run_id,
-        "trigger": list(job.reasons),
-        "run": job.run_id,
-    }
+    lineage = retrain_lineage(
+        cs,
+        job,
+        parent=parent,
+        new_rows=len(new),
+        train_rows=len(y),
+        warm_start={"from_version": parent.version, "trainable_parameters": trainable},
+    )
+    lineage["rows"]["test_rows"] = len(test)
     lineage["privacy"] = privacy.lineage(reported_steps=history.get("dp_steps"))
     background = _background(engine, cs, parent, privacy)
     lineage.update(

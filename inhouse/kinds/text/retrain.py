@@ -33,7 +33,7 @@ from inhouse.kinds.text.private import (
     train_epoch_private,
 )
 from inhouse.kinds.text.versions import load_text, register_adapter
-from inhouse.kinds.updating import RetrainRun
+from inhouse.kinds.updating import RetrainRun, retrain_lineage
 from inhouse.models.lora import lora_config, prepare_incremental, trainable_fraction
 from inhouse.models.text import TextModel, classifier_from
 from inhouse.registry import ModelVersion, Registry, float_version
@@ -183,28 +183,19 @@ def train_candidate(run: RetrainRun) -> ModelVersion:
         privacy.fail(engine)
         raise
     seconds = time.perf_counter() - started
-    lineage: dict[str, Any] = {
-        "dataset": cs.dataset,
-        "rows": {
-            "first_id": after_id + 1,
-            "up_to_id": up_to_id,
-            "new_train_rows": len(new),
-            "replay_rows": len(rows) - len(new),
-            "replay_up_to_id": after_id,
-            "train_rows": len(rows),
-        },
-        "parent": {"model": champion.model, "version": champion.version},
-        "warm_start": {
+    lineage = retrain_lineage(
+        cs,
+        job,
+        parent=champion,
+        new_rows=len(new),
+        train_rows=len(rows),
+        warm_start={
             "from_version": warm.version if warm is not None else None,
             "method": cs.text_method,
             "trainable_fraction": trainable_fraction(model),
         },
-        "config": cs.model_dump(mode="json"),
-        "coordinator_run": job.run_id,
-        "trigger": list(job.reasons),
-        "run": job.run_id,
-        "privacy": privacy.lineage(reported_steps=history.get("dp_steps")),
-    }
+    )
+    lineage["privacy"] = privacy.lineage(reported_steps=history.get("dp_steps"))
     metrics = {
         "train_accuracy": history["train_accuracy"],
         "train_seconds": seconds,
