@@ -11,7 +11,14 @@ line in ``registry.py``.
 """
 
 from inhouse.kinds.modules import build_model, load_module, register_module
-from inhouse.kinds.registry import ModelKind, kind_for_spec, kind_named, known_kinds, register
+from inhouse.kinds.registry import (
+    ModelKind,
+    kind_for_spec,
+    kind_named,
+    known_kinds,
+    register,
+    unregister,
+)
 
 __all__ = [
     "ModelKind",
@@ -22,4 +29,5 @@ __all__ = [
     "load_module",
     "register",
     "register_module",
+    "unregister",
 ]

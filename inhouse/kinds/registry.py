@@ -61,6 +61,11 @@ def register(kind: ModelKind) -> ModelKind:
     return kind
 
 
+def unregister(name: str) -> None:
+    """Forget the kind called ``name`` (a kind registered for a while, e.g. by a test)."""
+    _KINDS.pop(name, None)
+
+
 register(ModelKind("tabular", ("mlp",), "inhouse.kinds.tabular"))
 register(ModelKind("text", ("hf_text",), "inhouse.kinds.text"))
 

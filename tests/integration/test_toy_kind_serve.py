@@ -12,7 +12,7 @@ import pytest
 from inhouse import services
 from inhouse.config import ServeArgs, Settings
 from inhouse.errors import InvalidInputError
-from inhouse.kinds import ModelKind, kind_for_spec, register, register_module
+from inhouse.kinds import ModelKind, kind_for_spec, register, register_module, unregister
 from inhouse.serve.app import build_app
 from tests.toy_kind.model import SPEC, build
 
@@ -21,13 +21,18 @@ MODEL = "toy-lengths"
 
 
 @pytest.fixture(scope="module")
-def toy(ray_cluster: Settings) -> Settings:
-    """The toy kind registered, and a version of it the champion of ``MODEL``."""
+def toy(ray_cluster: Settings) -> Iterator[Settings]:
+    """The toy kind registered (in this process, for this module's tests only), and a version
+    of it the champion of ``MODEL``."""
     register(ModelKind("toy", ("toy_arch",), "tests.toy_kind"))
-    registry = services.registry(ray_cluster)
-    info = register_module(registry, MODEL, module=build(SPEC), spec=SPEC, metrics={}, lineage={})
-    registry.set_alias(MODEL, "champion", info.version)
-    return ray_cluster
+    try:
+        registry = services.registry(ray_cluster)
+        module = build(SPEC)
+        info = register_module(registry, MODEL, module=module, spec=SPEC, metrics={}, lineage={})
+        registry.set_alias(MODEL, "champion", info.version)
+        yield ray_cluster
+    finally:
+        unregister("toy")
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from pathlib import Path
 from inhouse.crypto import KeyRing
 from inhouse.schema import get_engine
 from inhouse.errors import InhouseError
-from inhouse.kinds import build_model
+from inhouse.kinds import build_model, register_module
 from inhouse.registry import Registry
 from inhouse.training import save_checkpoint
 
