@@ -3,7 +3,7 @@
 Started with the ``ray`` command of this environment (a subprocess: the core imports no
 Ray). The token lives in ``<home>/ray_auth_token`` with mode 0600; every process we start
 gets ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH`` so clients, jobs and replicas
-authenticate, and this environment's ``bin`` first on ``PATH`` so ``python -m jobs.…`` in a
+authenticate, and this environment's ``bin`` first on ``PATH`` so ``python -m inhouse.jobs.…`` in a
 ``ray job submit`` runs with the project's interpreter.
 
 The token is only ever sent to a dashboard on this machine (:func:`token_url`): the Jobs API

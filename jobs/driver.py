@@ -1,4 +1,4 @@
-"""How a job's driver (``python -m jobs.<name>``) joins the cluster it was submitted to."""
+"""How a job's driver (``python -m inhouse.jobs.<name>``) joins the cluster it was submitted to."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ class TextServing:
         if spec.get("role") == "encoder":
             return (
                 "a text encoder without a classifier head: serve a model fine-tuned from it "
-                "(jobs.train_text) instead"
+                "(inhouse train --base) instead"
             )
         return None
 
