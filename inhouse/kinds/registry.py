@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from inhouse.errors import InvalidInputError
 if TYPE_CHECKING:
     from torch import nn
 
+    from inhouse.kinds.compressing import CompressingKind
+    from inhouse.kinds.importing import ImportingKind
     from inhouse.kinds.serving import ServingKind
     from inhouse.kinds.training import TrainingKind
     from inhouse.kinds.updating import UpdatingKind
@@ -21,7 +24,8 @@ if TYPE_CHECKING:
 class ModelKind:
     """A registered kind: its name (also the kind of data set it trains on), the architecture
     names its versions' specs carry, and the package holding its parts (``model.py``: the
-    module a spec describes; ``serving.py``, ``training.py``, ``updating.py``)."""
+    module a spec describes; ``serving.py``, ``training.py``, ``updating.py``; optionally
+    ``importing.py`` and ``compressing.py``)."""
 
     name: str
     spec_kinds: tuple[str, ...]
@@ -50,6 +54,36 @@ class ModelKind:
         """The updating half (``<package>.updating.UPDATING``), imported on first use."""
         updating: UpdatingKind = importlib.import_module(f"{self.package}.updating").UPDATING
         return updating
+
+
+    @property
+    def importing(self) -> ImportingKind:
+        """The importing half (``<package>.importing.IMPORTING``); a kind without one is a
+        clear error naming the kinds that have one."""
+        importing: ImportingKind = self._optional_part("importing", "IMPORTING", "imported")
+        return importing
+
+    @property
+    def compressing(self) -> CompressingKind:
+        """The compressing half (``<package>.compressing.COMPRESSING``); a kind without one
+        is a clear error."""
+        compressing: CompressingKind = self._optional_part(
+            "compressing", "COMPRESSING", "compressed"
+        )
+        return compressing
+
+    def has_part(self, part: str) -> bool:
+        """Whether this kind's package has the optional part ``part`` (``importing``...)."""
+        return importlib.util.find_spec(f"{self.package}.{part}") is not None
+
+    def _optional_part(self, part: str, attribute: str, verb: str) -> Any:
+        if not self.has_part(part):
+            able = [name for name in known_kinds() if _KINDS[name].has_part(part)]
+            raise InvalidInputError(
+                f"models of kind {self.name!r} cannot be {verb} here; kinds that can: "
+                f"{', '.join(able) or 'none'}"
+            )
+        return getattr(importlib.import_module(f"{self.package}.{part}"), attribute)
 
 
 _KINDS: dict[str, ModelKind] = {}
