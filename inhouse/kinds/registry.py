@@ -55,7 +55,6 @@ class ModelKind:
         updating: UpdatingKind = importlib.import_module(f"{self.package}.updating").UPDATING
         return updating
 
-
     @property
     def importing(self) -> ImportingKind:
         """The importing half (``<package>.importing.IMPORTING``); a kind without one is a
