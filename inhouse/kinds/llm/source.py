@@ -35,7 +35,7 @@ def _causal_architecture(checked: ModelDir) -> str:
         raise InvalidInputError(
             f"{checked.path} is not a causal language model (model_type "
             f"{checked.model_type!r}, architectures {named}): the llm kind imports generative "
-            "models such as LlamaForCausalLM; import encoders with --kind text"
+            "models such as LlamaForCausalLM (encoders are text models: --kind text)"
         )
     return found[0]
 
