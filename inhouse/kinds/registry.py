@@ -75,12 +75,11 @@ class ModelKind:
         """Whether this kind's package has the optional part ``part`` (``importing``...)."""
         return importlib.util.find_spec(f"{self.package}.{part}") is not None
 
-    def _optional_part(self, part: str, attribute: str, verb: str) -> Any:
+    def _optional_part(self, part: str, attribute: str, verb: str, what: str = "models") -> Any:
         if not self.has_part(part):
-            able = [name for name in known_kinds() if _KINDS[name].has_part(part)]
             raise InvalidInputError(
-                f"models of kind {self.name!r} cannot be {verb} here; kinds that can: "
-                f"{', '.join(able) or 'none'}"
+                f"{what} of kind {self.name!r} cannot be {verb} here; kinds that can: "
+                f"{', '.join(kinds_with(part)) or 'none'}"
             )
         return getattr(importlib.import_module(f"{self.package}.{part}"), attribute)
 
@@ -106,6 +105,11 @@ register(ModelKind("text", ("hf_text",), "inhouse.kinds.text"))
 def known_kinds() -> list[str]:
     """The registered kind names, sorted."""
     return sorted(_KINDS)
+
+
+def kinds_with(part: str) -> list[str]:
+    """The registered kinds whose package has the optional part ``part``, sorted."""
+    return [name for name in known_kinds() if _KINDS[name].has_part(part)]
 
 
 def kind_named(name: str) -> ModelKind:
