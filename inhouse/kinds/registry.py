@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from inhouse.kinds.compressing import CompressingKind
+    from inhouse.kinds.datasets import DatasetsKind
     from inhouse.kinds.importing import ImportingKind
     from inhouse.kinds.serving import ServingKind
     from inhouse.kinds.training import TrainingKind
@@ -25,7 +26,7 @@ class ModelKind:
     """A registered kind: its name (also the kind of data set it trains on), the architecture
     names its versions' specs carry, and the package holding its parts (``model.py``: the
     module a spec describes; ``serving.py``, ``training.py``, ``updating.py``; optionally
-    ``importing.py`` and ``compressing.py``)."""
+    ``importing.py``, ``compressing.py`` and ``datasets.py``)."""
 
     name: str
     spec_kinds: tuple[str, ...]
@@ -70,6 +71,15 @@ class ModelKind:
             "compressing", "COMPRESSING", "compressed"
         )
         return compressing
+
+    @property
+    def datasets(self) -> DatasetsKind:
+        """The data-set half (``<package>.datasets.DATASETS``: rows from a CSV); a kind
+        without one is a clear error."""
+        datasets: DatasetsKind = self._optional_part(
+            "datasets", "DATASETS", "appended to from a CSV", what="data sets"
+        )
+        return datasets
 
     def has_part(self, part: str) -> bool:
         """Whether this kind's package has the optional part ``part`` (``importing``...)."""
