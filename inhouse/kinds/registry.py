@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from inhouse.kinds.importing import ImportingKind
     from inhouse.kinds.serving import ServingKind
     from inhouse.kinds.training import TrainingKind
+    from inhouse.kinds.tuning import TuningKind
     from inhouse.kinds.updating import UpdatingKind
 
 
@@ -26,7 +27,7 @@ class ModelKind:
     """A registered kind: its name (also the kind of data set it trains on), the architecture
     names its versions' specs carry, and the package holding its parts (``model.py``: the
     module a spec describes; ``serving.py``, ``training.py``, ``updating.py``; optionally
-    ``importing.py``, ``compressing.py`` and ``datasets.py``)."""
+    ``importing.py``, ``compressing.py``, ``tuning.py`` and ``datasets.py``)."""
 
     name: str
     spec_kinds: tuple[str, ...]
@@ -71,6 +72,13 @@ class ModelKind:
             "compressing", "COMPRESSING", "compressed"
         )
         return compressing
+
+    @property
+    def tuning(self) -> TuningKind:
+        """The tuning half (``<package>.tuning.TUNING``: register a search's best trial); a
+        kind without one is a clear error."""
+        tuning: TuningKind = self._optional_part("tuning", "TUNING", "tuned")
+        return tuning
 
     @property
     def datasets(self) -> DatasetsKind:
