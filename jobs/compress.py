@@ -5,9 +5,10 @@ Run it on a cluster exactly as a user would::
     ray job submit --working-dir . -- python -m inhouse.jobs.compress --model digits --prune 0.9
 
 The work (fine-tuning after each pruning step, measuring, explaining) runs in one Ray task on
-the cluster; the decision logic lives in :mod:`inhouse.kinds.tabular.compression` and is tested
-without Ray. The job registers the compressed copy as a new version whose lineage names its
-parent, moves ``champion`` to it when the gate passes, prints the report as markdown and ends
+the cluster, by the kind of the version's spec (``kind.compressing``, e.g.
+:mod:`inhouse.kinds.tabular.compressing`; a kind without one is refused), tested without Ray.
+The kind registers the compressed copy as a new version whose lineage names its parent and
+moves ``champion`` to it when the gate passes; the job prints the report as markdown and ends
 with the ``INHOUSE_RESULT`` summary line.
 """
 
@@ -25,7 +26,7 @@ from inhouse.config import CompressionSettings, GateSettings, Settings, load_set
 from inhouse.console import RESULT_MARKER, emit
 from inhouse.errors import InhouseError
 from inhouse.jobs.driver import joined_cluster
-from inhouse.kinds.tabular.compression import compress_version
+from inhouse.kinds.compressing import compress_model
 
 
 # No retries: a task that died after registering must not register a second copy.
@@ -38,8 +39,9 @@ def compress_task(
     gate: GateSettings,
     promote: bool,
 ) -> dict[str, Any]:
-    """Runs on a cluster worker: open the services there and compress."""
-    return compress_version(
+    """Runs on a cluster worker: open the services there and compress through the kind of the
+    version's spec."""
+    return compress_model(
         registry=services.registry(settings),
         engine=services.engine(settings),
         model=model,
@@ -59,7 +61,7 @@ def run(
     gate: GateSettings,
     promote: bool = True,
 ) -> dict[str, Any]:
-    """Compress ``model`` at ``ref`` in a Ray task; returns the summary (see compress_version).
+    """Compress ``model`` at ``ref`` in a Ray task; returns the kind's summary.
 
     Raises:
         InhouseError: the task's own error (unknown model, already compressed...), re-raised

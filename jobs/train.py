@@ -43,17 +43,19 @@ from inhouse.kinds.training import (
     TrainingKind,
     TrainingRun,
     TrainOptions,
+    WorkerConfig,
     WorkerPlace,
     new_run,
 )
 from inhouse.training import load_checkpoint, save_checkpoint
 
+WORKER_KEY = "worker"  # the one entry of Ray Train's train_loop_config
 
-def _maybe_crash(config: dict[str, Any], epoch: int, world: int) -> None:
+
+def _maybe_crash(config: WorkerConfig, epoch: int, world: int) -> None:
     """Fault injection for the resume test: on the first attempt, one worker dies at this epoch,
     once Ray has committed the previous epoch's checkpoint (as after a real mid-run kill)."""
-    crash_epoch = config.get("crash_at_epoch")
-    marker = config.get("crash_marker")
+    crash_epoch, marker = config.crash_at_epoch, config.crash_marker
     if crash_epoch is None or marker is None or epoch != crash_epoch or os.path.exists(marker):
         return
     ray.train.get_all_reported_checkpoints(timeout_s=60)  # wait for in-flight reports
@@ -62,22 +64,26 @@ def _maybe_crash(config: dict[str, Any], epoch: int, world: int) -> None:
         os._exit(1)  # a real process death, as a killed worker would be
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker: the kind's epochs, each reported with a checkpoint."""
+def train_loop_per_worker(loop: dict[str, WorkerConfig]) -> None:
+    """Runs on every Ray Train worker: the kind's epochs, each reported with a checkpoint.
+
+    Ray Train hands a worker a dict; this one holds the typed :class:`WorkerConfig` alone.
+    """
+    config = loop[WORKER_KEY]
     context = ray.train.get_context()
     place = WorkerPlace(
         rank=context.get_world_rank(),
         world=context.get_world_size(),
         device=ray.train.torch.get_device(),
     )
-    worker = kind_named(config["kind"]).training.worker(config, place)
-    keyring = KeyRing(config["key_dir"]) if config["key_dir"] else None
+    worker = kind_named(config.kind).training.worker(config, place)
+    keyring = KeyRing(config.key_dir) if config.key_dir else None
     state = resume(
-        model=worker.model, optimizer=worker.optimizer, keyring=keyring, run_name=config["run_name"]
+        model=worker.model, optimizer=worker.optimizer, keyring=keyring, run_name=config.run_name
     )
     start_epoch = int(state["epoch"]) + 1 if state is not None else 0
     worker.start(state=state, start_epoch=start_epoch, wrap=ray.train.torch.prepare_model)
-    for epoch in range(start_epoch, config["epochs"]):
+    for epoch in range(start_epoch, config.epochs):
         _maybe_crash(config, epoch, place.world)
         metrics = worker.epoch(epoch) | {"resumed_from_epoch": start_epoch}
         if place.rank != 0:
@@ -91,7 +97,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 optimizer=worker.optimizer,
                 state=metrics | worker.checkpoint_state(),
                 keyring=keyring,
-                artifact_id=config["run_name"],
+                artifact_id=config.run_name,
             )
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     worker.close()
@@ -120,7 +126,7 @@ def trainer(
     settings: Settings,
     options: TrainOptions,
     run: TrainingRun,
-    loop_config: dict[str, Any],
+    loop_config: WorkerConfig,
     *,
     keep: int = 2,
     callbacks: list[Any] | None = None,
@@ -129,7 +135,7 @@ def trainer(
     resources = {"CPU": run.cpus_per_worker} if run.cpus_per_worker is not None else None
     return ray.train.torch.TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
+        train_loop_config={WORKER_KEY: loop_config},
         scaling_config=ray.train.ScalingConfig(
             num_workers=options.num_workers,
             use_gpu=options.use_gpu,
@@ -152,20 +158,20 @@ def loop_config(
     *,
     tensorboard: Path | None = None,
     crash_at_epoch: int | None = None,
-) -> dict[str, Any]:
+) -> WorkerConfig:
     """What every worker of ``run`` receives: the kind's part and the job's (TensorBoard's
     directory, by default the run's ``tensorboard``)."""
     keyring = services.keyring(settings)
-    return {
-        **run.worker_config,
-        "kind": kind,
-        "run_name": run.name,
-        "epochs": run.epochs,
-        "tensorboard_dir": str(tensorboard or run.directory / "tensorboard"),
-        "key_dir": str(settings.key_dir) if keyring is not None else None,
-        "crash_at_epoch": crash_at_epoch,
-        "crash_marker": str(run.directory / "crash-marker") if crash_at_epoch is not None else None,
-    }
+    return WorkerConfig(
+        kind=kind,
+        part=run.worker_config,
+        run_name=run.name,
+        epochs=run.epochs,
+        tensorboard_dir=str(tensorboard or run.directory / "tensorboard"),
+        key_dir=str(settings.key_dir) if keyring is not None else None,
+        crash_at_epoch=crash_at_epoch,
+        crash_marker=str(run.directory / "crash-marker") if crash_at_epoch is not None else None,
+    )
 
 
 def run(

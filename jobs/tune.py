@@ -9,8 +9,10 @@ trial starts a ``TorchTrainer``, whose per-epoch reports reach Tune through
 ``TuneReportCallback``). ASHA stops weak trials early on ``test_accuracy``. Every trial writes
 TensorBoard scalars under ``<run_dir>/tensorboard/<trial>``, and the search writes one HParams
 table (``<run_dir>/tensorboard/hparams``); the Ray dashboard shows each trial's Train run.
-The best trial's final checkpoint is evaluated on the test split and registered as a version
-whose lineage holds the search: space, scheduler, trials, best config, every trial's metrics.
+The data set's kind (``kind.tuning``, :mod:`inhouse.kinds.tuning`; the search space is the
+MLP's, so only the tabular kind has one and another is refused) evaluates the best trial's
+final checkpoint on the test split and registers it as a version whose lineage holds the
+search: space, scheduler, trials, best config, every trial's metrics.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +36,13 @@ from torch.utils.tensorboard import SummaryWriter
 from inhouse import services
 from inhouse.config import Settings, TrainSettings, TuneSettings, load_settings
 from inhouse.console import RESULT_MARKER, emit
-from inhouse.data import describe, read_rows
 from inhouse.errors import ConfigError
 from inhouse.flags import add_section_flags, section_overrides
 from inhouse.jobs.driver import joined_cluster
-from inhouse.jobs.train import kind_for, loop_config, trainer
-from inhouse.kinds import build_model, register_module
-from inhouse.kinds.tabular.register import run_lineage
-from inhouse.kinds.tabular.training import mlp_spec
+from inhouse.jobs.train import kind_for, kind_of, loop_config, trainer
+from inhouse.kinds import kind_named
 from inhouse.kinds.training import new_run
-from inhouse.training import evaluate, load_checkpoint
+from inhouse.kinds.tuning import BestTrial, TuningKind
 
 METRIC = "test_accuracy"
 TRIAL_DRIVER_CPUS = 0.05
@@ -50,8 +50,16 @@ SPACE = ("lr", "hidden", "batch_size")
 FINAL_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epsilon")
 
 
+@dataclass(frozen=True)
+class SearchRun:
+    """The search's run name (each trial's is ``<name>-<trial id>``) and directory."""
+
+    name: str
+    directory: Path
+
+
 def run_trial(
-    config: dict[str, Any], *, settings: Settings, options: TrainSettings, run: dict[str, Any]
+    config: dict[str, Any], *, settings: Settings, options: TrainSettings, run: SearchRun
 ) -> None:
     """One Tune trial: a Ray Train run with the sampled ``lr``, ``hidden`` and ``batch_size``.
 
@@ -64,9 +72,9 @@ def run_trial(
     trial = options.model_copy(update={k: config[k] for k in SPACE})
     kind, training = kind_for(settings, trial)
     prepared = training.prepare(
-        settings, trial, name=f"{run['name']}-{trial_id}", directory=Path(run["directory"])
+        settings, trial, name=f"{run.name}-{trial_id}", directory=run.directory
     )
-    tensorboard = Path(run["directory"], "tensorboard", trial_id)
+    tensorboard = run.directory / "tensorboard" / trial_id
     engine = services.engine(settings)
     try:
         result = trainer(
@@ -124,59 +132,34 @@ def _write_hparams(run_dir: Path, trials: list[dict[str, Any]]) -> None:
 
 def _register_best(
     settings: Settings,
-    run: dict[str, Any],
+    tuning: TuningKind,
+    run: SearchRun,
     best_result: Any,
     search: dict[str, Any],
 ) -> dict[str, Any]:
-    """Evaluate the best trial's last checkpoint on the test split and register it, its lineage
-    holding the whole ``search``; returns the registered version's summary."""
-    cfg: TrainSettings = settings.train
-    engine = services.engine(settings)
-    info = describe(engine, cfg.dataset)
+    """The kind registers the best trial's last checkpoint, its lineage holding the whole
+    ``search``; returns the registered version's summary."""
     best_metrics = best_result.metrics or {}
     best = _trial_summary(best_result)
-    spec = mlp_spec(info, best["config"]["hidden"])
-    model = build_model(spec)
-    # The best trial's run name and the epoch Tune recorded with its last checkpoint, not what
-    # the checkpoint's files say.
-    history = load_checkpoint(
-        Path(best_metrics[CHECKPOINT_PATH_KEY]),
-        model=model,
-        keyring=services.keyring(settings),
-        artifact_id=f"{run['name']}-{best_metrics['trial_id']}",
+    options = settings.train.model_copy(update={**best["config"], "epochs": best["epochs"]})
+    trial = BestTrial(
+        checkpoint=Path(best_metrics[CHECKPOINT_PATH_KEY]),
+        artifact_id=f"{run.name}-{best_metrics['trial_id']}",
         epoch=int(best_metrics["epoch"]),
+        options=options,
+        run_name=run.name,
+        run_dir=run.directory,
     )
-    test = read_rows(engine, cfg.dataset, split="test", up_to_id=info.last_id)
-    final = evaluate(model, test.x, test.y)
-    best_cfg = cfg.model_copy(update={**best["config"], "epochs": best["epochs"]})
-    lineage = run_lineage(
-        cfg.dataset,
-        info,
-        run_name=run["name"],
-        run_dir=run["directory"],
-        config=best_cfg.model_dump(mode="json"),
-    )
-    lineage["privacy"] = {"dp": cfg.dp, "trials_charged": search["num_trials"]}
-    lineage["search"] = search | {"best_trial": best["trial_id"], "best_config": best["config"]}
-    metrics = {
-        "test_accuracy": final.accuracy,
-        "test_loss": final.loss,
-        "train_accuracy": history["train_accuracy"],
-        "tune_seconds": search["seconds"],
-    }
-    registry = services.registry(settings)
-    version = register_module(
-        registry, cfg.model, module=model, spec=spec, metrics=metrics, lineage=lineage
-    )
-    if cfg.promote:
-        registry.set_alias(cfg.model, "champion", version.version)
-    return {"version": version.version, "test_accuracy": final.accuracy, "best": best}
+    search = search | {"best_trial": best["trial_id"], "best_config": best["config"]}
+    return tuning.register_best(settings, trial, search) | {"best": best}
 
 
 def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
     """Search, register the best trial; returns the summary dict."""
     cfg = settings.train
-    kind_for(settings, cfg)  # a data set this search can train on, with training rows
+    kind, _ = kind_of(settings, cfg.dataset)  # a data set with training rows
+    tuning = kind_named(kind).tuning  # a kind without a search space here: a clear error
+    kind_for(settings, cfg)  # whose options these are
     name, directory = new_run(settings, "tune", cfg.model)
     if cfg.dp:
         print(
@@ -184,7 +167,7 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
             f"budget of data set {cfg.dataset!r} as a run of its own.",
             flush=True,
         )
-    run = {"name": name, "directory": str(directory)}
+    run = SearchRun(name, directory)
     trial_options = cfg.model_copy(
         update={"epochs": tune_cfg.max_epochs, "num_workers": tune_cfg.workers_per_trial}
     )
@@ -231,7 +214,7 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
         "trials": trials,
         "seconds": round(seconds, 2),
     }
-    registered = _register_best(settings, run, best_result, search)
+    registered = _register_best(settings, tuning, run, best_result, search)
     return registered | {
         "model": cfg.model,
         "champion": cfg.promote,

@@ -83,12 +83,8 @@ class AccessAdmin:
         """Give ``principal`` a built-in role on a resource pattern."""
         validate_role(role)
         validate_pattern(resource)
-
-        def change(session: Session) -> None:
-            require_principal(session, principal)
-            session.add(RoleBindingRecord(principal=principal, role=role, resource=resource))
-
-        self._mutate(change, actor, "access:assign_role", principal, f"{role} on {resource}")
+        binding = RoleBindingRecord(principal=principal, role=role, resource=resource)
+        self._add_one(binding, actor, "access:assign_role", principal, f"{role} on {resource}")
 
     def unassign_role(
         self, *, principal: str, role: str, resource: str = "*", actor: str = "system"
@@ -112,12 +108,8 @@ class AccessAdmin:
         """Grant ``action`` (or ``domain:*`` / ``*``) on a resource pattern to ``principal``."""
         validate_action(action, allow_wildcard=True)
         validate_pattern(resource)
-
-        def change(session: Session) -> None:
-            require_principal(session, principal)
-            session.add(GrantRecord(principal=principal, action=action, resource=resource))
-
-        self._mutate(change, actor, "access:grant", principal, f"{action} on {resource}")
+        grant = GrantRecord(principal=principal, action=action, resource=resource)
+        self._add_one(grant, actor, "access:grant", principal, f"{action} on {resource}")
 
     def revoke_grant(
         self, *, principal: str, action: str, resource: str, actor: str = "system"
@@ -199,6 +191,15 @@ class AccessAdmin:
                 )
                 for r in session.scalars(query)
             ]
+
+    def _add_one(self, record: Any, actor: str, action: str, target: str, what: str) -> None:
+        """Add ``record`` (a binding or grant of the principal ``target``, which must exist)."""
+
+        def change(session: Session) -> None:
+            require_principal(session, target)
+            session.add(record)
+
+        self._mutate(change, actor, action, target, what)
 
     def _delete_one(
         self, table: Any, where: tuple[Any, ...], actor: str, action: str, target: str, what: str

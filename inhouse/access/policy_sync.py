@@ -153,29 +153,33 @@ def _write(session: Session, change: PolicyChange, now: datetime) -> None:
         session.execute(update(PrincipalRecord).where(PrincipalRecord.name == name).values(values))
     elif change.op in ("assign_role", "unassign_role"):
         role, res = parse_role_binding(value)
-        if change.op == "assign_role":
-            session.add(RoleBindingRecord(principal=name, role=role, resource=res, created_at=now))
-        else:
-            session.execute(
-                delete(RoleBindingRecord).where(
-                    RoleBindingRecord.principal == name,
-                    RoleBindingRecord.role == role,
-                    RoleBindingRecord.resource == res,
-                )
-            )
+        add = change.op == "assign_role"
+        _bind(session, RoleBindingRecord, name, res, add=add, now=now, role=role)
     else:
         action, res = parse_permission(value)
-        if change.op == "grant":
-            session.add(GrantRecord(principal=name, action=action, resource=res, created_at=now))
-        else:
-            session.execute(
-                delete(GrantRecord).where(
-                    GrantRecord.principal == name,
-                    GrantRecord.action == action,
-                    GrantRecord.resource == res,
-                )
-            )
+        _bind(session, GrantRecord, name, res, add=change.op == "grant", now=now, action=action)
     session.flush()
+
+
+def _bind(
+    session: Session,
+    table: Any,
+    principal: str,
+    resource: str,
+    *,
+    add: bool,
+    now: datetime,
+    **what: str,
+) -> None:
+    """Add (or delete) the row of ``table`` (role bindings, grants) that gives ``principal``
+    ``what`` (its role, or its action) on ``resource``."""
+    if add:
+        session.add(table(principal=principal, resource=resource, created_at=now, **what))
+        return
+    match = [getattr(table, column) == value for column, value in what.items()]
+    session.execute(
+        delete(table).where(table.principal == principal, table.resource == resource, *match)
+    )
 
 
 def diff_policy(service: AccessAdmin, policy: Policy, *, prune: bool = False) -> PolicyDiff:

@@ -1,7 +1,9 @@
 """``inhouse data seed|list|append|import``: the data sets, SQL tables the models learn from.
 
 ``data append`` is how new labelled rows reach a model's stream from a CSV (the coordinator
-retrains on them); ``data import`` creates a text data set (:mod:`inhouse.cli.import_cmd`).
+retrains on them): the data set's kind reads the file (``kinds/<name>/datasets.py``,
+:class:`inhouse.kinds.datasets.DatasetsKind`). ``data import`` creates a text data set
+(:mod:`inhouse.cli.import_cmd`); tabular data sets come from ``data seed``.
 """
 
 from __future__ import annotations
@@ -80,52 +82,19 @@ def cmd_data_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_data_append(settings: Settings, args: argparse.Namespace) -> int:
-    from inhouse.data import append_rows, get_dataset
-    from inhouse.data.csv_file import read_tabular_csv
+    """Append a CSV's rows to a data set; the data set's kind reads the file."""
+    from inhouse.data import get_dataset
+    from inhouse.kinds import kind_named
 
     authorize(settings, action="data:write", resource=args.dataset, detail="append")
     engine = _engine(settings)
     record = get_dataset(engine, args.dataset)
-    if record.kind == "text":
-        first, last, count = _append_texts(engine, args, list(record.class_names))
-    else:
-        features, labels = read_tabular_csv(
-            args.csv,
-            feature_names=list(record.feature_names),
-            class_names=list(record.class_names),
-            label_column=args.label_column,
-        )
-        first, last = append_rows(
-            engine, args.dataset, features=features, labels=labels, split=args.split
-        )
-        count = len(labels)
-    print(f"{args.dataset}: appended {count} {args.split} rows (ids {first}..{last})")
+    appended = kind_named(record.kind).datasets.append_csv(engine, record, args)
+    print(
+        f"{args.dataset}: appended {appended.count} {args.split} rows "
+        f"(ids {appended.first}..{appended.last})"
+    )
     return 0
-
-
-def _append_texts(
-    engine: Any, args: argparse.Namespace, class_names: list[str]
-) -> tuple[int, int, int]:
-    """Append a CSV's (text, label) rows to a text data set; labels by class name or index."""
-    from inhouse.data.csv_file import class_index
-    from inhouse.data.text_import import append_text_rows, read_csv_pairs
-
-    pairs, _ = read_csv_pairs(
-        args.csv, text_column=args.text_column, label_column=args.label_column
-    )
-    index = {name: i for i, name in enumerate(class_names)}
-    labels = [
-        class_index(label, index, where=f"{args.csv} line {line}")
-        for line, (_text, label) in enumerate(pairs, start=2)
-    ]
-    first, last = append_text_rows(
-        engine,
-        args.dataset,
-        texts=[text for text, _ in pairs],
-        labels=labels,
-        split=args.split,
-    )
-    return first, last, len(pairs)
 
 
 def cmd_data_list(settings: Settings, _args: argparse.Namespace) -> int:

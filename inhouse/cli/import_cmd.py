@@ -1,7 +1,11 @@
-"""Text models and data from files: ``inhouse models import <dir>``, ``data import --csv``.
+"""Models and data from the user's files: ``inhouse models import PATH --kind KIND``, and
+``data import --csv`` (text data sets).
+
+``models import`` is common to every kind with an importing part
+(:class:`inhouse.kinds.importing.ImportingKind`): the kind checks PATH and registers it.
 
 :mod:`inhouse.cli.models_cmd` and :mod:`inhouse.cli.data_cmd` mount them with
-:func:`add_models_import` and :func:`add_data_import`; :func:`add_text_commands` mounts both on
+:func:`add_models_import` and :func:`add_data_import`; :func:`add_import_commands` mounts both on
 a parser's ``models`` and ``data`` groups (created when absent). Handlers take
 ``(settings, args)`` like every command.
 """
@@ -9,30 +13,51 @@ a parser's ``models`` and ``data`` groups (created when absent). Handlers take
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from inhouse.cli.auth import authorize
+from inhouse.cli.kind_flags import add_kind_flags, refuse_foreign
 from inhouse.config import Settings
+
+if TYPE_CHECKING:
+    from inhouse.kinds.importing import ImportingKind
+
+#: ``models import`` without ``--kind`` imports a Hugging Face text encoder, as it always has.
+DEFAULT_IMPORT_KIND = "text"
+
+
+def _importable() -> dict[str, ImportingKind]:
+    """The importing part of every kind that has one, by kind name."""
+    from inhouse.kinds import kind_named, kinds_with
+
+    return {name: kind_named(name).importing for name in kinds_with("importing")}
 
 
 def cmd_models_import(settings: Settings, args: argparse.Namespace) -> int:
-    """Copy a local Hugging Face model directory into the registry (encrypted with a key ring)."""
+    """Register a model from the user's own files as a new version, through its kind."""
     from inhouse import services
+    from inhouse.config.parse import parse_model
     from inhouse.console import step
-    from inhouse.kinds.text.versions import import_model_dir
-    from inhouse.models.hf import check_model_dir
+    from inhouse.flags import section_overrides
+    from inhouse.kinds import kind_named
 
-    checked = check_model_dir(args.directory)  # refuse before anything is recorded
-    authorize(settings, action="model:deploy", resource=args.name, detail=f"import {checked.path}")
+    importing = kind_named(args.kind).importing  # an unknown or unimportable kind: clear error
+    own = importing.options_type
+    sections = {name: part.options_type for name, part in _importable().items()}
+    refuse_foreign(args, sections, own, owner=f"importing a {args.kind} model")
+    options = parse_model(own, section_overrides(args, own), hint=_flag_hint)
+    source = Path(args.source).expanduser().resolve()
+    authorize(settings, action="model:deploy", resource=args.name, detail=f"import {source}")
     registry = services.registry(settings)
-    with step(f"importing {checked.path} as {args.name}"):
-        info = import_model_dir(registry, checked.path, name=args.name, max_length=args.max_length)
-    sealed = "encrypted" if info.encrypted else "NOT encrypted (encryption at rest is off)"
-    print(
-        f"{info.model} v{info.version}: {checked.model_type} encoder, "
-        f"{info.metrics['parameters']:,} parameters, {info.size_bytes:,} bytes, {sealed}"
-    )
+    with step(f"importing {source} as {args.name}"):
+        info = importing.import_model(settings, registry, source, name=args.name, options=options)
+    print(importing.summary(info))
     return 0
+
+
+def _flag_hint(loc: tuple[int | str, ...]) -> str | None:
+    return f"set it with --{str(loc[0]).replace('_', '-')}" if loc else None
 
 
 def cmd_data_import(settings: Settings, args: argparse.Namespace) -> int:
@@ -86,20 +111,35 @@ def _group(commands: Any, name: str, help_text: str) -> Any:
     return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
-def add_text_commands(commands: Any) -> None:
+def add_import_commands(commands: Any) -> None:
     """Mount ``models import`` and ``data import`` on the ``inhouse`` sub-command parsers."""
     add_models_import(_group(commands, "models", "the model registry"))
     add_data_import(_group(commands, "data", "data sets (SQL tables)"))
 
 
 def add_models_import(actions: Any) -> None:
-    """Register ``import`` on the actions of the ``models`` group."""
-    text = "copy a local Hugging Face model directory into the registry (offline, no remote code)"
-    imp = actions.add_parser("import", help=text, description=text)
+    """Register ``import`` on the actions of the ``models`` group: every importable kind's
+    options are its flags (a flag two kinds share once); ``--help`` lists the kinds."""
+    kinds = _importable()
+    text = "register a model from your own files as a new version (offline, no remote code)"
+    listing = "\n".join(f"  {name}: PATH is {part.source_help}" for name, part in kinds.items())
+    imp = actions.add_parser(
+        "import",
+        help=text,
+        description=text,
+        epilog=f"kinds that can be imported (--kind):\n{listing}\n"
+        "A flag of another kind is refused.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     imp.set_defaults(handler=cmd_models_import)
-    imp.add_argument("directory", help="config.json + model.safetensors + tokenizer files")
+    imp.add_argument("source", metavar="PATH", help="the model's files (see the kinds below)")
+    imp.add_argument(
+        "--kind",
+        default=DEFAULT_IMPORT_KIND,
+        help=f"kind of model: {', '.join(kinds)} (default: {DEFAULT_IMPORT_KIND})",
+    )
     imp.add_argument("--name", required=True, help="registry model name")
-    imp.add_argument("--max-length", type=int, default=128, help="tokens per text (default 128)")
+    add_kind_flags(imp, [part.options_type for part in kinds.values()])
 
 
 def add_data_import(actions: Any) -> None:
@@ -126,7 +166,7 @@ def add_data_import(actions: Any) -> None:
 __all__ = [
     "add_data_import",
     "add_models_import",
-    "add_text_commands",
+    "add_import_commands",
     "cmd_data_import",
     "cmd_models_import",
 ]

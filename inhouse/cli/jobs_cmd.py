@@ -13,12 +13,13 @@ from typing import Any, cast
 from pydantic import BaseModel
 
 from inhouse.cli.auth import authorize
+from inhouse.cli.kind_flags import add_kind_flags, refuse_foreign
 from inhouse.cli.parser import leaf
 from inhouse.cli.ray_ops import compress_args, deploy, run_job
 from inhouse.config import Settings, TrainSettings
 from inhouse.console import step
-from inhouse.errors import ConfigError, UnavailableError
-from inhouse.flags import add_section_flags, section_argv
+from inhouse.errors import UnavailableError
+from inhouse.flags import section_argv
 
 
 def add_parser(commands: Any) -> None:
@@ -29,7 +30,7 @@ def add_parser(commands: Any) -> None:
         "set fine-tunes a Hugging Face classifier (--model-dir or --base, --method ...). "
         "A flag of another kind is refused."
     )
-    _add_kind_flags(train)
+    add_kind_flags(train, [TrainSettings, *_kind_flags().values()])  # the train section first
 
     comp = leaf(
         commands,
@@ -101,22 +102,6 @@ def _kind_flags() -> dict[str, type[BaseModel]]:
     return {k.name: k.training.options_type for k in kinds if k.has_part("training")}
 
 
-def _add_kind_flags(parser: argparse.ArgumentParser) -> None:
-    """The ``train`` settings' flags, then every other kind's own (a shared flag once)."""
-    add_section_flags(parser, TrainSettings)
-    for options in _kind_flags().values():
-        scratch = argparse.ArgumentParser(add_help=False)
-        add_section_flags(scratch, options)
-        for action in scratch._actions:  # argparse has no public way to copy an option
-            if not set(action.option_strings) & set(parser._option_string_actions):
-                parser._add_action(action)
-
-
-def _given(args: argparse.Namespace, fields: dict[str, type[BaseModel]]) -> set[str]:
-    names = {name for options in fields.values() for name in options.model_fields}
-    return {name for name in names if getattr(args, name, None) is not None}
-
-
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     """Submit ``inhouse.jobs.train`` for the data set's kind of model; follow it, summarise."""
     from inhouse import services
@@ -131,13 +116,12 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     )
     kind = describe(services.engine(settings), settings.train.dataset).kind
     training = kind_named(kind).training
-    foreign = _given(args, _kind_flags()) - set(training.options_type.model_fields)
-    if foreign:
-        flags = ", ".join("--" + name.replace("_", "-") for name in sorted(foreign))
-        raise ConfigError(
-            f"data set {settings.train.dataset!r} holds {kind} rows, and {kind} training has "
-            f"no {flags}"
-        )
+    refuse_foreign(
+        args,
+        _kind_flags(),
+        training.options_type,
+        owner=f"data set {settings.train.dataset!r} holds {kind} rows, and {kind} training",
+    )
     options = training.options(settings, args)
     argv = section_argv(cast(BaseModel, options))
     result = run_job(settings, "inhouse.jobs.train", argv, epochs=options.epochs)

@@ -5,8 +5,11 @@ A kind is a package (``inhouse/kinds/<name>/``) with four parts, each loaded onl
 loads the registry's weights into), ``serving.py`` (``SERVING``: load for serving, parse a
 request, predict, explain), ``training.py`` (``TRAINING``: the Ray-free per-worker training
 pieces of a first model) and ``updating.py`` (``UPDATING``: retrain a candidate incrementally,
-measure it for the gate, compress it). ``serve/``, ``jobs/``, ``actors/`` and the coordinator
-call these and never branch on the kind. Adding a kind is adding a package and one ``register``
+measure it for the gate, compress it). Optional parts, where the kind has them:
+``importing.py`` (``models import``), ``compressing.py`` (``inhouse compress``), ``tuning.py``
+(``inhouse tune``) and ``datasets.py`` (``data append``); :func:`kinds_with` names the kinds
+that have one. ``serve/``, ``jobs/``, ``actors/``, the coordinator and the commands call these
+and never branch on the kind. Adding a kind is adding a package and one ``register``
 line in ``registry.py``.
 """
 
@@ -15,6 +18,7 @@ from inhouse.kinds.registry import (
     ModelKind,
     kind_for_spec,
     kind_named,
+    kinds_with,
     known_kinds,
     register,
     unregister,
@@ -25,6 +29,7 @@ __all__ = [
     "build_model",
     "kind_for_spec",
     "kind_named",
+    "kinds_with",
     "known_kinds",
     "load_module",
     "register",

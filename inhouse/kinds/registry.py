@@ -14,9 +14,11 @@ if TYPE_CHECKING:
     from torch import nn
 
     from inhouse.kinds.compressing import CompressingKind
+    from inhouse.kinds.datasets import DatasetsKind
     from inhouse.kinds.importing import ImportingKind
     from inhouse.kinds.serving import ServingKind
     from inhouse.kinds.training import TrainingKind
+    from inhouse.kinds.tuning import TuningKind
     from inhouse.kinds.updating import UpdatingKind
 
 
@@ -25,7 +27,7 @@ class ModelKind:
     """A registered kind: its name (also the kind of data set it trains on), the architecture
     names its versions' specs carry, and the package holding its parts (``model.py``: the
     module a spec describes; ``serving.py``; optionally ``training.py``, ``updating.py``,
-    ``importing.py`` and ``compressing.py``)."""
+    ``importing.py``, ``compressing.py``, ``tuning.py`` and ``datasets.py``)."""
 
     name: str
     spec_kinds: tuple[str, ...]
@@ -73,16 +75,31 @@ class ModelKind:
         )
         return compressing
 
+    @property
+    def tuning(self) -> TuningKind:
+        """The tuning half (``<package>.tuning.TUNING``: register a search's best trial); a
+        kind without one is a clear error."""
+        tuning: TuningKind = self._optional_part("tuning", "TUNING", "tuned")
+        return tuning
+
+    @property
+    def datasets(self) -> DatasetsKind:
+        """The data-set half (``<package>.datasets.DATASETS``: rows from a CSV); a kind
+        without one is a clear error."""
+        datasets: DatasetsKind = self._optional_part(
+            "datasets", "DATASETS", "appended to from a CSV", what="data sets"
+        )
+        return datasets
+
     def has_part(self, part: str) -> bool:
         """Whether this kind's package has the optional part ``part`` (``importing``...)."""
         return importlib.util.find_spec(f"{self.package}.{part}") is not None
 
-    def _optional_part(self, part: str, attribute: str, verb: str) -> Any:
+    def _optional_part(self, part: str, attribute: str, verb: str, what: str = "models") -> Any:
         if not self.has_part(part):
-            able = [name for name in known_kinds() if _KINDS[name].has_part(part)]
             raise InvalidInputError(
-                f"models of kind {self.name!r} cannot be {verb} here; kinds that can: "
-                f"{', '.join(able) or 'none'}"
+                f"{what} of kind {self.name!r} cannot be {verb} here; kinds that can: "
+                f"{', '.join(kinds_with(part)) or 'none'}"
             )
         return getattr(importlib.import_module(f"{self.package}.{part}"), attribute)
 
@@ -109,6 +126,11 @@ register(ModelKind("llm", ("hf_causal_lm",), "inhouse.kinds.llm"))
 def known_kinds() -> list[str]:
     """The registered kind names, sorted."""
     return sorted(_KINDS)
+
+
+def kinds_with(part: str) -> list[str]:
+    """The registered kinds whose package has the optional part ``part``, sorted."""
+    return [name for name in known_kinds() if _KINDS[name].has_part(part)]
 
 
 def kind_named(name: str) -> ModelKind:

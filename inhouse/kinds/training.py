@@ -51,9 +51,10 @@ class TrainOptions(Protocol):
 class TrainingRun:
     """One run as the driver prepared it.
 
-    ``worker_config`` is what every worker receives (plain data); ``model`` is the driver's
-    module the final checkpoint loads into; ``state`` is the kind's own driver state, handed
-    back to :meth:`TrainingKind.finish`.
+    ``worker_config`` is the kind's own part of what every worker receives (a typed object
+    Ray pickles: :attr:`WorkerConfig.part`); ``model`` is the driver's module the final
+    checkpoint loads into; ``state`` is the kind's own driver state, handed back to
+    :meth:`TrainingKind.finish`.
     """
 
     name: str
@@ -61,9 +62,26 @@ class TrainingRun:
     epochs: int
     privacy: PrivateRun
     model: torch.nn.Module
-    worker_config: dict[str, Any]
+    worker_config: Any
     cpus_per_worker: float | None = None
     state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What every Ray Train worker of a run receives (typed; Ray pickles it): the ``kind``
+    and its own ``part`` (:attr:`TrainingRun.worker_config`), and the job's: the run's name
+    (its checkpoints' artifact id), epochs, TensorBoard directory, key ring directory (None:
+    checkpoints unencrypted) and the fault injection of the resume test."""
+
+    kind: str
+    part: Any
+    run_name: str
+    epochs: int
+    tensorboard_dir: str
+    key_dir: str | None = None
+    crash_at_epoch: int | None = None
+    crash_marker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,8 +152,9 @@ class TrainingKind(Protocol):
         starts; ``directory`` is the run's own."""
         ...
 
-    def worker(self, config: dict[str, Any], place: WorkerPlace) -> TrainingWorker:
-        """Build a worker from ``run.worker_config`` (on the worker's process)."""
+    def worker(self, config: WorkerConfig, place: WorkerPlace) -> TrainingWorker:
+        """Build a worker from ``config`` (``config.part`` is ``run.worker_config``), on the
+        worker's process."""
         ...
 
     def finish(

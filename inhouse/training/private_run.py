@@ -23,6 +23,15 @@ from inhouse.errors import InvalidInputError
 from inhouse.training.dp import DPPlan, dp_lineage, plan_dp
 
 
+@dataclass(frozen=True)
+class WorkerPrivacy:
+    """A run's privacy as its workers receive it: the DP plan (None: not DP) and, for a DP
+    tabular run, the public feature bounds to scale by."""
+
+    plan: DPPlan | None
+    scaling: tuple[list[float], list[float]] | None = None
+
+
 @dataclass
 class PrivateRun:
     """One run's privacy state on the driver (``plan`` is None for a non-DP run)."""
@@ -32,11 +41,11 @@ class PrivateRun:
     bounds: tuple[list[float], list[float]] | None = None
     bounds_source: str = ""
 
-    def worker_config(self) -> dict[str, Any]:
+    def worker_config(self) -> WorkerPrivacy:
         """What the workers need: the plan and the public feature scaling."""
         if self.plan is None:
-            return {"dp_plan": None, "dp_scaling": None}
-        return {"dp_plan": self.plan.__dict__, "dp_scaling": self.bounds}
+            return WorkerPrivacy(plan=None, scaling=None)
+        return WorkerPrivacy(plan=self.plan, scaling=self.bounds)
 
     def charged_steps(self, reported_steps: int | None) -> int:
         """The steps a finished DP run is charged, by the driver's own count.

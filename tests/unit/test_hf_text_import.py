@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.cli.import_cmd import add_text_commands
+from inhouse.cli.import_cmd import add_import_commands
 from inhouse.data import describe
 from inhouse.data.text_import import append_text_rows, import_text_csv, read_text_rows
 from inhouse.errors import ConflictError, InvalidInputError
@@ -87,9 +87,9 @@ def test_cli_mounts_models_import_and_data_import() -> None:
     commands = parser.add_subparsers(dest="command")
     existing = commands.add_parser("models").add_subparsers(dest="action")
     existing.add_parser("list")
-    add_text_commands(commands)
+    add_import_commands(commands)
     args = parser.parse_args(["models", "import", "/m", "--name", "minilm"])
-    assert args.directory == "/m" and args.name == "minilm" and args.max_length == 128
+    assert (args.source, args.name, args.kind, args.max_length) == ("/m", "minilm", "text", None)
     args = parser.parse_args(
         [
             "data",

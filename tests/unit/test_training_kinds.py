@@ -19,7 +19,7 @@ from inhouse.data.text_import import import_text_csv
 from inhouse.errors import InvalidInputError
 from inhouse.flags import add_section_flags, section_argv
 from inhouse.kinds import kind_named, known_kinds
-from inhouse.kinds.training import TrainingKind, WorkerPlace, new_run
+from inhouse.kinds.training import TrainingKind, WorkerConfig, WorkerPlace, new_run
 from tests.hf_tiny import make_rows, make_tiny_bert, write_csv
 
 COMMON = ("dataset", "model", "epochs", "num_workers", "use_gpu", "max_failures")
@@ -36,12 +36,13 @@ def _one_epoch(settings: Settings, kind: str, options: Any) -> dict[str, Any]:
     training = kind_named(kind).training
     name, directory = new_run(settings, "train", options.model)
     run = training.prepare(settings, options, name=name, directory=directory)
-    config = run.worker_config | {
-        "kind": kind,
-        "run_name": name,
-        "epochs": run.epochs,
-        "tensorboard_dir": str(directory / "tensorboard"),
-    }
+    config = WorkerConfig(
+        kind=kind,
+        part=run.worker_config,
+        run_name=name,
+        epochs=run.epochs,
+        tensorboard_dir=str(directory / "tensorboard"),
+    )
     worker = training.worker(config, WorkerPlace(rank=0, world=1, device=torch.device("cpu")))
     worker.start(state=None, start_epoch=0, wrap=lambda module: module)
     metrics = worker.epoch(0)

@@ -11,16 +11,30 @@ evaluates the final weights on the test split and registers them
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.flags import section_overrides
-from inhouse.kinds.training import Trained, TrainingRun, WorkerPlace
+from inhouse.kinds.training import Trained, TrainingRun, WorkerConfig, WorkerPlace
+from inhouse.training.private_run import WorkerPrivacy
 
 if TYPE_CHECKING:
     from inhouse.data import DatasetInfo
     from inhouse.kinds.tabular.worker import TabularWorker
+
+
+@dataclass(frozen=True)
+class TabularWorkerConfig:
+    """The tabular part of what every worker receives: the run's options, the MLP's spec,
+    where its rows are (up to the last id the driver saw) and its privacy."""
+
+    options: TrainSettings
+    spec: dict[str, Any]
+    db_url: str
+    up_to_id: int | None
+    privacy: WorkerPrivacy
 
 
 def mlp_spec(info: DatasetInfo, hidden: list[int]) -> dict[str, Any]:
@@ -64,13 +78,13 @@ class TabularTraining:
         privacy = private_run.prepare(
             engine=engine, cfg=options, info=info, run_name=name, num_workers=options.num_workers
         )
-        config = {
-            **privacy.worker_config(),
-            **options.model_dump(),
-            "spec": spec,
-            "db_url": settings.db_url,
-            "up_to_id": info.last_id,
-        }
+        config = TabularWorkerConfig(
+            options=options,
+            spec=spec,
+            db_url=settings.db_url,
+            up_to_id=info.last_id,
+            privacy=privacy.worker_config(),
+        )
         return TrainingRun(
             name=name,
             directory=directory,
@@ -81,7 +95,7 @@ class TabularTraining:
             state={"info": info, "spec": spec},
         )
 
-    def worker(self, config: dict[str, Any], place: WorkerPlace) -> TabularWorker:
+    def worker(self, config: WorkerConfig, place: WorkerPlace) -> TabularWorker:
         from inhouse.kinds.tabular.worker import TabularWorker
 
         return TabularWorker(config, place)

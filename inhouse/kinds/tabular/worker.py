@@ -16,11 +16,13 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
 from inhouse.data import read_rows
-from inhouse.kinds.training import WorkerPlace, Wrap, summed, where_it_ran
+from inhouse.errors import ConfigError
+from inhouse.kinds.tabular.training import TabularWorkerConfig
+from inhouse.kinds.training import WorkerConfig, WorkerPlace, Wrap, summed, where_it_ran
 from inhouse.models import MLPSpec, build_mlp
 from inhouse.schema import get_engine
 from inhouse.training import evaluate, train_one_epoch
-from inhouse.training.dp import DPPlan, PrivateTraining, make_private
+from inhouse.training.dp import PrivateTraining, make_private
 
 SCALARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epsilon")
 
@@ -28,33 +30,35 @@ SCALARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epsilo
 class TabularWorker:
     """:class:`inhouse.kinds.training.TrainingWorker` of the MLP."""
 
-    def __init__(self, config: dict[str, Any], place: WorkerPlace) -> None:
-        torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))
-        self._config, self._place = config, place
-        engine = get_engine(config["db_url"])
-        self._train = read_rows(
-            engine, config["dataset"], split="train", up_to_id=config["up_to_id"]
-        )
-        self._test = read_rows(engine, config["dataset"], split="test", up_to_id=config["up_to_id"])
-        torch.manual_seed(config["seed"])
-        model = build_mlp(MLPSpec.model_validate(config["spec"]))
-        self._plan = DPPlan(**config["dp_plan"]) if config.get("dp_plan") else None
+    def __init__(self, config: WorkerConfig, place: WorkerPlace) -> None:
+        torch.set_num_threads(1)
+        part: TabularWorkerConfig = config.part
+        self._options, self._tensorboard, self._place = part.options, config.tensorboard_dir, place
+        engine = get_engine(part.db_url)
+        dataset, up_to_id = part.options.dataset, part.up_to_id
+        self._train = read_rows(engine, dataset, split="train", up_to_id=up_to_id)
+        self._test = read_rows(engine, dataset, split="test", up_to_id=up_to_id)
+        torch.manual_seed(part.options.seed)
+        model = build_mlp(MLPSpec.model_validate(part.spec))
+        self._plan = part.privacy.plan
         if self._plan is not None:  # DP: scale by public bounds, never by private statistics
-            model[0].set_bounds(*map(torch.tensor, config["dp_scaling"]))  # type: ignore[operator]
+            if part.privacy.scaling is None:
+                raise ConfigError("a DP run reached a worker without public feature bounds")
+            model[0].set_bounds(*map(torch.tensor, part.privacy.scaling))  # type: ignore[operator]
         else:
             model[0].fit(self._train.x)  # type: ignore[operator]
         self.model: torch.nn.Module = model.to(place.device)
         self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-            model.parameters(), lr=config["lr"]
+            model.parameters(), lr=part.options.lr
         )
         self._writer: SummaryWriter | None = None
         self._private: PrivateTraining | None = None
         self._sampler: DistributedSampler[Any] | None = None
 
     def start(self, *, state: dict[str, Any] | None, start_epoch: int, wrap: Wrap) -> None:
-        place, config = self._place, self._config
+        place, options = self._place, self._options
         if place.rank == 0:
-            self._writer = SummaryWriter(config["tensorboard_dir"])
+            self._writer = SummaryWriter(self._tensorboard)
             if start_epoch == 0:  # before Opacus adds its hooks
                 self._writer.add_graph(self.model, self._train.x[:1].to(place.device))
         dataset = TensorDataset(self._train.x, self._train.y)
@@ -72,9 +76,9 @@ class TabularWorker:
             return
         self._training, self._stepper = wrap(self.model), self.optimizer
         self._sampler = DistributedSampler(
-            dataset, num_replicas=place.world, rank=place.rank, seed=config["seed"]
+            dataset, num_replicas=place.world, rank=place.rank, seed=options.seed
         )
-        self._loader = DataLoader(dataset, batch_size=config["batch_size"], sampler=self._sampler)
+        self._loader = DataLoader(dataset, batch_size=options.batch_size, sampler=self._sampler)
 
     def epoch(self, epoch: int) -> dict[str, Any]:
         if self._sampler is not None:

@@ -16,14 +16,29 @@ data set's privacy budget before any worker starts, exactly as the tabular kind 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inhouse.config import Settings, TextTrainOptions, settings_payload
-from inhouse.kinds.training import Trained, TrainingRun, WorkerPlace
+from inhouse.config import Settings, SettingsPayload, TextTrainOptions, settings_payload
+from inhouse.kinds.training import Trained, TrainingRun, WorkerConfig, WorkerPlace
+from inhouse.training.private_run import WorkerPrivacy
 
 if TYPE_CHECKING:
     from inhouse.kinds.text.worker import TextWorker
+
+
+@dataclass(frozen=True)
+class TextWorkerConfig:
+    """The text part of what every worker receives: the run's options, the settings (loaded
+    on the worker's node), the data set's classes, the last row id the driver saw and the
+    run's privacy."""
+
+    options: TextTrainOptions
+    settings: SettingsPayload
+    class_names: list[str]
+    up_to_id: int | None
+    privacy: WorkerPrivacy
 
 
 class TextTraining:
@@ -53,13 +68,13 @@ class TextTraining:
         if options.dp:
             check_private(model, tokenizer, options)
         privacy = prepare_text(engine=engine, options=options, info=info, run_name=name)
-        config = {
-            **privacy.worker_config(),
-            "options": options,
-            "settings": settings_payload(settings),
-            "class_names": info.class_names,
-            "up_to_id": info.last_id,
-        }
+        config = TextWorkerConfig(
+            options=options,
+            settings=settings_payload(settings),
+            class_names=list(info.class_names),
+            up_to_id=info.last_id,
+            privacy=privacy.worker_config(),
+        )
         return TrainingRun(
             name=name,
             directory=directory,
@@ -71,7 +86,7 @@ class TextTraining:
             state={"info": info, "tokenizer": tokenizer, "spec": spec, "base": base},
         )
 
-    def worker(self, config: dict[str, Any], place: WorkerPlace) -> TextWorker:
+    def worker(self, config: WorkerConfig, place: WorkerPlace) -> TextWorker:
         from inhouse.kinds.text.worker import TextWorker
 
         return TextWorker(config, place)

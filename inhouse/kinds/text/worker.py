@@ -14,37 +14,38 @@ from typing import Any
 
 import torch
 
-from inhouse.config import TextTrainOptions
 from inhouse.data.text_import import read_text_rows
 from inhouse.kinds.text.epochs import evaluate_texts, shard, train_epoch
 from inhouse.kinds.text.head import head_features, warm_head
 from inhouse.kinds.text.private import row_dataset, train_epoch_private
 from inhouse.kinds.text.start import start_model
-from inhouse.kinds.training import WorkerPlace, Wrap, summed, where_it_ran
+from inhouse.kinds.text.training import TextWorkerConfig
+from inhouse.kinds.training import WorkerConfig, WorkerPlace, Wrap, summed, where_it_ran
 from inhouse.schema import get_engine
 from inhouse.training import unwrap
-from inhouse.training.dp import DPPlan, PrivateTraining, make_private
+from inhouse.training.dp import PrivateTraining, make_private
 
 
 class TextWorker:
     """:class:`inhouse.kinds.training.TrainingWorker` of a text classifier."""
 
-    def __init__(self, config: dict[str, Any], place: WorkerPlace) -> None:
-        options: TextTrainOptions = config["options"]
+    def __init__(self, config: WorkerConfig, place: WorkerPlace) -> None:
+        part: TextWorkerConfig = config.part
+        options = part.options
         torch.set_num_threads(options.threads_per_worker)
-        self._config, self._options, self._place = config, options, place
-        settings = config["settings"].load()
+        self._options, self._place = options, place
+        settings = part.settings.load()
         engine = get_engine(settings.db_url)
-        up_to_id = config["up_to_id"]
+        up_to_id = part.up_to_id
         self._train = read_text_rows(engine, options.dataset, split="train", up_to_id=up_to_id)
         self._probe = read_text_rows(engine, options.dataset, split="test", up_to_id=up_to_id)
-        model, self._tokenizer, _spec, _base = start_model(settings, options, config["class_names"])
+        model, self._tokenizer, _spec, _base = start_model(settings, options, part.class_names)
         self.model: torch.nn.Module = model.to(place.device)
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(
             trainable, lr=options.learning_rate()
         )
-        self._plan = DPPlan(**config["dp_plan"]) if config.get("dp_plan") else None
+        self._plan = part.privacy.plan
         self._private: PrivateTraining | None = None
         self._training: torch.nn.Module = self.model
 
