@@ -20,13 +20,47 @@ from typing import Any
 
 import ray
 import ray.exceptions
+from sqlalchemy.engine import Engine
 
 from inhouse import services
 from inhouse.config import CompressionSettings, GateSettings, Settings, load_settings
 from inhouse.console import RESULT_MARKER, emit
-from inhouse.errors import InhouseError
+from inhouse.errors import InhouseError, ModelNotFoundError
 from inhouse.jobs.driver import joined_cluster
-from inhouse.kinds.compressing import compress_model
+from inhouse.kinds import kind_for_spec
+from inhouse.registry import Registry
+
+
+def compress_model(
+    *,
+    registry: Registry,
+    engine: Engine,
+    model: str,
+    ref: str,
+    settings: CompressionSettings,
+    gate: GateSettings,
+    promote: bool,
+) -> dict[str, Any]:
+    """Compress ``model`` at ``ref`` through the kind of its spec (what the Ray task runs; no
+    Ray here); a kind without a compressing part is a clear error naming those with one.
+
+    Raises:
+        ModelNotFoundError: no such model or version (``cannot compress: ...``).
+        InvalidInputError: the version's kind cannot be compressed, or its own refusal.
+    """
+    try:
+        spec = registry.get(model, ref).spec
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"cannot compress: {exc.message}") from None
+    return kind_for_spec(spec).compressing.compress(
+        registry=registry,
+        engine=engine,
+        model=model,
+        ref=ref,
+        settings=settings,
+        gate=gate,
+        promote=promote,
+    )
 
 
 # No retries: a task that died after registering must not register a second copy.

@@ -39,38 +39,3 @@ class CompressingKind(Protocol):
         ``model``, ``version``, ``parent_version``, ``promoted``, ``message`` and
         ``report_markdown``."""
         ...
-
-
-def compress_model(
-    *,
-    registry: Registry,
-    engine: Engine,
-    model: str,
-    ref: str,
-    settings: CompressionSettings,
-    gate: GateSettings,
-    promote: bool,
-) -> dict[str, Any]:
-    """Compress ``model`` at ``ref`` through the kind of its spec (what ``jobs/compress.py``'s
-    Ray task runs); a kind without a compressing part is a clear error naming those with one.
-
-    Raises:
-        ModelNotFoundError: no such model or version (``cannot compress: ...``).
-        InvalidInputError: the version's kind cannot be compressed, or its own refusal.
-    """
-    from inhouse.errors import ModelNotFoundError
-    from inhouse.kinds.registry import kind_for_spec
-
-    try:
-        spec = registry.get(model, ref).spec
-    except ModelNotFoundError as exc:
-        raise ModelNotFoundError(f"cannot compress: {exc.message}") from None
-    return kind_for_spec(spec).compressing.compress(
-        registry=registry,
-        engine=engine,
-        model=model,
-        ref=ref,
-        settings=settings,
-        gate=gate,
-        promote=promote,
-    )

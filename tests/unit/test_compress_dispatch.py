@@ -1,6 +1,6 @@
 """``inhouse compress`` reaches the kind of the version's spec (``compress_model``, what the
-job's Ray task runs): the tabular MLP, a kind registered in a test, and a clear refusal for a
-kind without a compressing part."""
+job's Ray task runs, called here without Ray): the tabular MLP, a kind registered in a test,
+and a clear refusal for a kind without a compressing part."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 from inhouse.config import CompressionSettings, GateSettings
 from inhouse.data import seed
 from inhouse.errors import InvalidInputError, ModelNotFoundError
+from inhouse.jobs.compress import compress_model
 from inhouse.kinds import ModelKind, load_module, register, register_module, unregister
-from inhouse.kinds.compressing import compress_model
 from inhouse.kinds.text.versions import import_model_dir
 from inhouse.registry import Registry
 from inhouse.schema import get_engine

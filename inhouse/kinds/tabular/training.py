@@ -11,30 +11,16 @@ evaluates the final weights on the test split and registers them
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inhouse.config import Settings, TrainSettings, load_settings
 from inhouse.flags import section_overrides
 from inhouse.kinds.training import Trained, TrainingRun, WorkerConfig, WorkerPlace
-from inhouse.training.private_run import WorkerPrivacy
 
 if TYPE_CHECKING:
     from inhouse.data import DatasetInfo
     from inhouse.kinds.tabular.worker import TabularWorker
-
-
-@dataclass(frozen=True)
-class TabularWorkerConfig:
-    """The tabular part of what every worker receives: the run's options, the MLP's spec,
-    where its rows are (up to the last id the driver saw) and its privacy."""
-
-    options: TrainSettings
-    spec: dict[str, Any]
-    db_url: str
-    up_to_id: int | None
-    privacy: WorkerPrivacy
 
 
 def mlp_spec(info: DatasetInfo, hidden: list[int]) -> dict[str, Any]:
@@ -70,6 +56,7 @@ class TabularTraining:
         from inhouse import services
         from inhouse.data import describe
         from inhouse.kinds.modules import build_model
+        from inhouse.kinds.tabular.worker import TabularWorkerConfig
         from inhouse.training import private_run
 
         engine = services.engine(settings)

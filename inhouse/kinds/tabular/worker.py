@@ -9,22 +9,36 @@ scalars and weight histograms to TensorBoard.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
+from inhouse.config import TrainSettings
 from inhouse.data import read_rows
 from inhouse.errors import ConfigError
-from inhouse.kinds.tabular.training import TabularWorkerConfig
 from inhouse.kinds.training import WorkerConfig, WorkerPlace, Wrap, summed, where_it_ran
 from inhouse.models import MLPSpec, build_mlp
 from inhouse.schema import get_engine
 from inhouse.training import evaluate, train_one_epoch
 from inhouse.training.dp import PrivateTraining, make_private
+from inhouse.training.private_run import WorkerPrivacy
 
 SCALARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epsilon")
+
+
+@dataclass(frozen=True)
+class TabularWorkerConfig:
+    """The tabular part of what every worker receives: the run's options, the MLP's spec,
+    where its rows are (up to the last id the driver saw) and its privacy."""
+
+    options: TrainSettings
+    spec: dict[str, Any]
+    db_url: str
+    up_to_id: int | None
+    privacy: WorkerPrivacy
 
 
 class TabularWorker:

@@ -16,29 +16,14 @@ data set's privacy budget before any worker starts, exactly as the tabular kind 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inhouse.config import Settings, SettingsPayload, TextTrainOptions, settings_payload
+from inhouse.config import Settings, TextTrainOptions, settings_payload
 from inhouse.kinds.training import Trained, TrainingRun, WorkerConfig, WorkerPlace
-from inhouse.training.private_run import WorkerPrivacy
 
 if TYPE_CHECKING:
     from inhouse.kinds.text.worker import TextWorker
-
-
-@dataclass(frozen=True)
-class TextWorkerConfig:
-    """The text part of what every worker receives: the run's options, the settings (loaded
-    on the worker's node), the data set's classes, the last row id the driver saw and the
-    run's privacy."""
-
-    options: TextTrainOptions
-    settings: SettingsPayload
-    class_names: list[str]
-    up_to_id: int | None
-    privacy: WorkerPrivacy
 
 
 class TextTraining:
@@ -61,6 +46,7 @@ class TextTraining:
         from inhouse.data import describe
         from inhouse.kinds.text.private import check_private, prepare_text
         from inhouse.kinds.text.start import start_model
+        from inhouse.kinds.text.worker import TextWorkerConfig
 
         engine = services.engine(settings)
         info = describe(engine, options.dataset)

@@ -10,20 +10,35 @@ from it on resume, so a resumed run keeps the epsilon it had spent.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from inhouse.config import SettingsPayload, TextTrainOptions
 from inhouse.data.text_import import read_text_rows
 from inhouse.kinds.text.epochs import evaluate_texts, shard, train_epoch
 from inhouse.kinds.text.head import head_features, warm_head
 from inhouse.kinds.text.private import row_dataset, train_epoch_private
 from inhouse.kinds.text.start import start_model
-from inhouse.kinds.text.training import TextWorkerConfig
 from inhouse.kinds.training import WorkerConfig, WorkerPlace, Wrap, summed, where_it_ran
 from inhouse.schema import get_engine
 from inhouse.training import unwrap
 from inhouse.training.dp import PrivateTraining, make_private
+from inhouse.training.private_run import WorkerPrivacy
+
+
+@dataclass(frozen=True)
+class TextWorkerConfig:
+    """The text part of what every worker receives: the run's options, the settings (loaded
+    on the worker's node), the data set's classes, the last row id the driver saw and the
+    run's privacy."""
+
+    options: TextTrainOptions
+    settings: SettingsPayload
+    class_names: list[str]
+    up_to_id: int | None
+    privacy: WorkerPrivacy
 
 
 class TextWorker:
