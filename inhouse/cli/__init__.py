@@ -15,7 +15,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from inhouse.cli.parser import build_parser
-from inhouse.config import FLAG_PREFIXES, RaySettings, ServeSettings, TrainSettings
+from inhouse.config import (
+    FLAG_PREFIXES,
+    LLMSettings,
+    RaySettings,
+    ServeSettings,
+    TrainSettings,
+)
 from inhouse.errors import InhouseError
 from inhouse.flags import section_overrides
 
@@ -35,7 +41,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["home"] = args.home
     if args.database_url:
         overrides["database_url"] = args.database_url
-    for section, cls in (("ray", RaySettings), ("serve", ServeSettings), ("train", TrainSettings)):
+    sections = (
+        ("ray", RaySettings),
+        ("serve", ServeSettings),
+        ("llm", LLMSettings),
+        ("train", TrainSettings),
+    )
+    for section, cls in sections:
         values = section_overrides(args, cls, prefix=FLAG_PREFIXES[section])
         if values:
             overrides[section] = values

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from inhouse import __version__
-from inhouse.config import FLAG_PREFIXES, RaySettings, ServeSettings
+from inhouse.config import FLAG_PREFIXES, LLMSettings, RaySettings, ServeSettings
 from inhouse.flags import add_section_flags
 
 Handler = Callable[..., int]
@@ -66,10 +66,10 @@ GROUPS: dict[str, tuple[str, str]] = {
         "the whole journey: cluster, data, train, serve, then new rows retrained and promoted",
     ),
 }
-_SECTIONS = (("ray", RaySettings), ("serve", ServeSettings))
+_SECTIONS = (("ray", RaySettings), ("serve", ServeSettings), ("llm", LLMSettings))
 _AFTER_NOTE = (
-    "Global options (--config, --home, --database-url, --ray-*, --serve-*: see `inhouse --help`) "
-    "may also follow the command."
+    "Global options (--config, --home, --database-url, --ray-*, --serve-*, --llm-*: see "
+    "`inhouse --help`) may also follow the command."
 )
 
 
@@ -132,7 +132,7 @@ def leaf(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.Argu
 
 
 def add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
-    """``--config``, ``--home``, ``--database-url``, ``--ray-*`` and ``--serve-*``.
+    """``--config``, ``--home``, ``--database-url``, ``--ray-*``, ``--serve-*`` and ``--llm-*``.
 
     With ``suppress`` (the copies after a command) an option given leaves its attribute
     alone unless given again, and ``--help`` does not repeat it.

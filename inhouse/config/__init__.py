@@ -15,6 +15,7 @@ from inhouse.config.compression import CompressionSettings, GateSettings, Runtim
 from inhouse.config.coordinator import CoordinatorSettings
 from inhouse.config.deployment import ServeArgs, SettingsPayload, settings_payload
 from inhouse.config.dp import DPSettings
+from inhouse.config.llm import LLMSettings
 from inhouse.config.parse import parse_model
 from inhouse.config.sections import RaySettings, SecuritySettings, ServeSettings
 from inhouse.config.settings import FLAG_PREFIXES, Settings, load_settings
@@ -27,6 +28,7 @@ __all__ = [
     "CoordinatorSettings",
     "DPSettings",
     "GateSettings",
+    "LLMSettings",
     "RaySettings",
     "Runtime",
     "SecuritySettings",

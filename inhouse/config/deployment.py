@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inhouse.config.llm import LLMSettings
 from inhouse.config.sections import SecuritySettings, ServeSettings
 from inhouse.config.settings import Settings, load_settings
 
@@ -38,6 +39,7 @@ class SettingsPayload(BaseModel):
     database_url: str | None
     serve: ServeSettings
     security: SecuritySettings
+    llm: LLMSettings
 
     def load(self) -> Settings:
         """The full settings on this node.
@@ -55,4 +57,5 @@ def settings_payload(settings: Settings) -> SettingsPayload:
         database_url=settings.database_url,
         serve=settings.serve.model_copy(),
         security=settings.security.model_copy(),
+        llm=settings.llm.model_copy(),
     )

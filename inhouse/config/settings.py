@@ -23,6 +23,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from inhouse.config.llm import LLMSettings
 from inhouse.config.parse import Loc, describe
 from inhouse.config.sections import RaySettings, SecuritySettings, ServeSettings
 from inhouse.config.training import TrainSettings
@@ -47,6 +48,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -120,7 +122,7 @@ class Settings(BaseSettings):
 
 # The command line's flag prefix of each section that has flags (``--serve-port``); the
 # training flags of ``inhouse train|tune|demo`` have none. Other sections have no flags.
-FLAG_PREFIXES: dict[str, str] = {"ray": "ray_", "serve": "serve_", "train": ""}
+FLAG_PREFIXES: dict[str, str] = {"ray": "ray_", "serve": "serve_", "llm": "llm_", "train": ""}
 _TOP_LEVEL_FLAGS = ("home", "database_url")
 
 

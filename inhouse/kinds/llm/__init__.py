@@ -6,7 +6,9 @@ A version (architecture ``hf_causal_lm``) is one artifact: the float weights and
 spec holds the Hugging Face config, the chat template, the generation config, the end-of-sequence
 token ids and the context length (:mod:`inhouse.kinds.llm.model`). Parts: ``model.py``
 (``build``), ``importing.py`` (``IMPORTING``; GGUF conversion in ``gguf.py``), ``loaded.py``
-(``load_llm``: a runnable model and its tokenizer).
+(``load_llm``: a runnable model and its tokenizer), ``engine.py`` (continuous batching),
+``serving.py`` and ``generating.py`` (the OpenAI API), ``compressing.py`` (int8) and
+``explaining.py`` (token attributions).
 """
 
 LLM_ARCH = "hf_causal_lm"  # the architecture (``spec["kind"]``) of every LLM version
