@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from inhouse.kinds.compressing import CompressingKind
+    from inhouse.kinds.generating import GeneratingKind
     from inhouse.kinds.importing import ImportingKind
     from inhouse.kinds.serving import ServingKind
     from inhouse.kinds.training import TrainingKind
@@ -25,7 +26,7 @@ class ModelKind:
     """A registered kind: its name (also the kind of data set it trains on), the architecture
     names its versions' specs carry, and the package holding its parts (``model.py``: the
     module a spec describes; ``serving.py``, ``training.py``, ``updating.py``; optionally
-    ``importing.py`` and ``compressing.py``)."""
+    ``importing.py``, ``compressing.py`` and ``generating.py``)."""
 
     name: str
     spec_kinds: tuple[str, ...]
@@ -70,6 +71,15 @@ class ModelKind:
             "compressing", "COMPRESSING", "compressed"
         )
         return compressing
+
+    @property
+    def generating(self) -> GeneratingKind[Any, Any]:
+        """The generating half (``<package>.generating.GENERATING``: text out of a prompt,
+        served behind the OpenAI routes); a kind without one is a clear error."""
+        generating: GeneratingKind[Any, Any] = self._optional_part(
+            "generating", "GENERATING", "asked to generate text"
+        )
+        return generating
 
     def has_part(self, part: str) -> bool:
         """Whether this kind's package has the optional part ``part`` (``importing``...)."""
