@@ -111,6 +111,7 @@ def unregister(name: str) -> None:
 
 register(ModelKind("tabular", ("mlp",), "inhouse.kinds.tabular"))
 register(ModelKind("text", ("hf_text",), "inhouse.kinds.text"))
+register(ModelKind("llm", ("hf_causal_lm",), "inhouse.kinds.llm"))
 
 
 def known_kinds() -> list[str]:
