@@ -63,13 +63,9 @@ class PreparedLLM:
 
 def serve_llm(registry: Registry, info: ModelVersion, limits: LLMSettings) -> ServedLLM:
     """Load ``info`` and start its engine (closed when the loaded version is dropped)."""
-    import torch
-
     from inhouse.kinds.llm.engine import GenerationEngine
     from inhouse.kinds.llm.loaded import load_llm
 
-    if limits.threads:
-        torch.set_num_threads(limits.threads)
     llm = load_llm(registry, info)
     engine = GenerationEngine(
         llm.module,
@@ -77,6 +73,7 @@ def serve_llm(registry: Registry, info: ModelVersion, limits: LLMSettings) -> Se
         context_length=llm.context_length,
         max_sequences=limits.max_sequences,
         device=llm.device,
+        threads=limits.threads,
     )
     served = ServedLLM(llm, engine, limits)
     weakref.finalize(served, engine.close)

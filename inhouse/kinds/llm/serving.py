@@ -70,20 +70,20 @@ class LLMServing:
     # -- the explainer sidecar ----------------------------------------------------------
 
     def load_explained(self, registry: Registry, info: ModelVersion) -> Any:
-        from inhouse.kinds.llm import explaining
+        from inhouse.kinds.llm.explaining import load_explained
 
-        return explaining.load_explained(registry, info)
+        return load_explained(registry, info)
 
     def explain(self, loaded: Any, call: Any, *, max_instances: int) -> dict[str, Any]:
-        from inhouse.kinds.llm import explaining
+        from inhouse.kinds.llm.explaining import explain
 
-        answer: dict[str, Any] = explaining.explain(loaded, call, max_instances=max_instances)
+        answer: dict[str, Any] = explain(loaded, call, max_instances=max_instances)
         return answer
 
     def explain_png(self, loaded: Any, call: Any, *, max_instances: int) -> bytes:
-        from inhouse.kinds.llm import explaining
+        from inhouse.kinds.llm.explaining import explain_png
 
-        png: bytes = explaining.explain_png(loaded, call, max_instances=max_instances)
+        png: bytes = explain_png(loaded, call, max_instances=max_instances)
         return png
 
     # -- the ingress: protocols ---------------------------------------------------------
@@ -111,9 +111,9 @@ class LLMServing:
     def parse_explain(
         self, body: Any, info: Mapping[str, Any], *, max_instances: int, fmt: str
     ) -> Any:
-        from inhouse.kinds.llm import explaining
+        from inhouse.kinds.llm.explaining import parse_explain
 
-        return explaining.parse_explain(body, info, max_instances=max_instances, fmt=fmt)
+        return parse_explain(body, info, max_instances=max_instances, fmt=fmt)
 
     def v2_response(
         self, *, model: str, request_id: str | None, result: Mapping[str, Any]
