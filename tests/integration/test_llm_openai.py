@@ -211,16 +211,22 @@ def test_generations_are_audited_without_their_content(
     assert "latency_ms=" in entry.detail and secret not in entry.detail
 
 
-def test_concurrent_streams_all_finish(client: openai.OpenAI, served: Settings) -> None:
-    def stream(seed: int) -> tuple[str, str | None]:
-        chunks = list(_chat(client, max_tokens=40, temperature=1.0, seed=seed, stream=True))
-        text = "".join(c.choices[0].delta.content or "" for c in chunks)
-        return text, chunks[-1].choices[0].finish_reason
+def test_concurrent_streams_all_finish_sharing_forward_passes(
+    client: openai.OpenAI, served: Settings
+) -> None:
+    def stream(seed: int) -> tuple[str | None, int]:
+        options = {"include_usage": True}
+        chunks = list(_chat(client, max_tokens=40, seed=seed, stream=True, stream_options=options))
+        return chunks[-2].choices[0].finish_reason, chunks[-1].usage.completion_tokens
 
+    before = _stats()["steps"]
     with ThreadPoolExecutor(6) as pool:  # more than the 4 engine slots: some wait their turn
         results = list(pool.map(stream, range(6)))
-    assert all(reason in ("stop", "length") for _, reason in results)
-    assert _stats()["running"] == 0
+    assert all(reason in ("stop", "length") for reason, _ in results)
+    stats = _stats()
+    assert stats["running"] == 0 and stats["waiting"] == 0
+    # Continuous batching: concurrent sequences share decode steps (fewer steps than tokens).
+    assert stats["steps"] - before < sum(tokens for _, tokens in results), (stats, results)
 
 
 def test_a_client_that_disconnects_frees_its_slot(client: openai.OpenAI, served: Settings) -> None:
