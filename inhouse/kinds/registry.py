@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class ModelKind:
     """A registered kind: its name (also the kind of data set it trains on), the architecture
     names its versions' specs carry, and the package holding its parts (``model.py``: the
-    module a spec describes; ``serving.py``, ``training.py``, ``updating.py``; optionally
+    module a spec describes; ``serving.py``; optionally ``training.py``, ``updating.py``,
     ``importing.py``, ``compressing.py`` and ``generating.py``)."""
 
     name: str
@@ -46,14 +46,16 @@ class ModelKind:
 
     @property
     def training(self) -> TrainingKind:
-        """The training half (``<package>.training.TRAINING``), imported on first use."""
-        training: TrainingKind = importlib.import_module(f"{self.package}.training").TRAINING
+        """The training half (``<package>.training.TRAINING``), imported on first use; a
+        kind without one (its models are imported) is a clear error."""
+        training: TrainingKind = self._optional_part("training", "TRAINING", "trained")
         return training
 
     @property
     def updating(self) -> UpdatingKind:
-        """The updating half (``<package>.updating.UPDATING``), imported on first use."""
-        updating: UpdatingKind = importlib.import_module(f"{self.package}.updating").UPDATING
+        """The updating half (``<package>.updating.UPDATING``), imported on first use; a
+        kind without one is a clear error."""
+        updating: UpdatingKind = self._optional_part("updating", "UPDATING", "retrained")
         return updating
 
     @property

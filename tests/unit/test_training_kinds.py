@@ -16,6 +16,7 @@ from inhouse.cli import main
 from inhouse.config import Settings, TextTrainOptions, TrainSettings, load_settings
 from inhouse.data import seed
 from inhouse.data.text_import import import_text_csv
+from inhouse.errors import InvalidInputError
 from inhouse.flags import add_section_flags, section_argv
 from inhouse.kinds import kind_named, known_kinds
 from inhouse.kinds.training import TrainingKind, WorkerPlace, new_run
@@ -51,9 +52,13 @@ def _one_epoch(settings: Settings, kind: str, options: Any) -> dict[str, Any]:
 
 
 def test_every_kind_has_options_the_job_can_read() -> None:
-    for name in known_kinds():
+    trainable = [name for name in known_kinds() if kind_named(name).has_part("training")]
+    assert {"tabular", "text"} <= set(trainable)
+    for name in trainable:
         fields = kind_named(name).training.options_type.model_fields
         assert set(COMMON) <= set(fields), name
+    with pytest.raises(InvalidInputError, match="'llm' cannot be trained here; kinds that can"):
+        kind_named("llm").training
 
 
 def test_options_round_trip_through_the_job_flags(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from inhouse.config import Settings
+from inhouse.kinds.importing import ImportingKind
 from inhouse.registry import ModelVersion, Registry
 
 
@@ -67,4 +68,4 @@ class LLMImporting:
         )
 
 
-IMPORTING = LLMImporting()
+IMPORTING: ImportingKind = LLMImporting()

@@ -35,7 +35,7 @@ def _causal_architecture(checked: ModelDir) -> str:
         raise InvalidInputError(
             f"{checked.path} is not a causal language model (model_type "
             f"{checked.model_type!r}, architectures {named}): the llm kind imports generative "
-            "models such as LlamaForCausalLM; import encoders with --kind text"
+            "models such as LlamaForCausalLM (encoders are text models: --kind text)"
         )
     return found[0]
 
@@ -103,14 +103,22 @@ def load_causal_lm(checked: ModelDir) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
-    loaded: Any = AutoModelForCausalLM.from_pretrained(
-        str(checked.path),
-        local_files_only=True,
-        trust_remote_code=False,
-        use_safetensors=True,
-        dtype=torch.float32,
-        output_loading_info=True,
-    )
+    try:
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            str(checked.path),
+            local_files_only=True,
+            trust_remote_code=False,
+            use_safetensors=True,
+            dtype=torch.float32,
+            output_loading_info=True,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:  # shapes that differ from the config
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "mismatched" in reason:
+            reason = "tensor shapes differ from what config.json describes"
+        raise InvalidInputError(
+            f"{checked.path}: the weights do not fit the config ({reason})"
+        ) from None
     model, info = loaded
     tied = set(getattr(model, "_tied_weights_keys", None) or {})
     missing = [k for k in info.get("missing_keys", []) if k not in tied]
