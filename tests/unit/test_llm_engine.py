@@ -18,6 +18,7 @@ from inhouse.kinds.llm.engine import GenerationEngine, Sampling
 
 VOCAB, CONTEXT = 256, 128
 GREEDY = Sampling(max_tokens=12, temperature=0)
+ENDLESS = Sampling(max_tokens=50_000, temperature=0)  # runs until its consumer leaves
 
 
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
@@ -95,16 +96,17 @@ async def until(check: Callable[[], bool], timeout: float = 30.0) -> None:
 
 def batched_equals_alone(model: nn.Module, engine: GenerationEngine) -> None:
     prompts = [prompt(n, seed) for seed, n in enumerate((5, 17, 9, 30, 2, 12, 23))]
-    alone = [generate_alone(model, ids, GREEDY.max_tokens) for ids in prompts]
+    sampling = Sampling(max_tokens=30, temperature=0)
+    alone = [generate_alone(model, ids, sampling.max_tokens) for ids in prompts]
     most_running = 0
 
     async def staggered() -> list[list[int]]:
         nonlocal most_running
         tasks = []
         for at, ids in enumerate(prompts):  # join at different decode steps
-            await until(lambda at=at: engine.stats()["steps"] >= 2 * at)
+            await until(lambda at=at: engine.stats()["steps"] >= 3 * at)
             most_running = max(most_running, engine.stats()["running"])
-            tasks.append(asyncio.create_task(collect(engine, ids, GREEDY)))
+            tasks.append(asyncio.create_task(collect(engine, ids, sampling)))
         return list(await asyncio.gather(*tasks))
 
     assert asyncio.run(staggered()) == alone
@@ -166,10 +168,10 @@ def test_requests_that_cannot_run_are_refused(
 def test_a_consumer_that_leaves_frees_its_slot(
     make_engine: Callable[..., GenerationEngine],
 ) -> None:
-    engine = make_engine(max_sequences=1)
+    engine = make_engine(max_sequences=1, context_length=1 << 16)
 
     async def scenario() -> list[int]:
-        first = engine.stream(prompt(4, 1), Sampling(100, temperature=0))
+        first = engine.stream(prompt(4, 1), ENDLESS)
         await anext(first)
         queued = asyncio.create_task(collect(engine, prompt(6, 2), Sampling(4, temperature=0)))
         await until(lambda: engine.stats()["waiting"] == 1)
@@ -177,7 +179,7 @@ def test_a_consumer_that_leaves_frees_its_slot(
         await first.aclose()  # the client went away mid-stream
         done = await asyncio.wait_for(queued, 30)
         # a consumer task cancelled while waiting for a token leaves too
-        leaving = asyncio.create_task(collect(engine, prompt(5, 3), Sampling(100, temperature=0)))
+        leaving = asyncio.create_task(collect(engine, prompt(5, 3), ENDLESS))
         await until(lambda: engine.stats()["running"] == 1)
         leaving.cancel()
         await until(lambda: engine.stats()["running"] == 0)
@@ -243,10 +245,10 @@ def test_an_error_in_a_forward_pass_reaches_the_consumers(
 
 
 def test_closing_ends_the_sequences_left(make_engine: Callable[..., GenerationEngine]) -> None:
-    engine = make_engine()
+    engine = make_engine(context_length=1 << 16)
 
     async def scenario() -> None:
-        stream = engine.stream(prompt(4, 0), Sampling(CONTEXT - 4, temperature=0))
+        stream = engine.stream(prompt(4, 0), ENDLESS)
         await anext(stream)
         await asyncio.get_running_loop().run_in_executor(None, engine.close)
         with pytest.raises(UnavailableError):
