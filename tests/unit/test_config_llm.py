@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from inhouse.cli import _settings, build_parser
-from inhouse.config import LLMSettings, load_settings, settings_payload
+from inhouse.cli import build_parser
+from inhouse.config import FLAG_PREFIXES, LLMSettings, load_settings, settings_payload
 from inhouse.errors import ConfigError
+from inhouse.flags import section_overrides
 
 
 @pytest.fixture(autouse=True)
@@ -29,22 +30,14 @@ def test_defaults(tmp_path: Path) -> None:
 def test_yaml_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "inhouse.yaml"
     config.write_text("llm:\n  max_sequences: 4\n  threads: 2\n  log_content: true\n")
+    monkeypatch.setenv("INHOUSE_CONFIG", str(config))  # undone after the test
     monkeypatch.setenv("INHOUSE_LLM__THREADS", "3")
     llm = load_settings(config_file=str(config), home=str(tmp_path)).llm
     assert (llm.max_sequences, llm.threads, llm.log_content) == (4, 3, True)
-    args = build_parser().parse_args(
-        [
-            "--config",
-            str(config),
-            "--home",
-            str(tmp_path),
-            "cluster",
-            "env",
-            "--llm-max-tokens",
-            "64",
-        ]
-    )
-    flagged = _settings(args).llm
+    args = build_parser().parse_args(["cluster", "env", "--llm-max-tokens", "64"])
+    flags = section_overrides(args, LLMSettings, prefix=FLAG_PREFIXES["llm"])
+    assert flags == {"max_tokens": 64}
+    flagged = load_settings(config_file=str(config), home=str(tmp_path), llm=flags).llm
     assert (flagged.max_tokens, flagged.max_sequences, flagged.default_max_tokens) == (64, 4, 64)
 
 

@@ -237,11 +237,12 @@ class FailingForward(nn.Module):
 def test_an_error_in_a_forward_pass_reaches_the_consumers(
     model: nn.Module, make_engine: Callable[..., GenerationEngine]
 ) -> None:
-    engine = make_engine(FailingForward(model, fail_at=3))
-    with pytest.raises(RuntimeError, match="on purpose"):
-        asyncio.run(collect(engine, prompt(5, 0), GREEDY))
     ids = prompt(9, 1)
-    assert asyncio.run(collect(engine, ids, GREEDY)) == generate_alone(model, ids, 12)
+    for fail_at in (1, 3):  # in a prefill, in a decode step
+        engine = make_engine(FailingForward(model, fail_at=fail_at))
+        with pytest.raises(RuntimeError, match="on purpose"):
+            asyncio.run(collect(engine, prompt(5, 0), GREEDY))
+        assert asyncio.run(collect(engine, ids, GREEDY)) == generate_alone(model, ids, 12)
 
 
 def test_closing_ends_the_sequences_left(make_engine: Callable[..., GenerationEngine]) -> None:
