@@ -42,6 +42,9 @@ async def start(stream: DeploymentResponseGenerator[Any]) -> dict[str, Any]:
     503) when it did not accept the request."""
     try:
         head: dict[str, Any] = await stream.__anext__()
+    except asyncio.CancelledError:  # the client went away during the prompt's checks
+        stream.cancel()  # type: ignore[no-untyped-call]
+        raise
     except Exception as exc:  # noqa: BLE001 - every failure is turned into a status
         raise _failure(exc) from None
     return head
