@@ -184,7 +184,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             settings, registry, source, name=MODEL, options=importing.options_type()
         )
         registry.set_alias(MODEL, "champion", info.version)
-        baseline = _in_process(registry, info, tokens, repeats)
+        baseline = _in_process(registry, info, tokens, max(2, repeats // 2))
         m = _serve(home, tokens, repeats)
     setup = f"SmolLM2-135M fp32, {THREADS} torch threads, greedy, up to {tokens} new tokens"
     return [
