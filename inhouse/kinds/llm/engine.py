@@ -155,7 +155,8 @@ class GenerationEngine:
             }
 
     def close(self) -> None:
-        """Stop the engine's thread; sequences not finished get an ``UnavailableError``."""
+        """Stop the engine's thread (after the step under way); sequences not finished get an
+        ``UnavailableError``. Idempotent."""
         with self._cond:
             self._closed = True
             self._cond.notify()
