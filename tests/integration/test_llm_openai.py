@@ -3,7 +3,8 @@ completions, streaming, the model list, errors in OpenAI's shape (the deployment
 serving after each), the ``model:generate`` permission, the audit, concurrent streams and a
 client that disconnects mid-stream (its engine slot frees).
 
-One Serve app for the module: the LLM and a tabular model (for the wrong-route errors).
+One Serve app for the module: the LLM and a tabular model (for the wrong-route errors), with
+their explainer sidecars (token attributions of an answer through the common explain route).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def served(ray_cluster: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
     registry.set_alias(MLP, "champion", mlp.version)
     os.environ.update(LIMITS)
     try:
-        app = build_app(ServeArgs(models=[LLM, MLP], home=str(ray_cluster.home), explainers=False))
+        app = build_app(ServeArgs(models=[LLM, MLP], home=str(ray_cluster.home)))
     finally:
         for name in LIMITS:
             os.environ.pop(name)
@@ -243,3 +244,18 @@ def test_a_client_that_disconnects_frees_its_slot(client: openai.OpenAI, served:
     stats = _stats()
     assert stats["running"] == 0 and stats["steps"] - before < 1000, stats
     assert _chat(client, max_tokens=2).usage.completion_tokens <= 2
+
+
+def test_token_attributions_through_the_explainer(client: openai.OpenAI, served: Settings) -> None:
+    headers = {"Authorization": f"Bearer {client.api_key}"}
+    url = f"{served.serve_url}/v1/models/{LLM}:explain"
+    body = {"prompt": "the cat sees", "max_new_tokens": 3}
+    explained = httpx.post(url, json=body, headers=headers, timeout=120)
+    assert explained.status_code == 200, explained.text
+    answer = explained.json()
+    assert answer["model"] == LLM and answer["version"] == 1
+    assert len(answer["sequence_attributions"]) == len(answer["prompt_tokens"]) == 4
+    png = httpx.post(url + "?format=png", json=body, headers=headers, timeout=120)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    refused = httpx.post(url, json={"prompt": "x", "method": "magic"}, headers=headers)
+    assert refused.status_code == 422 and "method" in refused.json()["error"]
