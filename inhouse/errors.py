@@ -5,6 +5,7 @@
     InhouseError                      500  unexpected failure of the platform
     ├── InvalidInputError             422  well-formed request whose content is wrong
     │   ├── MalformedRequestError     400  body is not parseable (bad JSON, wrong encoding)
+    │   ├── WrongEndpointError        400  the model answers another route (an LLM's /v1/chat)
     │   └── ConfigError               422  a setting is invalid (names the field and the fix)
     ├── PayloadTooLargeError          413  body or batch over the configured limit
     ├── RequestTimeoutError           408  the client did not send its body in time
@@ -52,6 +53,11 @@ class InvalidInputError(InhouseError):
 class MalformedRequestError(InvalidInputError):
     status_code = 400
     code = "malformed_request"
+
+
+class WrongEndpointError(InvalidInputError):
+    status_code = 400
+    code = "wrong_endpoint"
 
 
 class ConfigError(InvalidInputError):

@@ -35,6 +35,18 @@ def replica_scaling(serve_cfg: ServeSettings) -> dict[str, Any]:
     return {"autoscaling_config": autoscaling}
 
 
+def replica_devices(kind: ModelKind) -> dict[str, Any]:
+    """A GPU for each replica of a kind that generates text when the cluster has one (the
+    replica then runs the model in bf16 on CUDA); nothing otherwise."""
+    import ray
+
+    if not kind.has_part("generating") or not ray.is_initialized():
+        return {}
+    if ray.cluster_resources().get("GPU", 0) < 1:
+        return {}
+    return {"ray_actor_options": {"num_cpus": 0.5, "num_gpus": 1}}
+
+
 def serving_kinds(settings: Settings, models: list[str], ref: str) -> dict[str, ModelKind]:
     """The kind of each model's version ``ref``.
 
@@ -78,6 +90,7 @@ def build_app(args: dict[str, Any] | ServeArgs) -> Application:
             health_check_period_s=2,
             health_check_timeout_s=5,
             **replica_scaling(serve_cfg),
+            **replica_devices(kind),
         ).bind(name, payload, parsed.ref, kind)
         if not parsed.explainers:
             continue

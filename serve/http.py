@@ -3,7 +3,8 @@ body within limits, and turning a deployment's failure into an HTTP status.
 
 Every error is an :mod:`inhouse.errors` class turned into its status and a JSON body
 ``{"error": "...", "code": "..."}``; unknown paths, wrong methods and FastAPI's own validation
-errors get the same shape. Nothing a client sends produces a 500.
+errors get the same shape, except on the OpenAI routes (:func:`inhouse.openai.is_openai_path`),
+whose errors are in OpenAI's shape. Nothing a client sends produces a 500.
 """
 
 from __future__ import annotations
@@ -27,19 +28,40 @@ from inhouse.errors import (
     RequestTimeoutError,
     UnavailableError,
 )
+from inhouse.openai import error_body, is_openai_path, openai_status
 from inhouse.protocol import parse_json
 
 app = FastAPI(title="inhouse inference", version=inhouse.__version__)
 
 
+def _answer(
+    request: Request,
+    message: str,
+    status: int,
+    code: str,
+    *,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    """The error's JSON answer: inhouse's shape, or OpenAI's on the OpenAI routes."""
+    if is_openai_path(request.url.path):
+        status = openai_status(status)
+        body = error_body(message, status=status, code=code, param=param)
+        return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
+
+
 @app.exception_handler(InhouseError)
-async def _inhouse_error(_request: Request, exc: InhouseError) -> JSONResponse:
+async def _inhouse_error(request: Request, exc: InhouseError) -> JSONResponse:
     headers: dict[str, str] = {}
     if exc.status_code == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, RateLimitedError):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers or None)
+    param = getattr(exc, "param", None)
+    return _answer(
+        request, exc.message, exc.status_code, exc.code, headers=headers or None, param=param
+    )
 
 
 @app.exception_handler(StarletteHTTPException)
@@ -47,14 +69,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     # Unknown paths and wrong methods get the same JSON error shape as everything else.
     message = f"{request.method} {request.url.path}: {exc.detail}"
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse({"error": message, "code": code}, status_code=exc.status_code)
+    return _answer(request, message, exc.status_code, code)
 
 
 @app.exception_handler(RequestValidationError)
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(p) for p in first["loc"])
-    return JSONResponse({"error": f"{where}: {first['msg']}", "code": "invalid_input"}, 422)
+    return _answer(request, f"{where}: {first['msg']}", 422, "invalid_input")
 
 
 async def read_body(request: Request, settings: ServeSettings) -> Any:

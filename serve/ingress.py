@@ -6,9 +6,13 @@ Routes (Open Inference Protocol v2 and KServe v1)::
     GET  /v2/models/{name}          GET /v2/models/{name}/ready
     POST /v2/models/{name}/infer    POST /v1/models/{name}:predict    GET /v1/models/{name}
     POST /v1/models/{name}:explain  (JSON attributions; ``?format=png`` for the picture)
+    POST /v1/chat/completions       POST /v1/completions              GET /v1/models
+                                    (OpenAI, for models that generate: serve/openai_routes.py)
 
 Every route but the health checks and ``GET /v2`` needs ``Authorization: Bearer <token>``
-with the permission for the model (``model:predict``, ``model:explain``); each decision is
+with the permission for the model (``model:predict``, ``model:explain``, ``model:generate``
+for the OpenAI routes and for ``GET /v1/models/{name}`` of a model that generates, which also
+answers as an OpenAI model card); each decision is
 written to the audit log. Every error is an :mod:`inhouse.errors` class turned into its
 status and a JSON body ``{"error": "...", "code": "..."}``; nothing a client sends produces
 a 500.
@@ -38,9 +42,11 @@ from inhouse.config import SettingsPayload
 from inhouse.errors import ModelNotFoundError, UnavailableError
 from inhouse.kinds import ModelKind
 from inhouse.kinds.serving import ServingKind
+from inhouse.openai import model_card
 from inhouse.registry import validate_model_name
 from inhouse.serve.canary_router import CanaryRouter
 from inhouse.serve.http import app, call_replica, read_body
+from inhouse.serve.openai_routes import GENERATE, OpenAIRoutes
 
 PREDICT = "model:predict"
 EXPLAIN = "model:explain"
@@ -61,7 +67,7 @@ class Route:
 
 @serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(app)
-class Ingress:
+class Ingress(OpenAIRoutes):
     """Routes requests for each model name to that model's replica deployment."""
 
     def __init__(
@@ -74,8 +80,10 @@ class Ingress:
         self._models = models
         self._explainers = explainers
         self._kinds = {name: kind.serving for name, kind in kinds.items()}
+        self._model_kinds = dict(kinds)
         platform = settings.load()
         self._settings = platform.serve
+        self._llm = platform.llm
         self._access = services.access(platform) if platform.security.require_auth else None
         self._limiter = (
             RateLimiter(self._settings.rate_limit_per_s, self._settings.rate_limit_burst)
@@ -215,9 +223,11 @@ class Ingress:
 
     @app.get("/v1/models/{name}")
     async def v1_status(self, name: str, request: Request) -> dict[str, Any]:
-        await self._authorize(request, action=PREDICT, resource=name)
+        """KServe v1 status; also an OpenAI model card (``models.retrieve``)."""
+        action = GENERATE if self._generates(name) else PREDICT
+        await self._authorize(request, action=action, resource=name)
         self._handle(name)
-        return {"name": name, "ready": await self._ready(name)}
+        return {"name": name, "ready": await self._ready(name), **model_card(name)}
 
     @app.post("/v1/models/{name}:predict")
     async def v1_predict(self, name: str, request: Request) -> dict[str, Any]:

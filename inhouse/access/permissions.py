@@ -29,6 +29,7 @@ ACTIONS: frozenset[str] = frozenset(
     {
         "model:predict",  # inference, model metadata
         "model:explain",  # attributions from the explainer sidecar
+        "model:generate",  # text from a generative model (the OpenAI routes)
         "model:deploy",  # promote, roll back, undeploy
         "data:read",
         "data:write",
@@ -44,20 +45,20 @@ _DOMAINS = frozenset(a.split(":", 1)[0] for a in ACTIONS)
 ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset({WILDCARD}),
     "ml-engineer": frozenset({"model:*", "train:submit", "data:read", "data:write", "audit:read"}),
-    "analyst": frozenset({"model:predict", "model:explain", "data:read"}),
+    "analyst": frozenset({"model:predict", "model:explain", "model:generate", "data:read"}),
     "service": frozenset({"model:predict"}),
     "operator": frozenset({"model:*", "train:submit", "data:read", "audit:read"}),
-    "predictor": frozenset({"model:predict", "model:explain"}),
+    "predictor": frozenset({"model:predict", "model:explain", "model:generate"}),
     "trainer": frozenset({"train:submit", "data:read", "data:write"}),
     "auditor": frozenset({"audit:read"}),
 }
 ROLE_DESCRIPTIONS: dict[str, str] = {
     "admin": "everything, including principals, tokens and keys",
     "ml-engineer": "train, deploy and query models; read and write data; read the audit log",
-    "analyst": "query and explain models, read data",
+    "analyst": "query and explain models, generate text, read data",
     "service": "a program that only calls predict",
     "operator": "deploy and query models, submit training, read data and the audit log",
-    "predictor": "query and explain models",
+    "predictor": "query and explain models, generate text",
     "trainer": "submit training, read and write data",
     "auditor": "read the audit log",
 }

@@ -95,6 +95,12 @@ class GateSettings(_Settings):
         le=100.0,
         description="parent accuracy - compressed accuracy, in points",
     )
+    max_perplexity_increase: float = Field(
+        default=0.05,
+        ge=-1.0,
+        description="generative models: held-out perplexity of the copy / the parent's - 1 "
+        "must be at most this (0.05: +5%)",
+    )
     min_size_ratio: float | None = Field(
         default=None, gt=0.0, description="parent bytes / compressed bytes must be at least this"
     )

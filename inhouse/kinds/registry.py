@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from inhouse.kinds.compressing import CompressingKind
     from inhouse.kinds.datasets import DatasetsKind
+    from inhouse.kinds.generating import GeneratingKind
     from inhouse.kinds.importing import ImportingKind
     from inhouse.kinds.serving import ServingKind
     from inhouse.kinds.training import TrainingKind
@@ -27,7 +28,8 @@ class ModelKind:
     """A registered kind: its name (also the kind of data set it trains on), the architecture
     names its versions' specs carry, and the package holding its parts (``model.py``: the
     module a spec describes; ``serving.py``; optionally ``training.py``, ``updating.py``,
-    ``importing.py``, ``compressing.py``, ``tuning.py`` and ``datasets.py``)."""
+    ``importing.py``, ``compressing.py``, ``tuning.py``, ``datasets.py`` and
+    ``generating.py``)."""
 
     name: str
     spec_kinds: tuple[str, ...]
@@ -90,6 +92,15 @@ class ModelKind:
             "datasets", "DATASETS", "appended to from a CSV", what="data sets"
         )
         return datasets
+
+    @property
+    def generating(self) -> GeneratingKind[Any, Any]:
+        """The generating half (``<package>.generating.GENERATING``: text out of a prompt,
+        served behind the OpenAI routes); a kind without one is a clear error."""
+        generating: GeneratingKind[Any, Any] = self._optional_part(
+            "generating", "GENERATING", "asked to generate text"
+        )
+        return generating
 
     def has_part(self, part: str) -> bool:
         """Whether this kind's package has the optional part ``part`` (``importing``...)."""

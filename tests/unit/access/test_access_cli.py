@@ -208,10 +208,12 @@ def test_access_apply_reports_bad_policy_on_one_line(
 def test_roles_lists_builtin_roles(cli: Runner) -> None:
     code, out = cli("principals", "roles")
     assert code == 0
-    assert "predictor" in out and "model:explain, model:predict" in out and "access:admin" in out
+    assert "predictor" in out and "access:admin" in out
+    assert "model:explain, model:generate, model:predict" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert "ml-engineer" in lines and "analyst" in lines and "service" in lines
     assert "model:predict" in lines["service"] and "model:explain" not in lines["service"]
+    assert "model:generate" not in lines["service"]
     assert "data:read" in lines["analyst"] and "data:write" in lines["ml-engineer"]
 
 

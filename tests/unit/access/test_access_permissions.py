@@ -99,13 +99,17 @@ def test_builtin_roles_only_use_known_actions() -> None:
     for actions in ROLES.values():
         for action in actions:
             validate_action(action, allow_wildcard=True)
-    assert ROLES["predictor"] == {"model:predict", "model:explain"}
+    assert ROLES["predictor"] == {"model:predict", "model:explain", "model:generate"}
     assert {"model:predict", "data:read", "keys:admin"} <= ACTIONS
 
 
 def test_role_expansion_scoped_to_binding_resource() -> None:
     grants = expand_roles([RoleBinding("predictor", "digits")])
-    assert grants == {Grant("model:predict", "digits"), Grant("model:explain", "digits")}
+    assert grants == {
+        Grant("model:predict", "digits"),
+        Grant("model:explain", "digits"),
+        Grant("model:generate", "digits"),
+    }
     alice = Principal(name="alice", roles=frozenset({RoleBinding("predictor", "digits")}))
     assert is_allowed(alice, "model:predict", "digits")
     assert is_allowed(alice, "model:explain", "digits")
