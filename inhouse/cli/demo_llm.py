@@ -67,13 +67,13 @@ def ensure_llm(settings: Settings, name: str = LLM_NAME) -> int:
 def ask_streaming(settings: Settings, name: str, question: str) -> tuple[str, float]:
     """Ask ``question`` with the ``openai`` client, printing tokens as they stream; returns the
     answer and the seconds to its first token."""
-    from openai import OpenAI
+    from openai import DefaultHttpxClient, OpenAI
 
     token = auth_headers(settings).get("Authorization", "").removeprefix("Bearer ")
     client = OpenAI(
         base_url=f"{settings.serve_url}/v1",
         api_key=token or "none",
-        http_client=httpx.Client(verify=tls_verify(settings), timeout=120.0),
+        http_client=DefaultHttpxClient(verify=tls_verify(settings), timeout=120.0),
     )
     started, first, parts = time.monotonic(), None, []
     stream = client.chat.completions.create(
@@ -98,11 +98,13 @@ def explain_answer(settings: Settings, name: str, question: str, answer: str) ->
     """The answer's token attribution to the prompt (JSON), and its heat map saved as PNG."""
     url = f"{settings.serve_url}/v1/models/{name}:explain"
     body = {"messages": [{"role": "user", "content": question}], "target": answer}
-    common = {"headers": auth_headers(settings), "verify": tls_verify(settings), "timeout": 300.0}
-    explained = httpx.post(url, json=body, **common)
-    explained.raise_for_status()
-    png = httpx.post(url, params={"format": "png"}, json=body, **common)
-    png.raise_for_status()
+    with httpx.Client(
+        headers=auth_headers(settings), verify=tls_verify(settings), timeout=300.0
+    ) as client:
+        explained = client.post(url, json=body)
+        explained.raise_for_status()
+        png = client.post(url, params={"format": "png"}, json=body)
+        png.raise_for_status()
     path = settings.home / "demo-llm-attribution.png"
     path.write_bytes(png.content)
     result: dict[str, Any] = explained.json()
