@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``inhouse`` parser; a command group is imported when the arguments invoke it."""
     parser = argparse.ArgumentParser(
         prog="inhouse",
+        # A command's own flag (``demo --llm``) must never be read as a prefix of a global one.
+        allow_abbrev=False,
         description="Train, serve and keep updating private models on your own Ray cluster.",
         epilog="Run `inhouse COMMAND --help` for a command's own options. The options above "
         "may also follow the command (`inhouse cluster env --serve-port 9000`).",

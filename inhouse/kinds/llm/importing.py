@@ -3,7 +3,8 @@
 PATH is a Hugging Face causal-LM directory (safetensors weights, a fast tokenizer; remote code
 refused) or a ``.gguf`` file, converted once and cached under ``<home>/cache/gguf/`` by its
 SHA-256 (see :mod:`inhouse.kinds.llm.versions`). ``--max-context`` caps the context window
-the version serves (default: the model's own).
+the version serves (default: the model's own). The first version of a model becomes its
+``champion`` (what ``inhouse deploy`` serves).
 """
 
 from __future__ import annotations
@@ -47,13 +48,18 @@ class LLMImporting:
         from inhouse.kinds.llm.versions import import_llm
 
         chosen = LLMImportOptions.model_validate(options.model_dump())
-        return import_llm(
+        info = import_llm(
             registry,
             source,
             name=name,
             gguf_cache=gguf_cache(settings.home),
             max_context=chosen.max_context,
         )
+        if "champion" not in registry.aliases(name):
+            # The first version of a model is what `inhouse deploy NAME` serves; later imports
+            # are promoted by the user (`inhouse models promote`) or a gate.
+            registry.set_alias(name, "champion", info.version)
+        return info
 
     def summary(self, info: ModelVersion) -> str:
         """What was registered: parameters, context, size, encryption."""
