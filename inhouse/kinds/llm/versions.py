@@ -10,7 +10,6 @@ of a directory one after another) and, for a directory, each file's own digest.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ def _file_digests(root: Path, names: tuple[str, ...]) -> dict[str, str]:
     from inhouse.kinds.llm.source import sha256_files
 
     chosen = [p for p in sorted(root.iterdir()) if p.is_file()]
-    chosen = [p for p in chosen if p.name in names or p.suffix in (".json", ".jinja")]
     return {
-        p.name: sha256_files([p]) if p.name in names else hashlib.sha256(p.read_bytes()).hexdigest()
+        p.name: sha256_files([p])
         for p in chosen
+        if p.name in names or p.suffix in (".json", ".jinja")
     }
 
 
