@@ -167,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {gate_defaults.max_accuracy_drop_points})",
     )
     parser.add_argument(
+        "--max-perplexity-increase",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="gate for generative models: most held-out perplexity increase of the copy "
+        f"(default: {gate_defaults.max_perplexity_increase}, i.e. +5%%)",
+    )
+    parser.add_argument(
         "--min-size-ratio",
         type=float,
         default=None,
@@ -197,6 +205,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[CompressionSettings, G
     }
     gate = {
         "max_accuracy_drop_points": args.max_accuracy_drop,
+        "max_perplexity_increase": args.max_perplexity_increase,
         "min_size_ratio": args.min_size_ratio,
     }
     return (

@@ -60,6 +60,12 @@ def add_parser(commands: Any) -> None:
         help="gate: most accuracy points the compressed model may lose (default 0.5)",
     )
     comp.add_argument(
+        "--max-perplexity-increase",
+        type=float,
+        metavar="FRACTION",
+        help="gate for generative models: most held-out perplexity increase (default 0.05: +5%%)",
+    )
+    comp.add_argument(
         "--min-size-ratio",
         type=float,
         help="gate: least parent/compressed stored-size ratio (default none)",

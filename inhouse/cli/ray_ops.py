@@ -105,6 +105,7 @@ def compress_args(args: argparse.Namespace) -> list[str]:
         ("--quantize", args.quantize),
         ("--finetune-epochs", args.finetune_epochs),
         ("--max-accuracy-drop", args.max_accuracy_drop),
+        ("--max-perplexity-increase", args.max_perplexity_increase),
         ("--min-size-ratio", args.min_size_ratio),
     ):
         if value is not None:

@@ -76,3 +76,40 @@ def test_the_job_compresses_the_champion_on_the_cluster(
     with torch.inference_mode():
         accuracy = float((loaded(test.x).argmax(dim=1) == test.y).float().mean())
     assert accuracy == pytest.approx(summary["test_accuracy"])
+
+
+def test_the_job_quantizes_a_generative_model_gated_on_perplexity(
+    ray_cluster: Settings, tmp_path: Path
+) -> None:
+    """The same job, an ``llm`` version: its kind (found from the spec) quantizes it to int8,
+    gates on held-out perplexity and promotes the copy."""
+    from inhouse.kinds import kind_named
+    from tests.llm_fixtures import tiny_llm_dir
+
+    settings = load_settings(
+        home=str(ray_cluster.home), database_url=f"sqlite:///{tmp_path / 'llm.db'}"
+    )
+    importing = kind_named("llm").importing
+    registry = services.registry(settings)
+    parent = importing.import_model(
+        settings,
+        registry,
+        tiny_llm_dir(tmp_path / "tiny"),
+        name="tiny_llm_job",
+        options=importing.options_type(),
+    )
+    assert registry.get("tiny_llm_job").version == parent.version  # the first is champion
+
+    summary = compress.run(
+        settings,
+        model="tiny_llm_job",
+        compression=CompressionSettings(quantize="int8"),
+        gate=GateSettings(max_perplexity_increase=0.05),
+    )
+
+    assert summary["parent_version"] == parent.version
+    assert summary["gate"]["passed"] and summary["promoted"], summary["report_markdown"]
+    assert summary["size_ratio"] >= 2.0 and summary["perplexity_increase"] <= 0.05
+    champion = registry.get("tiny_llm_job")
+    assert champion.version == summary["version"] and champion.spec["role"] == "int8"
+    assert champion.lineage["parent"] == {"model": "tiny_llm_job", "version": parent.version}

@@ -87,7 +87,7 @@ def test_a_kind_without_one_and_a_missing_model_are_clear_errors(
     with pytest.raises(InvalidInputError) as refused:
         _compress(registry, "tiny-bert")
     assert refused.value.message == (
-        "models of kind 'text' cannot be compressed here; kinds that can: tabular, toy"
+        "models of kind 'text' cannot be compressed here; kinds that can: llm, tabular, toy"
     )
     assert [v.version for v in registry.versions("tiny-bert")] == [1]
     with pytest.raises(ModelNotFoundError, match="cannot compress: "):

@@ -84,10 +84,11 @@ def test_an_unknown_or_unimportable_kind_names_the_kinds(
     toy: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _run(tmp_path, str(tmp_path), "--kind", "nope", "--name", "m") == 2
-    assert "unknown model kind 'nope'; known kinds: tabular, text, toy" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown model kind 'nope'; known kinds: llm, tabular, text, toy" in err
     assert _run(tmp_path, str(tmp_path), "--kind", "tabular", "--name", "m") == 2
     err = capsys.readouterr().err
-    assert "kind 'tabular' cannot be imported here; kinds that can: text, toy" in err
+    assert "kind 'tabular' cannot be imported here; kinds that can: llm, text, toy" in err
 
 
 def test_help_lists_the_importable_kinds_and_their_flags(

@@ -209,7 +209,8 @@ def test_the_compress_command_needs_train_submit_when_it_finetunes(
     def args(**flags: Any) -> argparse.Namespace:
         base: dict[str, Any] = {"model": MODEL, "version": "champion", "prune": None}
         base |= {"prune_steps": None, "quantize": None, "finetune_epochs": None}
-        base |= {"max_accuracy_drop": None, "min_size_ratio": None, "structured": None}
+        base |= {"max_accuracy_drop": None, "max_perplexity_increase": None}
+        base |= {"min_size_ratio": None, "structured": None}
         return argparse.Namespace(**(base | {"promote": True} | flags))
 
     settings: Any = object()
