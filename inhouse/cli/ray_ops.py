@@ -127,11 +127,15 @@ def deploy(
     from inhouse.config import ServeArgs
     from inhouse.serve.app import APP_NAME, build_app
 
-    ray.init(
-        address=f"127.0.0.1:{settings.ray.gcs_port}",
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-    )
+    # Joined for this call only, unless an earlier step of the same command (the demo's
+    # coordinator act) is still connected: then that connection is used and kept.
+    joined = not ray.is_initialized()
+    if joined:
+        ray.init(
+            address=f"127.0.0.1:{settings.ray.gcs_port}",
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
     try:
         http: dict[str, Any] = {"host": settings.serve.host, "port": settings.serve.port}
         if settings.tls:
@@ -149,4 +153,5 @@ def deploy(
         )
         serve.run(build_app(args), name=APP_NAME, route_prefix="/")
     finally:
-        ray.shutdown()
+        if joined:
+            ray.shutdown()
