@@ -48,9 +48,13 @@ def gguf_converted(ray_cluster: Settings) -> None:
 
 @pytest.fixture()
 def coordinator_stopped(ray_cluster: Settings) -> Iterator[None]:
-    """The demo leaves its coordinator actor running (as a user wants); stop it afterwards."""
+    """The demo leaves its coordinator actor and its Serve app running (as a user wants); stop
+    both afterwards (the app holds the route prefix "/" other tests deploy under)."""
+    from ray import serve
+
     yield
     stopped = _inhouse("coordinator", "stop", "digits")
+    serve.delete("inhouse")
     assert stopped.returncode == 0 or "no coordinator" in stopped.stderr, stopped.stderr[-2000:]
 
 

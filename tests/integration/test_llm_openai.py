@@ -26,7 +26,7 @@ import torch
 from inhouse import services
 from inhouse.config import ServeArgs, Settings
 from inhouse.errors import NotFoundError
-from inhouse.kinds import ModelKind, build_model, kind_named, known_kinds, register, register_module
+from inhouse.kinds import build_model, kind_named, register_module
 from inhouse.models import MLPSpec
 from inhouse.serve.app import build_app
 from tests.llm_fixtures import tiny_llm_dir
@@ -44,8 +44,6 @@ def served(ray_cluster: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
     tabular model, served in one app under the session cluster's settings."""
     from ray import serve
 
-    if "llm" not in known_kinds():  # registered by inhouse/kinds/registry.py once merged
-        register(ModelKind("llm", ("hf_causal_lm",), "inhouse.kinds.llm"))
     source = tiny_llm_dir(tmp_path_factory.mktemp("tiny-llm"))
     config = json.loads((source / "config.json").read_text())
     (source / "config.json").write_text(json.dumps({**config, "max_position_embeddings": CONTEXT}))
