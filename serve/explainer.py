@@ -20,7 +20,10 @@ from inhouse.kinds import ModelKind
 from inhouse.serve.versioned import VersionedModel
 
 
-@serve.deployment(name="explainer", ray_actor_options={"num_cpus": 0.5})
+# A quarter of a logical CPU: the sidecar is idle between explanations, and on a 4-CPU laptop
+# cluster two served models (replica, sidecar each) must still leave 2 CPUs for a 2-worker
+# training job. Its work is serialised per replica either way.
+@serve.deployment(name="explainer", ray_actor_options={"num_cpus": 0.25})
 class Explainer(VersionedModel):
     """Explains one model's predictions (the version named by ``ref``, default the champion)."""
 
