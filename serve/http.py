@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import uuid
 from collections.abc import Awaitable
 from typing import Any
 
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import inhouse
+from inhouse.access import RequestAuthorizer
 from inhouse.config import ServeSettings
 from inhouse.errors import (
     InhouseError,
@@ -122,3 +124,23 @@ async def call_replica(awaitable: Awaitable[Any], what: str) -> Any:
         if refused is not None:
             raise refused from None
         raise UnavailableError(f"{what} failed: {type(exc).__name__}") from exc
+
+
+async def authorize_request(
+    authorizer: RequestAuthorizer | None, request: Request, *, action: str, resource: str
+) -> tuple[str | None, str]:
+    """Check the bearer token for ``action`` on ``resource`` (nothing to check without access
+    control): the principal's name (None then) and the request id."""
+    request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+    if authorizer is None:
+        return None, request_id
+    # The TCP peer the Serve proxy saw (a trusted proxy's X-Forwarded-For from 127.0.0.1, per
+    # uvicorn's default); None when unknown: the global pre-auth budget holds.
+    principal = await authorizer.authorize_async(
+        request.headers.get("authorization"),
+        action=action,
+        resource=resource,
+        request_id=request_id,
+        client=request.client.host if request.client else None,
+    )
+    return principal.name, request_id

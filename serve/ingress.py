@@ -26,7 +26,6 @@ model (loaded on demand by the replica); the token then needs the permission on 
 import asyncio
 import contextlib
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,7 +44,7 @@ from inhouse.kinds.serving import ServingKind
 from inhouse.openai import model_card
 from inhouse.registry import validate_model_name
 from inhouse.serve.canary_router import CanaryRouter
-from inhouse.serve.http import app, call_replica, read_body
+from inhouse.serve.http import app, authorize_request, call_replica, read_body
 from inhouse.serve.openai_routes import GENERATE, OpenAIRoutes
 
 PREDICT = "model:predict"
@@ -121,17 +120,9 @@ class Ingress(OpenAIRoutes):
 
     async def _authorize(self, request: Request, *, action: str, resource: str) -> str:
         """Check the bearer token for ``action`` on ``resource``; returns the request id."""
-        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        if self._authorizer is not None:
-            # The TCP peer the Serve proxy saw (a trusted proxy's X-Forwarded-For from
-            # 127.0.0.1, per uvicorn's default); None when unknown: the global budget holds.
-            await self._authorizer.authorize_async(
-                request.headers.get("authorization"),
-                action=action,
-                resource=resource,
-                request_id=request_id,
-                client=request.client.host if request.client else None,
-            )
+        _, request_id = await authorize_request(
+            self._authorizer, request, action=action, resource=resource
+        )
         return request_id
 
     def __del__(self) -> None:

@@ -16,7 +16,6 @@ OpenAI's shape (:mod:`inhouse.openai.errors`); a model of a kind that does not g
 from __future__ import annotations
 
 import contextlib
-import uuid
 from typing import Any
 
 from fastapi import Request
@@ -36,7 +35,7 @@ from inhouse.openai import Answer, WireRequest, models_list, parse_chat, parse_c
 from inhouse.openai.errors import ParamError
 from inhouse.registry import validate_model_name
 from inhouse.serve.generation import Generation, start
-from inhouse.serve.http import app, read_body
+from inhouse.serve.http import app, authorize_request, read_body
 
 GENERATE = "model:generate"
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -58,17 +57,7 @@ class OpenAIRoutes:
     async def _allow(self, request: Request, name: str) -> tuple[str | None, str]:
         """Authorize ``model:generate`` on ``name``: the principal (None without access
         control) and the request id."""
-        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        if self._authorizer is None:
-            return None, request_id
-        principal = await self._authorizer.authorize_async(
-            request.headers.get("authorization"),
-            action=GENERATE,
-            resource=name,
-            request_id=request_id,
-            client=request.client.host if request.client else None,
-        )
-        return principal.name, request_id
+        return await authorize_request(self._authorizer, request, action=GENERATE, resource=name)
 
     def _generator(self, name: str) -> DeploymentHandle:
         handle = self._models.get(name)
