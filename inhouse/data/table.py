@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -47,6 +48,10 @@ class DatasetRecord(Base):
     feature_names: Mapped[list[str]] = mapped_column(JSON)
     class_names: Mapped[list[str]] = mapped_column(JSON)
     description: Mapped[str] = mapped_column(Text, default="")
+    layout: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
+    """How the row table stores features and what its import recorded (None: JSON features)."""
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
+    """A user's table registered in place (None: inhouse's own ``ds_<name>`` table)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
