@@ -29,7 +29,7 @@ down: install
 
 # Multi-node tests start their own clusters, so they run in a second pytest process.
 test: install lint
-	$(BIN)/python -m pytest -q -m "not gpu and not reliability and not scale" tests --ignore=tests/multinode
+	$(BIN)/python -m pytest -q --durations=30 -m "not gpu and not reliability and not scale" tests --ignore=tests/multinode
 	$(BIN)/python -m pytest -q -m "not gpu and not scale" tests/multinode
 
 test-unit: install
