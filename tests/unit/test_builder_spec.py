@@ -58,7 +58,9 @@ def test_registering_code_is_an_admin_action_no_other_role_holds() -> None:
     admin = Principal("root", roles=frozenset({RoleBinding("admin")}))
     assert is_allowed(admin, "code:admin", "*")
     for role in ("ml-engineer", "operator", "trainer", "analyst", "service"):
-        assert not is_allowed(Principal("p", roles=frozenset({RoleBinding(role)})), "code:admin", "*")
+        assert not is_allowed(
+            Principal("p", roles=frozenset({RoleBinding(role)})), "code:admin", "*"
+        )
 
 
 @pytest.mark.parametrize(
@@ -98,9 +100,12 @@ def test_the_tabular_kind_builds_the_users_module_behind_an_identity_scaling() -
 def test_weights_that_do_not_fit_are_refused_by_name() -> None:
     module = build_user_model(_spec())
     with pytest.raises(IntegrityError, match=r"missing \['block.0.bias'"):
-        load_user_weights(module, {k: v for k, v in residual(4, 8, 3).state_dict().items()
-                                   if k != "block.0.bias"})
-    with pytest.raises(IntegrityError, match=r"other shapes \['stem.weight \[9, 4\] \(module: \[8, 4\]\)"):
+        load_user_weights(
+            module, {k: v for k, v in residual(4, 8, 3).state_dict().items() if k != "block.0.bias"}
+        )
+    with pytest.raises(
+        IntegrityError, match=r"other shapes \['stem.weight \[9, 4\] \(module: \[8, 4\]\)"
+    ):
         load_user_weights(module, residual(4, 9, 3).state_dict())
 
 

@@ -102,7 +102,10 @@ def test_refusals_name_the_fault_and_write_nothing(
 
 
 def test_a_token_without_code_admin_cannot_register_a_builder(
-    home: Settings, weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    home: Settings,
+    weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from datetime import timedelta
 

@@ -12,7 +12,7 @@ from inhouse.models.builder import BUILDER_ARCH, BuilderSpec, build_user_model
 from inhouse.models.mlp import MLPSpec, build_mlp
 
 
-def build(spec: dict[str, Any]) -> nn.Module:
+def build(spec: dict[str, Any]) -> nn.Sequential:
     """The (randomly initialised) module an ``mlp`` or ``torch_module`` spec describes."""
     if spec.get("kind") == BUILDER_ARCH:
         return build_user_model(BuilderSpec.model_validate(spec))
