@@ -14,8 +14,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from inhouse import services
+from inhouse.cli.ray_ops import run_app
 from inhouse.config import ServeArgs, Settings, load_settings
 from inhouse.data import read_rows, seed
+from inhouse.errors import UnavailableError
 from inhouse.kinds.tabular.user_model import register_user_model
 from inhouse.schema import get_engine
 from inhouse.serve.app import build_app
@@ -158,10 +160,11 @@ def test_a_builder_no_replica_can_import_fails_the_deploy_with_its_name(
         sys.path.remove(str(tmp_path))
     app = build_app(ServeArgs(models=["laptop_only"], home=str(settings.home), explainers=False))
     try:
-        with pytest.raises(RuntimeError) as failed:
-            serve.run(app, name="inhouse-laptop-only", route_prefix="/laptop")
-        message = str(failed.value)
+        with pytest.raises(UnavailableError) as failed:
+            run_app(app, name="inhouse-laptop-only", route_prefix="/laptop")
+        message = failed.value.message
+        assert message.startswith("deploying inhouse-laptop-only failed: model-laptop_only: ")
         assert "builder 'laptop_only_nets:residual' cannot be imported on this node" in message
-        assert "install its package on every node" in message
+        assert "install its package on every node" in message and "\n" not in message
     finally:
         serve.delete("inhouse-laptop-only")
