@@ -124,3 +124,23 @@ def test_a_builder_that_fails_or_answers_the_wrong_shape_is_refused() -> None:
     wide = _spec(kwargs={"inputs": 5, "width": 8, "classes": 3})
     with pytest.raises(InvalidInputError, match=r"forward on a float tensor \[2, 4\] failed"):
         check_forward(build_user_model(wide), _spec())
+
+
+def test_training_refuses_a_builder_the_clusters_settings_do_not_allow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from inhouse.config import TrainSettings
+    from inhouse.data import DatasetInfo
+    from inhouse.kinds.tabular.training import builder_spec
+
+    info = DatasetInfo("d", "tabular", 4, list("abcd"), ["x", "y", "z"], 9, 6, 3, 1, 9)
+    options = TrainSettings(builder=TARGET, builder_kwargs='{"inputs": 4, "classes": 3}')
+    with pytest.raises(ConfigError, match="not under an allowed module prefix"):
+        builder_spec(load_settings(), info, options)
+    monkeypatch.setenv("INHOUSE_MODELS__ALLOWED_BUILDER_PREFIXES", '["tests.user_models"]')
+    spec = builder_spec(load_settings(), info, options)
+    assert (spec["kind"], spec["kwargs"], spec["class_names"]) == (
+        "torch_module",
+        {"inputs": 4, "classes": 3},
+        ["x", "y", "z"],
+    )

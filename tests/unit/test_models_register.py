@@ -120,6 +120,9 @@ def test_a_token_without_code_admin_cannot_register_a_builder(
     assert _register(home, *_builder_args(weights)) != 0
     assert "lacks 'code:admin'" in capsys.readouterr().err
     assert services.registry(home).models() == []
+    train = ["--home", str(home.home), "train", "--dataset", "digits", "--builder", TARGET]
+    assert main(train) != 0  # refused before a job is submitted
+    assert "lacks 'code:admin'" in capsys.readouterr().err
     monkeypatch.setenv("INHOUSE_TOKEN", tokens["root"])
     assert _register(home, *_builder_args(weights)) == 0
 
