@@ -75,3 +75,31 @@ def test_an_encoder_dir_or_bad_labels_are_refused(
     with pytest.raises(InvalidInputError, match="map class indexes"):
         label_names(classifier | {"id2label": {"x": "a"}})
     assert label_names(classifier | {"id2label": {"1": "b", "0": "a"}}) == ["a", "b"]
+
+
+def test_a_registered_classifier_is_retrained_by_the_text_kind(tmp_path: Path) -> None:
+    from inhouse import services
+    from inhouse.config import CoordinatorSettings
+    from inhouse.data import describe
+    from inhouse.data.text_import import import_text_csv
+    from inhouse.kinds import kind_for_spec
+    from inhouse.kinds.updating import RetrainJob, RetrainRun
+    from tests.hf_tiny import make_rows, write_csv
+
+    settings = load_settings(home=str(tmp_path))
+    engine = services.engine(settings)
+    rows = write_csv(tmp_path / "intents.csv", make_rows(90))
+    import_text_csv(engine, name="intents", csv_path=rows, label_column="category")
+    source = make_classifier_dir(tmp_path)
+    argv = ["--hf", str(source), "--dataset", "intents", "--max-length", "16"]
+    assert _register(tmp_path, *argv) == 0
+    reg = registry(settings)
+    champion = reg.get("intents", "champion")
+    assert champion.lineage["dataset"] == "intents"
+    last = int(describe(engine, "intents").last_id or 0)
+    job = RetrainJob(run_id="retrain-intents-0", after_id=0, up_to_id=last, reasons=["manual"])
+    cs = CoordinatorSettings(model="intents", dataset="intents", epochs=1, text_method="head")
+    run = RetrainRun(reg, engine, cs, job)
+    candidate = kind_for_spec(champion.spec).updating.train_candidate(run)
+    assert candidate.spec["role"] == "adapter" and candidate.spec["class_names"] == LABELS
+    assert candidate.lineage["parent"] == {"model": "intents", "version": 1}
