@@ -38,6 +38,7 @@ ACTIONS: frozenset[str] = frozenset(
         "keys:admin",  # artifact encryption keys
         "audit:read",  # audit tail / verify
         "access:admin",  # principals, grants, tokens
+        "code:admin",  # register model builders: user code every worker and replica runs
     }
 )
 _DOMAINS = frozenset(a.split(":", 1)[0] for a in ACTIONS)

@@ -129,6 +129,9 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
         owner=f"data set {settings.train.dataset!r} holds {kind} rows, and {kind} training",
     )
     options = training.options(settings, args)
+    builder = getattr(options, "builder", None)
+    if builder:  # user code every worker runs
+        authorize(settings, action="code:admin", resource="*", detail=f"train builder {builder}")
     argv = section_argv(cast(BaseModel, options))
     result = run_job(settings, "inhouse.jobs.train", argv, epochs=options.epochs)
     print("\n".join(training.summary_lines(result)))

@@ -1,4 +1,4 @@
-"""``inhouse models list|show|import``: the model registry from the command line.
+"""``inhouse models list|show|import|register``: the model registry from the command line.
 
 ``list`` and ``show`` read the metadata database only: they import neither torch nor Ray.
 """
@@ -12,6 +12,7 @@ from typing import Any
 from inhouse.cli.auth import authorize
 from inhouse.cli.import_cmd import add_models_import
 from inhouse.cli.parser import leaf
+from inhouse.cli.register_cmd import add_models_register
 from inhouse.config import Settings
 from inhouse.console import print_table
 
@@ -32,6 +33,7 @@ def add_parser(commands: Any) -> None:
         "needs data:read on the version's data set",
     )
     add_models_import(acts)
+    add_models_register(acts)
 
 
 def registry(settings: Settings) -> Any:

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,45 @@ def deploy(
             database_url=settings.database_url,
             batching=batching,
         )
-        serve.run(build_app(args), name=APP_NAME, route_prefix="/")
+        run_app(build_app(args), name=APP_NAME, route_prefix="/")
     finally:
         if joined:
             ray.shutdown()
+
+
+def run_app(app: Any, *, name: str, route_prefix: str) -> None:
+    """``serve.run``; a replica that fails to start is an error naming the deployment and its
+    own reason (a builder it cannot import, a missing key), not Serve's bare "failed".
+
+    Raises:
+        UnavailableError: the application did not deploy.
+    """
+    from ray import serve
+
+    try:
+        serve.run(app, name=name, route_prefix=route_prefix)
+    except RuntimeError as exc:
+        reasons = replica_errors(name)
+        raise UnavailableError(
+            f"deploying {name} failed: {'; '.join(reasons) if reasons else exc}"
+        ) from None
+
+
+_INHOUSE_ERROR = re.compile(r"^inhouse\.errors\.\w+: (.+)$")
+
+
+def replica_errors(app_name: str) -> list[str]:
+    """``"<deployment>: <reason>"`` for each failed deployment of ``app_name``: the last inhouse
+    error of its replica's traceback, else the traceback's last line."""
+    from ray import serve
+
+    status = serve.status().applications.get(app_name)
+    if status is None:
+        return []
+    reasons = []
+    for deployment, state in status.deployments.items():
+        lines = [line.strip() for line in str(state.message or "").splitlines() if line.strip()]
+        if str(state.status).endswith(("DEPLOY_FAILED", "UNHEALTHY")) and lines:
+            ours = [m.group(1) for m in map(_INHOUSE_ERROR.match, lines) if m]
+            reasons.append(f"{deployment}: {ours[-1] if ours else lines[-1]}")
+    return reasons

@@ -16,6 +16,7 @@ from inhouse.config.coordinator import CoordinatorSettings
 from inhouse.config.deployment import ServeArgs, SettingsPayload, settings_payload
 from inhouse.config.dp import DPSettings
 from inhouse.config.llm import LLMSettings
+from inhouse.config.models import ModelsSettings
 from inhouse.config.parse import parse_model
 from inhouse.config.sections import RaySettings, SecuritySettings, ServeSettings
 from inhouse.config.settings import FLAG_PREFIXES, Settings, load_settings
@@ -29,6 +30,7 @@ __all__ = [
     "DPSettings",
     "GateSettings",
     "LLMSettings",
+    "ModelsSettings",
     "RaySettings",
     "Runtime",
     "SecuritySettings",

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from inhouse.config.llm import LLMSettings
+from inhouse.config.models import ModelsSettings
 from inhouse.config.parse import Loc, describe
 from inhouse.config.sections import RaySettings, SecuritySettings, ServeSettings
 from inhouse.config.training import TrainSettings
@@ -49,6 +50,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
 
     @classmethod
     def settings_customise_sources(

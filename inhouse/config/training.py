@@ -25,6 +25,12 @@ class TrainSettings(DPSettings):
     batch_size: int = Field(32, ge=1, le=65_536, description="Per worker.")
     lr: float = Field(3e-3, gt=0, le=10)
     hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    builder: str | None = Field(
+        None,
+        description="Train your own module instead of the MLP: pkg.module:function "
+        "(under models.allowed_builder_prefixes; needs code:admin).",
+    )
+    builder_kwargs: str | None = Field(None, description="The builder's kwargs as a JSON object.")
     num_workers: int = Field(2, ge=1, le=1024)
     use_gpu: bool = False
     seed: int = 0

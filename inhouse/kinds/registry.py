@@ -129,7 +129,7 @@ def unregister(name: str) -> None:
     _KINDS.pop(name, None)
 
 
-register(ModelKind("tabular", ("mlp",), "inhouse.kinds.tabular"))
+register(ModelKind("tabular", ("mlp", "torch_module"), "inhouse.kinds.tabular"))
 register(ModelKind("text", ("hf_text",), "inhouse.kinds.text"))
 register(ModelKind("llm", ("hf_causal_lm",), "inhouse.kinds.llm"))
 

@@ -71,6 +71,8 @@ def retrain_lineage(
         "coordinator_run": job.run_id,
         "trigger": list(job.reasons),
         "run": job.run_id,
+        # the user code a builder's version runs (inhouse.models.builder), named again
+        **({"builder": parent.lineage["builder"]} if "builder" in parent.lineage else {}),
     }
 
 

@@ -49,6 +49,7 @@ PUBLIC_LINEAGE_KEYS: frozenset[str] = frozenset(
         "compression",
         "gate",
         "search",  # a tuning run's space and per-trial metrics (like ``metrics``)
+        "builder",  # the user code a version runs: function, kwargs, source file hash
     }
 )
 

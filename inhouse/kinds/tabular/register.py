@@ -136,6 +136,10 @@ def register_run(
         config=options.model_dump(),
     )
     lineage["privacy"] = privacy.lineage(reported_steps=dp_steps)
+    if options.builder:
+        from inhouse.kinds.tabular.user_model import builder_lineage
+
+        lineage["builder"] = builder_lineage(options.builder, spec["kwargs"])
     lineage.update(global_explanation(registry, options, model, engine, info, spec, privacy))
     version = register_module(
         registry, options.model, module=model, spec=spec, metrics=metrics, lineage=lineage

@@ -1,4 +1,5 @@
-"""The tabular kind's training (``TRAINING``): an MLP on the data set's numeric features.
+"""The tabular kind's training (``TRAINING``): an MLP on the data set's numeric features, or
+the user's own module (``--builder``, :mod:`inhouse.models.builder`).
 
 Its options are the ``train`` settings section (:class:`inhouse.config.TrainSettings`, so a
 YAML file and ``INHOUSE_TRAIN__*`` set them too). The driver plans the privacy of the run and
@@ -36,6 +37,31 @@ def mlp_spec(info: DatasetInfo, hidden: list[int]) -> dict[str, Any]:
     ).model_dump()
 
 
+def builder_spec(settings: Settings, info: DatasetInfo, options: TrainSettings) -> dict[str, Any]:
+    """The spec of the user's module ``options.builder`` on the data set ``info`` describes,
+    refused unless an admin allowed its module prefix on this cluster; the module it builds
+    must answer logits of the data set's classes."""
+    from inhouse.models.builder import (
+        BuilderSpec,
+        build_user_model,
+        check_allowed,
+        check_forward,
+        parse_kwargs,
+    )
+
+    check_allowed(str(options.builder), allowed_prefixes=settings.models.allowed_builder_prefixes)
+    spec = BuilderSpec(
+        builder=str(options.builder),
+        kwargs=parse_kwargs(options.builder_kwargs),
+        input_dim=info.n_features,
+        num_classes=len(info.class_names),
+        feature_names=info.feature_names,
+        class_names=info.class_names,
+    )
+    check_forward(build_user_model(spec), spec)
+    return spec.model_dump()
+
+
 class TabularTraining:
     """:class:`inhouse.kinds.training.TrainingKind` for MLPs on rows of numeric features."""
 
@@ -61,7 +87,11 @@ class TabularTraining:
 
         engine = services.engine(settings)
         info = describe(engine, options.dataset)
-        spec = mlp_spec(info, options.hidden)
+        spec = (
+            builder_spec(settings, info, options)
+            if options.builder
+            else mlp_spec(info, options.hidden)
+        )
         privacy = private_run.prepare(
             engine=engine, cfg=options, info=info, run_name=name, num_workers=options.num_workers
         )

@@ -19,13 +19,17 @@ class TabularTuning:
         from inhouse.data import describe, read_rows
         from inhouse.kinds import build_model, register_module
         from inhouse.kinds.tabular.register import run_lineage
-        from inhouse.kinds.tabular.training import mlp_spec
+        from inhouse.kinds.tabular.training import builder_spec, mlp_spec
         from inhouse.training import evaluate, load_checkpoint
 
         options: TrainSettings = best.options
         engine = services.engine(settings)
         info = describe(engine, options.dataset)
-        spec = mlp_spec(info, options.hidden)
+        spec = (
+            builder_spec(settings, info, options)
+            if options.builder
+            else mlp_spec(info, options.hidden)
+        )
         model = build_model(spec)
         # The trial's run name and the epoch Tune recorded, not what the checkpoint's files say.
         history = load_checkpoint(

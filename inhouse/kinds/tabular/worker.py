@@ -19,8 +19,8 @@ from torch.utils.tensorboard import SummaryWriter
 from inhouse.config import TrainSettings
 from inhouse.data import read_rows
 from inhouse.errors import ConfigError
+from inhouse.kinds.tabular.model import build
 from inhouse.kinds.training import WorkerConfig, WorkerPlace, Wrap, summed, where_it_ran
-from inhouse.models import MLPSpec, build_mlp
 from inhouse.schema import get_engine
 from inhouse.training import evaluate, train_one_epoch
 from inhouse.training.dp import PrivateTraining, make_private
@@ -53,7 +53,7 @@ class TabularWorker:
         self._train = read_rows(engine, dataset, split="train", up_to_id=up_to_id)
         self._test = read_rows(engine, dataset, split="test", up_to_id=up_to_id)
         torch.manual_seed(part.options.seed)
-        model = build_mlp(MLPSpec.model_validate(part.spec))
+        model = build(part.spec)  # the MLP, or Standardize → the user's builder module
         self._plan = part.privacy.plan
         if self._plan is not None:  # DP: scale by public bounds, never by private statistics
             if part.privacy.scaling is None:

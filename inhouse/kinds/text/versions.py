@@ -17,7 +17,7 @@ import torch
 
 from inhouse.errors import IntegrityError, InvalidInputError
 from inhouse.kinds.modules import load_module, register_module
-from inhouse.models.hf import check_model_dir, load_pretrained, load_tokenizer
+from inhouse.models.hf import ModelDir, check_model_dir, load_pretrained, load_tokenizer
 from inhouse.models.lora import adapter_state, peft_model
 from inhouse.models.text import (
     TEXT_ARCH,
@@ -138,16 +138,18 @@ def import_model_dir(
     tokenizer = load_tokenizer(checked.path)
     model = TextModel(load_pretrained(checked.path), tokenizer_bytes(tokenizer))
     spec = text_spec(model, tokenizer=tokenizer, role="encoder", max_length=min(max_length, limit))
+    lineage = {"source": source_lineage(checked), "parent": None}
+    metrics = {"parameters": sum(p.numel() for p in model.hf.parameters())}
+    return register_module(
+        registry, name, module=model, spec=spec, metrics=metrics, lineage=lineage
+    )
+
+
+def source_lineage(checked: ModelDir) -> dict[str, Any]:
+    """Where an imported directory came from: its path and each weight and JSON file's SHA-256."""
     digests = {
         file.name: hashlib.sha256(file.read_bytes()).hexdigest()
         for file in sorted(checked.path.iterdir())
         if file.is_file() and (file.name in checked.weight_files or file.suffix == ".json")
     }
-    lineage = {
-        "source": {"kind": "huggingface_dir", "path": str(checked.path), "files": digests},
-        "parent": None,
-    }
-    metrics = {"parameters": sum(p.numel() for p in model.hf.parameters())}
-    return register_module(
-        registry, name, module=model, spec=spec, metrics=metrics, lineage=lineage
-    )
+    return {"kind": "huggingface_dir", "path": str(checked.path), "files": digests}
