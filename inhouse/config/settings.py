@@ -26,6 +26,7 @@ from pydantic_settings import (
 from inhouse.config.llm import LLMSettings
 from inhouse.config.parse import Loc, describe
 from inhouse.config.sections import RaySettings, SecuritySettings, ServeSettings
+from inhouse.config.storage import StorageSettings
 from inhouse.config.training import TrainSettings
 from inhouse.dburl import read_url_file
 from inhouse.errors import ConfigError
@@ -49,6 +50,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @classmethod
     def settings_customise_sources(
