@@ -12,6 +12,7 @@ from inhouse.storage.filesystem import (
     filesystem_for,
     is_local_filesystem,
     is_remote,
+    runs_storage,
     s3_filesystem,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "is_local_filesystem",
     "is_remote",
     "read_credentials_file",
+    "runs_storage",
     "s3_filesystem",
 ]

@@ -136,3 +136,17 @@ def s3_filesystem(storage: StorageSettings) -> pafs.S3FileSystem:
             "session_token": keys.session_token,
         }
     return pafs.S3FileSystem(**options)
+
+
+def runs_storage(settings: Settings) -> tuple[str, pafs.FileSystem | None]:
+    """Ray Train's ``storage_path`` and ``storage_filesystem`` for training runs.
+
+    ``storage.runs_uri`` when set (a directory every node shares, or ``s3://bucket/prefix``),
+    else ``<home>/runs/ray``. The filesystem is None for a local directory (Ray's default).
+    Checkpoints are sealed before Ray uploads them, so the store holds no plaintext.
+    """
+    uri = settings.storage.runs_uri
+    if uri is None:
+        return str(settings.runs_dir / "ray"), None
+    filesystem, path = filesystem_for(uri, settings)
+    return (path, None) if is_local_filesystem(filesystem) else (path, filesystem)
