@@ -57,3 +57,17 @@ class StorageSettings(Section):
     )
     connect_timeout_s: float = Field(10.0, gt=0, description="S3 connect timeout.")
     request_timeout_s: float = Field(120.0, gt=0, description="S3 request timeout.")
+
+    def env(self) -> dict[str, str]:
+        """``INHOUSE_STORAGE__*`` variables for the fields set away from their defaults.
+
+        How a submitted job or a started node gets the same storage as the CLI; the section
+        holds no secret (``credentials_file`` is a path to a 0600 file on each node).
+        """
+        values = self.model_dump(mode="json", exclude_defaults=True)
+        return {
+            f"INHOUSE_STORAGE__{key.upper()}": str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+            for key, value in values.items()
+        }

@@ -103,3 +103,26 @@ def test_storage_settings_come_from_env(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.storage.virtual_addressing
     with pytest.raises(ConfigError, match="storage"):
         load_settings(home=str(tmp_path), storage={"regoin": "x"})
+
+
+def test_the_storage_section_travels_to_jobs_as_env(tmp_path: Path) -> None:
+    from inhouse import local_cluster
+
+    settings = load_settings(
+        home=str(tmp_path),
+        storage={"registry_uri": "s3://bkt/r", "virtual_addressing": True, "region": "x-1"},
+    )
+    env = local_cluster.client_env(settings)
+    assert env["INHOUSE_STORAGE__REGISTRY_URI"] == "s3://bkt/r"
+    assert env["INHOUSE_STORAGE__VIRTUAL_ADDRESSING"] == "true"
+    assert "INHOUSE_STORAGE__ENDPOINT" not in env  # defaults stay out
+    assert (
+        StorageSettings.model_validate(
+            {
+                k.removeprefix("INHOUSE_STORAGE__").lower(): v
+                for k, v in env.items()
+                if "STORAGE" in k
+            }
+        )
+        == settings.storage
+    )
