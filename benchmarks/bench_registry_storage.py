@@ -58,10 +58,15 @@ def _raw_transfer(filesystem: Any, root: str, data: bytes) -> float:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("boto3") is None:
+    try:  # the tests' server fixture: run from the repository root (`make bench`)
+        missing = [m for m in ("moto", "boto3") if importlib.util.find_spec(m) is None]
+        from tests.s3_server import s3_server
+    except ImportError:
+        missing = ["tests/s3_server.py (run from the repository root)"]
+    if missing:
         return [
             row(NAME, "registry save+load s, S3 vs disk (skipped)", 0.0, None,
-                notes="missing: moto[server], boto3 (pip install -e '.[dev]')")
+                notes="missing: " + ", ".join(missing) + " (pip install -e '.[dev]')")
         ]  # fmt: skip
     from inhouse.config import StorageSettings
     from inhouse.crypto import KeyRing
@@ -70,7 +75,6 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from inhouse.registry import Registry
     from inhouse.schema import get_engine
     from inhouse.storage import filesystem_for
-    from tests.s3_server import s3_server
 
     torch.set_num_threads(1)
     hidden = [1024] * 3 if quick else [2048] * 3

@@ -119,7 +119,8 @@ which to use:
                      read and write of every artifact. Each file is replaced atomically after
                      it verifies; if it stops, run `keys reencrypt` on the same paths. Then
                      retire the old key: `keys retire OLD_ID --artifacts PATH ...`.
-  Without PATH, `inhouse keys rotate` covers its registry and runs directories.
+  Without PATH, `inhouse keys rotate` covers its registry and runs directories, and the
+  buckets of storage.registry_uri / storage.runs_uri.
 """
 
 
