@@ -116,7 +116,7 @@ def credentials(storage: StorageSettings) -> Credentials | None:
     return env_credentials()
 
 
-def s3_filesystem(storage: StorageSettings) -> pafs.S3FileSystem:
+def s3_filesystem(storage: StorageSettings, *, background_writes: bool = True) -> pafs.S3FileSystem:
     """An S3 filesystem configured by ``storage`` (endpoint, region, credentials)."""
     scheme, endpoint = _endpoint(storage)
     region = storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -126,6 +126,7 @@ def s3_filesystem(storage: StorageSettings) -> pafs.S3FileSystem:
         "connect_timeout": storage.connect_timeout_s,
         "request_timeout": storage.request_timeout_s,
         "force_virtual_addressing": storage.virtual_addressing,
+        "background_writes": background_writes,
     }
     if endpoint is not None:
         options |= {"endpoint_override": endpoint, "scheme": scheme}
@@ -143,10 +144,16 @@ def runs_storage(settings: Settings) -> tuple[str, pafs.FileSystem | None]:
 
     ``storage.runs_uri`` when set (a directory every node shares, or ``s3://bucket/prefix``),
     else ``<home>/runs/ray``. The filesystem is None for a local directory (Ray's default).
-    Checkpoints are sealed before Ray uploads them, so the store holds no plaintext.
+    Checkpoints are sealed before Ray uploads them, so the store holds no plaintext. An S3
+    filesystem is :func:`inhouse.storage.portable.portable_s3`: Ray pickles it to every worker
+    as the storage settings, and each worker reads its own node's credentials.
     """
     uri = settings.storage.runs_uri
     if uri is None:
         return str(settings.runs_dir / "ray"), None
     filesystem, path = filesystem_for(uri, settings)
-    return (path, None) if is_local_filesystem(filesystem) else (path, filesystem)
+    if is_local_filesystem(filesystem):
+        return path, None
+    from inhouse.storage.portable import portable_s3
+
+    return path, portable_s3(settings.storage)  # pickled to workers without the keys

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from inhouse.config import StorageSettings
-from inhouse.storage import filesystem_for
+from inhouse.config import load_settings
+from inhouse.storage import runs_storage
 from tests.multinode.conftest import head_args, worker_args
 from tests.polling import wait_for
 from tests.s3_server import S3Server
@@ -87,8 +87,11 @@ def _loop(config: dict[str, Any]) -> None:
 
 
 def _storage(s3: S3Server) -> tuple[Any, str]:
-    """Ray Train's storage: a fresh prefix in the test bucket, through inhouse.storage."""
-    return filesystem_for(s3.uri("multinode"), StorageSettings(**s3.storage()))
+    """Ray Train's storage: a fresh prefix in the test bucket, as ``inhouse train`` makes it
+    (the filesystem reaches the workers as settings; each node reads its own credentials)."""
+    settings = load_settings(storage=s3.storage(runs_uri=s3.uri("multinode")))
+    path, filesystem = runs_storage(settings)
+    return filesystem, path
 
 
 def _trainer(storage: tuple[Any, str], config: dict[str, Any], max_failures: int) -> Any:

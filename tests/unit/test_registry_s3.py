@@ -114,3 +114,20 @@ def test_services_open_the_registry_named_by_settings(
     assert registry.files.remote and registry.files.root == uri.removeprefix("s3://")
     assert registry.get("iris", str(_register(registry))).uri.startswith(uri)
     assert not (tmp_path / "registry").exists()  # nothing on the local disk
+
+
+def test_ray_train_storage_pickles_without_the_keys(s3: S3Server, tmp_path: Path) -> None:
+    import pickle
+
+    from inhouse.storage import runs_storage
+
+    settings = load_settings(home=str(tmp_path), storage=s3.storage(runs_uri=s3.uri("runs")))
+    path, filesystem = runs_storage(settings)
+    blob = pickle.dumps(filesystem)  # what Ray ships to the controller and every worker
+    assert b"testing" not in blob  # the key pair ("testing") stays in the 0600 file
+    worker_side = pickle.loads(blob)  # rebuilt from the settings and this node's file
+    with worker_side.open_output_stream(f"{path}/checkpoint/state.json.enc") as out:
+        out.write(b"sealed")
+    assert s3.keys(path.split("/", 1)[1]) == [f"{path.split('/', 1)[1]}/checkpoint/state.json.enc"]
+    local = load_settings(home=str(tmp_path))
+    assert runs_storage(local) == (str(tmp_path.resolve() / "runs" / "ray"), None)
