@@ -18,7 +18,7 @@ from inhouse.crypto import KeyRing
 from inhouse.errors import AuthenticationError, NotFoundError
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
-from inhouse.storage import filesystem_for
+from inhouse.storage import check_sealed, filesystem_for
 
 
 def engine(settings: Settings) -> Engine:
@@ -47,6 +47,7 @@ def registry(settings: Settings) -> Registry:
         return Registry(
             engine=engine(settings), root=settings.registry_dir, keyring=keyring(settings)
         )
+    check_sealed(settings, uri)
     filesystem, root = filesystem_for(uri, settings)
     return Registry(
         engine=engine(settings), root=root, keyring=keyring(settings), filesystem=filesystem

@@ -55,6 +55,11 @@ class StorageSettings(Section):
         description="Allow an http:// endpoint that is not on this machine (credentials and "
         "sealed artifacts would cross the network unencrypted by TLS).",
     )
+    allow_plaintext: bool = Field(
+        False,
+        description="Allow object storage with security.encrypt_at_rest off (the store would "
+        "hold plaintext weights and checkpoints).",
+    )
     connect_timeout_s: float = Field(10.0, gt=0, description="S3 connect timeout.")
     request_timeout_s: float = Field(120.0, gt=0, description="S3 request timeout.")
 

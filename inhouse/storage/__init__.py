@@ -8,6 +8,7 @@ and writes whole objects, sealed with the key ring exactly as files on disk are.
 
 from inhouse.storage.credentials import Credentials, read_credentials_file
 from inhouse.storage.filesystem import (
+    check_sealed,
     display_uri,
     filesystem_for,
     is_local_filesystem,
@@ -18,6 +19,7 @@ from inhouse.storage.filesystem import (
 
 __all__ = [
     "Credentials",
+    "check_sealed",
     "display_uri",
     "filesystem_for",
     "is_local_filesystem",

@@ -139,6 +139,20 @@ def s3_filesystem(storage: StorageSettings, *, background_writes: bool = True) -
     return pafs.S3FileSystem(**options)
 
 
+def check_sealed(settings: Settings, uri: str) -> None:
+    """Refuse object storage for artifacts while encryption at rest is off (unless allowed).
+
+    Raises:
+        ConfigError: naming the setting and both ways out.
+    """
+    if is_remote(uri) and not settings.security.encrypt_at_rest:
+        if not settings.storage.allow_plaintext:
+            raise ConfigError(
+                f"{uri} is object storage but security.encrypt_at_rest is off: the store would "
+                "hold plaintext weights; turn encryption on or set storage.allow_plaintext"
+            )
+
+
 def runs_storage(settings: Settings) -> tuple[str, pafs.FileSystem | None]:
     """Ray Train's ``storage_path`` and ``storage_filesystem`` for training runs.
 
@@ -151,6 +165,7 @@ def runs_storage(settings: Settings) -> tuple[str, pafs.FileSystem | None]:
     uri = settings.storage.runs_uri
     if uri is None:
         return str(settings.runs_dir / "ray"), None
+    check_sealed(settings, uri)
     filesystem, path = filesystem_for(uri, settings)
     if is_local_filesystem(filesystem):
         return path, None

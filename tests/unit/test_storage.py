@@ -126,3 +126,25 @@ def test_the_storage_section_travels_to_jobs_as_env(tmp_path: Path) -> None:
         )
         == settings.storage
     )
+
+
+def test_object_storage_without_encryption_is_refused_unless_allowed(tmp_path: Path) -> None:
+    from inhouse import services
+    from inhouse.storage import runs_storage
+
+    storage = {
+        "registry_uri": "s3://bkt/r",
+        "runs_uri": "s3://bkt/runs",
+        "endpoint": "http://127.0.0.1:9",
+    }
+    plain = load_settings(home=str(tmp_path), storage=storage, security={"encrypt_at_rest": False})
+    with pytest.raises(ConfigError, match="plaintext weights"):
+        services.registry(plain)
+    with pytest.raises(ConfigError, match="storage.allow_plaintext"):
+        runs_storage(plain)
+    allowed = load_settings(
+        home=str(tmp_path),
+        storage=storage | {"allow_plaintext": True},
+        security={"encrypt_at_rest": False},
+    )
+    assert runs_storage(allowed)[0] == "bkt/runs"
