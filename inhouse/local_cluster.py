@@ -74,7 +74,8 @@ def token_url(settings: Settings) -> str:
 
 
 def client_env(settings: Settings) -> dict[str, str]:
-    """Environment variables a Ray client of this cluster needs (token auth, address, home).
+    """Environment variables a Ray client of this cluster needs (token auth, address, home,
+    the ``storage`` section).
 
     A database URL with a password travels as a 0600 file's path (:mod:`inhouse.dburl`);
     ``RAY_ADDRESS`` is left out when the dashboard is not on this machine (see
@@ -85,6 +86,7 @@ def client_env(settings: Settings) -> dict[str, str]:
         "RAY_AUTH_TOKEN_PATH": str(settings.ray_token_path),
         "INHOUSE_HOME": str(settings.home),
         **database_env(home=settings.home, url=settings.database_url),
+        **settings.storage.env(),  # where registry and checkpoints live (no secrets)
     }
     if reaches_only_this_machine(settings.ray.dashboard_host):
         env["RAY_ADDRESS"] = settings.ray.dashboard_url

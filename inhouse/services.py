@@ -18,6 +18,7 @@ from inhouse.crypto import KeyRing
 from inhouse.errors import AuthenticationError, NotFoundError
 from inhouse.registry import Registry
 from inhouse.schema import get_engine
+from inhouse.storage import check_sealed, filesystem_for
 
 
 def engine(settings: Settings) -> Engine:
@@ -36,8 +37,21 @@ def keyring(settings: Settings) -> KeyRing | None:
 
 
 def registry(settings: Settings) -> Registry:
-    """The model registry, encrypting artifacts when encryption at rest is on."""
-    return Registry(engine=engine(settings), root=settings.registry_dir, keyring=keyring(settings))
+    """The model registry, encrypting artifacts when encryption at rest is on.
+
+    Its files live in ``storage.registry_uri`` (a directory or ``s3://bucket/prefix``),
+    by default ``<home>/registry``.
+    """
+    uri = settings.storage.registry_uri
+    if uri is None:
+        return Registry(
+            engine=engine(settings), root=settings.registry_dir, keyring=keyring(settings)
+        )
+    check_sealed(settings, uri)
+    filesystem, root = filesystem_for(uri, settings)
+    return Registry(
+        engine=engine(settings), root=root, keyring=keyring(settings), filesystem=filesystem
+    )
 
 
 def access(settings: Settings) -> AccessService:

@@ -47,6 +47,7 @@ from inhouse.kinds.training import (
     WorkerPlace,
     new_run,
 )
+from inhouse.storage import runs_storage
 from inhouse.training import load_checkpoint, save_checkpoint
 
 WORKER_KEY = "worker"  # the one entry of Ray Train's train_loop_config
@@ -131,8 +132,10 @@ def trainer(
     keep: int = 2,
     callbacks: list[Any] | None = None,
 ) -> ray.train.torch.TorchTrainer:
-    """The Ray Train run of ``run``: its workers, where its checkpoints go, how it resumes."""
+    """The Ray Train run of ``run``: its workers, where its checkpoints go (``storage.runs_uri``:
+    a shared directory or S3, :func:`inhouse.storage.runs_storage`), how it resumes."""
     resources = {"CPU": run.cpus_per_worker} if run.cpus_per_worker is not None else None
+    storage_path, storage_filesystem = runs_storage(settings)
     return ray.train.torch.TorchTrainer(
         train_loop_per_worker,
         train_loop_config={WORKER_KEY: loop_config},
@@ -143,7 +146,8 @@ def trainer(
         ),
         run_config=ray.train.RunConfig(
             name=run.name,
-            storage_path=str(settings.runs_dir / "ray"),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             failure_config=ray.train.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=keep),
             callbacks=callbacks,

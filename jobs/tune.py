@@ -43,6 +43,7 @@ from inhouse.jobs.train import kind_for, kind_of, loop_config, trainer
 from inhouse.kinds import kind_named
 from inhouse.kinds.training import new_run
 from inhouse.kinds.tuning import BestTrial, TuningKind
+from inhouse.storage import runs_storage
 
 METRIC = "test_accuracy"
 TRIAL_DRIVER_CPUS = 0.05
@@ -184,6 +185,7 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
         ray.tune.with_parameters(run_trial, settings=settings, options=trial_options, run=run),
         {"cpu": TRIAL_DRIVER_CPUS},
     )
+    storage_path, storage_filesystem = runs_storage(settings)  # storage.runs_uri, maybe S3
     tuner = ray.tune.Tuner(
         trainable,
         param_space=_space(tune_cfg),
@@ -193,7 +195,9 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
             scheduler=ASHAScheduler(**asha),
             search_alg=BasicVariantGenerator(random_state=tune_cfg.search_seed),
         ),
-        run_config=ray.tune.RunConfig(name=name, storage_path=str(settings.runs_dir / "ray")),
+        run_config=ray.tune.RunConfig(
+            name=name, storage_path=storage_path, storage_filesystem=storage_filesystem
+        ),
     )
     started = time.perf_counter()
     grid = tuner.fit()

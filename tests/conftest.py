@@ -18,6 +18,7 @@ import pytest
 
 from inhouse import local_cluster
 from inhouse.config import Settings, load_settings
+from tests.s3_server import S3Server, s3_server
 
 PG_BASE = os.environ.get("INHOUSE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -153,3 +154,10 @@ def _environment_restored() -> Iterator[None]:
     if os.environ != saved:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A local S3-compatible server (moto) on 127.0.0.1 with one bucket, for the session."""
+    with s3_server() as server:
+        yield server

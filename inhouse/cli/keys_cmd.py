@@ -119,7 +119,8 @@ which to use:
                      read and write of every artifact. Each file is replaced atomically after
                      it verifies; if it stops, run `keys reencrypt` on the same paths. Then
                      retire the old key: `keys retire OLD_ID --artifacts PATH ...`.
-  Without PATH, `inhouse keys rotate` covers its registry and runs directories.
+  Without PATH, `inhouse keys rotate` covers its registry and runs directories, and the
+  buckets of storage.registry_uri / storage.runs_uri.
 """
 
 
@@ -132,13 +133,67 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
         authorize(settings, action="keys:admin", resource="*", detail=f"keys {args.keys_action}")
     # Without paths, cover every artifact we wrote: registry versions and training checkpoints.
     ours = [str(p) for p in (settings.registry_dir, settings.runs_dir) if p.exists()]
+    # ... and, when storage.registry_uri / runs_uri name a bucket, the sealed objects there.
+    buckets = False
     if args.keys_action == "rotate" and args.reencrypt is not None:
-        args.reencrypt = args.reencrypt or ours
-    elif args.keys_action == "rotate" and not args.rewrap:
-        args.rewrap = ours
+        buckets, args.reencrypt = not args.reencrypt, args.reencrypt or ours
+    elif args.keys_action == "rotate":
+        buckets, args.rewrap = not args.rewrap, args.rewrap or ours
     elif args.keys_action == "reencrypt" and not args.paths:
-        args.paths = ours
-    return run_keys(args)
+        buckets, args.paths = True, ours
+    if args.keys_action == "retire" and not args.force and _objects_use(settings, args.key_id):
+        return 1
+    local = not (args.keys_action == "reencrypt" and buckets and not ours)
+    code = run_keys(args) if local else 0
+    if code == 0 and buckets:
+        code = _rotate_objects(settings, args, reencrypt=_reencrypting(args))
+    return code
+
+
+def _reencrypting(args: argparse.Namespace) -> bool:
+    return args.keys_action == "reencrypt" or getattr(args, "reencrypt", None) is not None
+
+
+def _objects_use(settings: Settings, key_id: str) -> bool:
+    """Whether sealed objects in the configured buckets still need ``key_id`` (says which)."""
+    from inhouse.storage.rotation import object_key_usage, remote_roots
+
+    try:
+        for filesystem, root in remote_roots(settings):
+            usage = object_key_usage(filesystem, root)
+            users = usage.get(key_id, []) + usage.get("?", [])
+            if users:
+                print(
+                    f"error: key {key_id!r} still wraps {len(users)} object(s), e.g. {users[0]}; "
+                    "run `inhouse keys rotate` (it covers the configured buckets) first",
+                    file=sys.stderr,
+                )
+                return True
+    except (InhouseError, OSError) as exc:
+        print(f"error: cannot check the objects in storage: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
+def _rotate_objects(settings: Settings, args: argparse.Namespace, *, reencrypt: bool) -> int:
+    """Re-wrap or re-encrypt the sealed objects of ``storage.registry_uri`` and ``runs_uri``."""
+    from inhouse.storage.rotation import remote_roots, rotate_objects
+
+    try:
+        ring = _ring(args)
+        for filesystem, root in remote_roots(settings):
+            report = rotate_objects(filesystem, root, keyring=ring, reencrypt_all=reencrypt)
+            verb = "re-encrypted" if reencrypt else "re-wrapped"
+            print(f"{verb} {len(report.changed)} object(s) in s3://{root}; "
+                  f"{len(report.unchanged)} unchanged, {len(report.failed)} failed")  # fmt: skip
+            for shown, reason in report.failed:
+                print(f"error: {shown}: {reason}", file=sys.stderr)
+            if report.failed:
+                return 1
+    except (InhouseError, OSError) as exc:
+        print(f"error: rotating the objects in storage: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _ring(args: argparse.Namespace) -> KeyRing:

@@ -95,7 +95,7 @@ def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
                 "metrics": info.metrics,
                 "spec": {k: v for k, v in info.spec.items() if k != "feature_names"},
                 "lineage": lineage,
-                "path": str(info.path),
+                "path": info.uri or str(info.path),  # s3://... on object storage
             },
             indent=2,
             default=str,

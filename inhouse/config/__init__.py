@@ -20,6 +20,7 @@ from inhouse.config.models import ModelsSettings
 from inhouse.config.parse import parse_model
 from inhouse.config.sections import RaySettings, SecuritySettings, ServeSettings
 from inhouse.config.settings import FLAG_PREFIXES, Settings, load_settings
+from inhouse.config.storage import StorageSettings
 from inhouse.config.training import TextTrainOptions, TrainSettings
 from inhouse.config.tune import TuneSettings
 
@@ -38,6 +39,7 @@ __all__ = [
     "ServeSettings",
     "Settings",
     "SettingsPayload",
+    "StorageSettings",
     "TextTrainOptions",
     "TrainSettings",
     "TuneSettings",

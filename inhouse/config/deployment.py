@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from inhouse.config.llm import LLMSettings
 from inhouse.config.sections import SecuritySettings, ServeSettings
 from inhouse.config.settings import Settings, load_settings
+from inhouse.config.storage import StorageSettings
 
 
 class ServeArgs(BaseModel):
@@ -40,6 +41,7 @@ class SettingsPayload(BaseModel):
     serve: ServeSettings
     security: SecuritySettings
     llm: LLMSettings
+    storage: StorageSettings = StorageSettings()
 
     def load(self) -> Settings:
         """The full settings on this node.
@@ -58,4 +60,5 @@ def settings_payload(settings: Settings) -> SettingsPayload:
         serve=settings.serve.model_copy(),
         security=settings.security.model_copy(),
         llm=settings.llm.model_copy(),
+        storage=settings.storage.model_copy(),
     )

@@ -27,6 +27,7 @@ from inhouse.config.llm import LLMSettings
 from inhouse.config.models import ModelsSettings
 from inhouse.config.parse import Loc, describe
 from inhouse.config.sections import RaySettings, SecuritySettings, ServeSettings
+from inhouse.config.storage import StorageSettings
 from inhouse.config.training import TrainSettings
 from inhouse.dburl import read_url_file
 from inhouse.errors import ConfigError
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @classmethod
     def settings_customise_sources(

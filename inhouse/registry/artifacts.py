@@ -4,7 +4,8 @@ Formats: ``safetensors`` (the float state dict; the module is rebuilt from the s
 ``compressed`` (pruned/int8, :mod:`inhouse.compress`); :mod:`inhouse.kinds.modules` turns a
 module into these bytes and back, the registry stores them. With a key ring the bytes are
 envelope-encrypted (:mod:`inhouse.crypto`, bound to ``<model>/<file>`` and the version) and
-the file gets the suffix ``.enc``: plaintext weights never touch the disk.
+the file gets the suffix ``.enc``: plaintext weights never touch the disk. On object storage
+(:mod:`inhouse.storage`) the same bytes are uploaded: the store never sees plaintext.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyarrow import fs as pafs
+
 from inhouse.crypto import KeyRing, decrypt_file, encrypt
 from inhouse.crypto.envelope import encrypt_to
 from inhouse.errors import IntegrityError, InvalidInputError, StorageError
+from inhouse.storage.objects import read_object, seal_object, unseal_object, write_object
 
 FILENAMES = {"safetensors": "weights.safetensors", "compressed": "model.compressed"}
 ENCRYPTED_SUFFIX = ".enc"
@@ -76,6 +80,76 @@ def write_artifact(
         return filename, out.tell()
 
 
+def upload_artifact(
+    filesystem: pafs.FileSystem,
+    directory: str,
+    plain: bytes,
+    *,
+    fmt: str,
+    model: str,
+    version: int,
+    keyring: KeyRing | None,
+) -> tuple[str, int]:
+    """:func:`write_artifact` onto object storage: the object ``<directory>/<file>``.
+
+    The bytes uploaded are exactly those written to disk (sealed chunk by chunk with a key
+    ring). The caller makes the version visible only after every object is uploaded.
+    """
+    filename = FILENAMES[fmt]
+    if keyring is None:
+        return filename, write_object(filesystem, f"{directory}/{filename}", plain)
+    artifact_id = f"{model}/{filename}"
+    filename += ENCRYPTED_SUFFIX
+    size = seal_object(
+        filesystem,
+        f"{directory}/{filename}",
+        plain,
+        keyring=keyring,
+        artifact_id=artifact_id,
+        version=version,
+    )
+    return filename, size
+
+
+def fetch_artifact(
+    filesystem: pafs.FileSystem,
+    path: str,
+    *,
+    fmt: str,
+    model: str,
+    version: int,
+    sha256: str,
+    keyring: KeyRing | None,
+    encrypted: bool,
+) -> bytes:
+    """:func:`decode` of the object at ``path`` on object storage."""
+    filename = FILENAMES[fmt]
+    if encrypted and keyring is None:
+        raise StorageError(f"{model} v{version} is encrypted; configure the key ring")
+    try:
+        if keyring is not None and encrypted:
+            data = unseal_object(
+                filesystem,
+                path,
+                keyring=keyring,
+                artifact_id=f"{model}/{filename}",
+                version=version,
+            )
+        else:
+            data = read_object(filesystem, path)
+    except FileNotFoundError:
+        raise StorageError(f"{model} v{version}: {path} is missing") from None
+    except OSError as exc:
+        raise StorageError(f"{model} v{version}: cannot read {path}: {exc}") from None
+    return _verified(data, model=model, version=version, sha256=sha256)
+
+
+def _verified(data: bytes, *, model: str, version: int, sha256: str) -> bytes:
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise IntegrityError(f"weights of {model} v{version} do not match their hash")
+    return data
+
+
 def decode(
     path: Path,
     *,
@@ -106,6 +180,4 @@ def decode(
             data = path.read_bytes()
     except FileNotFoundError:
         raise StorageError(f"{model} v{version}: {path.name} is missing") from None
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise IntegrityError(f"weights of {model} v{version} do not match their hash")
-    return data
+    return _verified(data, model=model, version=version, sha256=sha256)

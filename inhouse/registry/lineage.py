@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pyarrow import fs as pafs
 from sqlalchemy import Engine, select, text, update
 
 from inhouse.crypto import KeyRing, decrypt
@@ -26,6 +27,7 @@ from inhouse.db import session_scope
 from inhouse.errors import StorageError
 from inhouse.registry.artifacts import ENCRYPTED_SUFFIX
 from inhouse.registry.records import ModelVersionRecord
+from inhouse.storage.objects import read_object
 
 LINEAGE_FILE = "lineage.json"
 
@@ -81,6 +83,32 @@ def read_lineage_file(
         data = (directory / name).read_bytes()
     except OSError as exc:
         raise StorageError(f"{model} v{version}: cannot read {name}: {exc.strerror}") from None
+    return parse_lineage(data, model=model, version=version, encrypted=encrypted, keyring=keyring)
+
+
+def fetch_lineage(
+    filesystem: pafs.FileSystem,
+    directory: str,
+    *,
+    model: str,
+    version: int,
+    encrypted: bool,
+    keyring: KeyRing | None,
+) -> dict[str, Any]:
+    """:func:`read_lineage_file` of a version on object storage (``directory`` on it)."""
+    name = LINEAGE_FILE + (ENCRYPTED_SUFFIX if encrypted else "")
+    try:
+        data = read_object(filesystem, f"{directory}/{name}")
+    except OSError as exc:
+        raise StorageError(f"{model} v{version}: cannot read {directory}/{name}: {exc}") from None
+    return parse_lineage(data, model=model, version=version, encrypted=encrypted, keyring=keyring)
+
+
+def parse_lineage(
+    data: bytes, *, model: str, version: int, encrypted: bool, keyring: KeyRing | None
+) -> dict[str, Any]:
+    """The lineage in the (sealed) bytes of a version's lineage file."""
+    name = LINEAGE_FILE + (ENCRYPTED_SUFFIX if encrypted else "")
     if encrypted:
         if keyring is None:
             raise StorageError(f"{model} v{version} is encrypted; configure the key ring")

@@ -3,7 +3,9 @@
 Layout on disk: ``<root>/<model>/v<version>/{<artifact>[.enc],lineage.json[.enc]}`` (see
 :mod:`inhouse.registry.artifacts` for formats and encryption). The
 directory is built under a temporary name and renamed into place, then the SQL row is
-committed; a version exists only once both happened, so no reader sees half a version.
+committed; a version exists only once both happened, so no reader sees half a version. On
+S3-compatible object storage the same (sealed) files are uploaded under a prefix of their own
+before the row is committed (:mod:`inhouse.registry.placement`).
 The SQL row holds only the public lineage fields (:mod:`inhouse.registry.lineage`); the
 whole lineage, statistics of the training rows included, is in the (encrypted) file.
 """
@@ -11,41 +13,28 @@ whole lineage, statistics of the training rows included, is in the (encrypted) f
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pyarrow import fs as pafs
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
-from inhouse.atomic import atomic_directory
-from inhouse.crypto import KeyRing, encrypt
+from inhouse.crypto import KeyRing
 from inhouse.db import session_scope
 from inhouse.errors import (
     ConflictError,
     InvalidInputError,
     ModelNotFoundError,
-    StorageError,
     UnavailableError,
 )
 from inhouse.registry.aliases import move_alias, read_alias, read_aliases, validate_alias
-from inhouse.registry.artifacts import (
-    ENCRYPTED_SUFFIX,
-    FILENAMES,
-    check_format,
-    decode,
-    write_artifact,
-)
-from inhouse.registry.lineage import (
-    LINEAGE_FILE,
-    public_lineage,
-    read_lineage_file,
-    scrub_sql_lineage,
-)
+from inhouse.registry.artifacts import check_format
+from inhouse.registry.lineage import public_lineage, scrub_sql_lineage
+from inhouse.registry.placement import NumberTaken, VersionFiles
 from inhouse.registry.records import ModelVersionRecord
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -65,7 +54,9 @@ class ModelVersion:
     """A registered version as callers see it.
 
     ``lineage`` holds the public lineage fields only; :meth:`Registry.full_lineage` reads the
-    rest (statistics of the training rows) from the version's encrypted lineage file.
+    rest (statistics of the training rows) from the version's encrypted lineage file. ``path``
+    is the version's directory (on object storage its key prefix); ``uri`` where it is, as a
+    person writes it; ``relative`` its place under the registry's root.
     """
 
     model: str
@@ -79,14 +70,16 @@ class ModelVersion:
     spec: dict[str, Any]
     metrics: dict[str, Any]
     lineage: dict[str, Any]
+    uri: str = ""
+    relative: str = ""
 
     @classmethod
-    def _from(cls, record: ModelVersionRecord, root: Path) -> ModelVersion:
+    def _from(cls, record: ModelVersionRecord, files: VersionFiles) -> ModelVersion:
         return cls(
             model=record.model,
             version=record.version,
             created_at=record.created_at,
-            path=root / record.path,
+            path=files.path(record.path),
             format=record.format,
             encrypted=record.encrypted,
             sha256=record.sha256,
@@ -94,14 +87,26 @@ class ModelVersion:
             spec=dict(record.spec),
             metrics=dict(record.metrics),
             lineage=public_lineage(dict(record.lineage)),
+            uri=files.uri(record.path),
+            relative=record.path,
         )
 
 
 class Registry:
     """Register, find and load model versions."""
 
-    def __init__(self, *, engine: Engine, root: Path, keyring: KeyRing | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        root: Path | str,
+        keyring: KeyRing | None = None,
+        filesystem: pafs.FileSystem | None = None,
+    ) -> None:
+        """A registry whose files live under ``root`` on ``filesystem`` (default: local disk;
+        :func:`inhouse.storage.filesystem_for` gives an S3 one and its root)."""
         self.engine = engine
+        self.files = VersionFiles(root, filesystem)
         self.root = Path(root)
         self.keyring = keyring
         try:  # rows of older registries held the whole lineage in the clear
@@ -129,10 +134,7 @@ class Registry:
         plain, digest = artifact, hashlib.sha256(artifact).hexdigest()
         for _attempt in range(5):
             version = self._next_version(model)
-            relative = f"{model}/v{version}"
-            target = self.root / relative
-            if target.exists():
-                shutil.rmtree(target)  # an orphan of a crash before the row was committed
+            relative = self.files.relative(model, version)
             document = {
                 "model": model,
                 "version": version,
@@ -143,26 +145,12 @@ class Registry:
                 "sha256": digest,
             }
             try:
-                with atomic_directory(target) as tmp:
-                    _, size_bytes = write_artifact(
-                        tmp, plain, fmt=fmt, model=model, version=version, keyring=self.keyring
-                    )
-                    lineage_bytes = json.dumps(document, indent=2, default=str).encode()
-                    if self.keyring is None:
-                        (tmp / LINEAGE_FILE).write_bytes(lineage_bytes)
-                    else:  # lineage holds data statistics: encrypted like the weights
-                        (tmp / (LINEAGE_FILE + ENCRYPTED_SUFFIX)).write_bytes(
-                            encrypt(
-                                lineage_bytes,
-                                keyring=self.keyring,
-                                artifact_id=f"{model}/{LINEAGE_FILE}",
-                                version=version,
-                            )
-                        )
-            except OSError as exc:
-                if target.exists():
-                    continue  # a concurrent writer took this number
-                raise StorageError(f"cannot write version {model} v{version}: {exc}") from exc
+                size_bytes = self.files.write(
+                    relative, plain, document, fmt=fmt, model=model, version=version,
+                    keyring=self.keyring,
+                )  # fmt: skip
+            except NumberTaken:
+                continue  # a concurrent writer took this number
             try:
                 with session_scope(self.engine) as session:
                     session.add(
@@ -180,6 +168,7 @@ class Registry:
                         )
                     )
             except SQLIntegrityError:
+                self.files.discard(relative)
                 continue
             return self.get(model, str(version))
         raise ConflictError(f"could not allocate a version number for {model!r}; retry")
@@ -224,7 +213,7 @@ class Registry:
             record = session.get(ModelVersionRecord, (model, version))
             if record is None:
                 raise ModelNotFoundError(f"model {model!r} version {version} vanished")
-            return ModelVersion._from(record, self.root)
+            return ModelVersion._from(record, self.files)
 
     def versions(self, model: str) -> list[ModelVersion]:
         validate_model_name(model)
@@ -234,7 +223,7 @@ class Registry:
                 .where(ModelVersionRecord.model == model)
                 .order_by(ModelVersionRecord.version)
             ).all()
-            return [ModelVersion._from(r, self.root) for r in records]
+            return [ModelVersion._from(r, self.files) for r in records]
 
     def models(self) -> list[str]:
         with session_scope(self.engine) as session:
@@ -264,8 +253,8 @@ class Registry:
             StorageError: the file is missing, or encrypted and no key ring is configured.
             CryptoError: the file was tampered with or belongs to another version.
         """
-        return read_lineage_file(
-            info.path,
+        return self.files.read_lineage(
+            self._relative(info),
             model=info.model,
             version=info.version,
             encrypted=info.encrypted,
@@ -274,9 +263,8 @@ class Registry:
 
     def read_artifact(self, info: ModelVersion) -> bytes:
         """The plaintext artifact bytes of a version (decrypted in memory), verified."""
-        filename = FILENAMES[info.format] + (ENCRYPTED_SUFFIX if info.encrypted else "")
-        return decode(
-            info.path / filename,
+        return self.files.read_artifact(
+            self._relative(info),
             fmt=info.format,
             model=info.model,
             version=info.version,
@@ -284,3 +272,8 @@ class Registry:
             keyring=self.keyring,
             encrypted=info.encrypted,
         )
+
+    def _relative(self, info: ModelVersion) -> str:
+        if info.relative:
+            return info.relative
+        return info.path.relative_to(self.files.path("")).as_posix()

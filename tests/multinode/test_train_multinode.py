@@ -3,7 +3,9 @@
 Each worker node offers one ``trainer_slot``; a worker asks for one, so the two DDP workers
 land on different nodes (the head has none). Gloo all-gathers the node ids, which proves the
 gradients really cross nodes. The second test removes a worker node while epoch 2 waits;
-Ray Train restarts the group on a replacement node from the last checkpoint.
+Ray Train restarts the group on a replacement node from the last checkpoint. The nodes share
+no directory: Ray Train's storage is a bucket on a local S3-compatible server (moto), as on a
+cluster whose checkpoints live in object storage.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from inhouse.config import load_settings
+from inhouse.storage import runs_storage
 from tests.multinode.conftest import head_args, worker_args
 from tests.polling import wait_for
+from tests.s3_server import S3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.scale]
 
@@ -81,10 +86,19 @@ def _loop(config: dict[str, Any]) -> None:
             ray.train.report(metrics)
 
 
-def _trainer(storage: Path, config: dict[str, Any], max_failures: int) -> Any:
+def _storage(s3: S3Server) -> tuple[Any, str]:
+    """Ray Train's storage: a fresh prefix in the test bucket, as ``inhouse train`` makes it
+    (the filesystem reaches the workers as settings; each node reads its own credentials)."""
+    settings = load_settings(storage=s3.storage(runs_uri=s3.uri("multinode")))
+    path, filesystem = runs_storage(settings)
+    return filesystem, path
+
+
+def _trainer(storage: tuple[Any, str], config: dict[str, Any], max_failures: int) -> Any:
     import ray.train
     import ray.train.torch
 
+    filesystem, path = storage
     return ray.train.torch.TorchTrainer(
         _loop,
         train_loop_config=config,
@@ -93,13 +107,14 @@ def _trainer(storage: Path, config: dict[str, Any], max_failures: int) -> Any:
         ),
         run_config=ray.train.RunConfig(
             name="multinode",
-            storage_path=str(storage),
+            storage_path=path,
+            storage_filesystem=filesystem,
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
         ),
     )
 
 
-def test_ddp_runs_across_two_nodes(make_cluster: Any, tmp_path: Path) -> None:
+def test_ddp_runs_across_two_nodes(make_cluster: Any, s3: S3Server) -> None:
     import ray
 
     make_cluster(
@@ -110,14 +125,17 @@ def test_ddp_runs_across_two_nodes(make_cluster: Any, tmp_path: Path) -> None:
     worker_nodes = {
         n["NodeID"] for n in ray.nodes() if n["Alive"] and "trainer_slot" in n["Resources"]
     }
-    result = _trainer(tmp_path, {"epochs": 3}, max_failures=0).fit()
+    storage = _storage(s3)
+    result = _trainer(storage, {"epochs": 3}, max_failures=0).fit()
     assert result.error is None
     assert set(result.metrics["nodes"]) == worker_nodes and len(worker_nodes) == 2
     assert result.metrics["epoch"] == 2 and result.checkpoint is not None
+    checkpoints = s3.keys(storage[1].split("/", 1)[1])
+    assert any(key.endswith("/state.pt") for key in checkpoints)  # in the bucket
 
 
 def test_a_lost_worker_node_resumes_from_the_last_checkpoint(
-    make_cluster: Any, tmp_path: Path
+    make_cluster: Any, tmp_path: Path, s3: S3Server
 ) -> None:
     cluster = make_cluster(
         SLOT,
@@ -131,7 +149,7 @@ def test_a_lost_worker_node_resumes_from_the_last_checkpoint(
 
     def fit() -> None:
         try:
-            outcome["result"] = _trainer(tmp_path / "runs", config, max_failures=2).fit()
+            outcome["result"] = _trainer(_storage(s3), config, max_failures=2).fit()
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = exc
 
