@@ -15,11 +15,13 @@ well under a second.
 from __future__ import annotations
 
 import json
+import struct
+from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, LargeBinary, Table, inspect, text
+from sqlalchemy import Connection, LargeBinary, Table, Text, cast, inspect, null, text
 
 from inhouse.errors import InvalidInputError
 
@@ -67,7 +69,7 @@ class Packing:
             row, column = np.argwhere(bad)[0]
             raise InvalidInputError(f"{where} {row}, feature {column}: not a finite number")
         if self.dtype == "float32":
-            return values.astype("<f4")
+            return np.ascontiguousarray(values, dtype="<f4")
         steps = values / self.scale
         rounded = np.rint(steps)
         bad = (np.abs(steps - rounded) > 1e-3) | (rounded < 0) | (rounded > 255)
@@ -77,7 +79,7 @@ class Packing:
                 f"{where} {row}, feature {column}: {values[row, column]!r} is not a multiple "
                 f"0..255 of the uint8 data set's scale {self.scale}"
             )
-        return rounded.astype("u1")
+        return np.ascontiguousarray(rounded, dtype="u1")
 
     def blobs(self, stored: np.ndarray[Any, Any]) -> list[bytes]:
         """One blob per row of stored elements (from :meth:`encode`)."""
@@ -140,58 +142,114 @@ def insert_packed(
 ) -> None:
     """Insert rows of packed features in the caller's transaction (COPY on PostgreSQL)."""
     ensure_packed(conn, table)
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        raw: Any = conn.connection.driver_connection
+        sql = f'COPY "{table.name}" (split, packed, label) FROM STDIN (FORMAT BINARY)'
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            copy.write(_COPY_HEADER)
+            for start in range(0, len(blobs), INSERT_CHUNK):
+                end = start + INSERT_CHUNK
+                copy.write(_copy_rows(splits[start:end], blobs[start:end], labels[start:end]))
+            copy.write(struct.pack(">h", -1))
+        return
     rows = list(zip(splits, blobs, labels, strict=True))
-    if conn.dialect.name == "postgresql":
-        raw = conn.connection.driver_connection
-        if raw is not None and hasattr(raw, "cursor") and conn.dialect.driver == "psycopg":
-            with raw.cursor() as cursor:
-                sql = f'COPY "{table.name}" (split, packed, label) FROM STDIN (FORMAT BINARY)'
-                with cursor.copy(sql) as copy:
-                    copy.set_types(["varchar", "bytea", "int4"])
-                    for item in rows:
-                        copy.write_row(item)
-            return
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f'INSERT INTO "{table.name}" (split, packed, label) VALUES ({marker}, {marker}, {marker})'
     for start in range(0, len(rows), INSERT_CHUNK):
         conn.exec_driver_sql(sql, rows[start : start + INSERT_CHUNK])
 
 
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+
+
+def _copy_rows(splits: Sequence[str], blobs: Sequence[bytes], labels: Sequence[int]) -> bytes:
+    """Rows in PostgreSQL's binary COPY format: (varchar split, bytea packed, int4 label)."""
+    import numpy as np
+
+    if not len(splits) == len(blobs) == len(labels):
+        raise InvalidInputError("as many splits, feature rows and labels are needed")
+    label_bytes = np.asarray(labels, dtype=">i4").tobytes()
+    prefixes: dict[tuple[str, int], bytes] = {}
+    parts: list[bytes] = []
+    for i, (split, blob) in enumerate(zip(splits, blobs, strict=True)):
+        key = (split, len(blob))
+        prefix = prefixes.get(key)
+        if prefix is None:
+            text = split.encode()
+            prefix = struct.pack(">hi", 3, len(text)) + text + struct.pack(">i", len(blob))
+            prefixes[key] = prefix
+        parts += (prefix, blob, _FOUR, label_bytes[4 * i : 4 * i + 4])
+    return b"".join(parts)
+
+
+_FOUR = struct.pack(">i", 4)
+
+
 def json_features(value: object) -> list[float]:
     """A JSON ``features`` cell as read by the driver (a string on SQLite, parsed elsewhere)."""
     if isinstance(value, str | bytes):
         value = json.loads(value)
+    if value is None:
+        raise InvalidInputError("a row holds neither packed nor JSON features")
     if not isinstance(value, list):
         raise InvalidInputError(f"a row's JSON features are {type(value).__name__}, not a list")
     return [float(v) for v in value]
 
 
+def _fetch(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
+    """All rows of ``query`` as plain tuples from the driver's cursor (SQLAlchemy's Row
+    objects cost more than the database for a million rows); binary results on psycopg."""
+    compiled = query.compile(dialect=conn.dialect)
+    if conn.dialect.positional:
+        params: Any = tuple(compiled.params[key] for key in compiled.positiontup or ())
+    else:
+        params = compiled.params
+    raw: Any = conn.connection.dbapi_connection
+    binary = {"binary": True} if conn.dialect.driver == "psycopg" else {}
+    cursor = raw.cursor(**binary)
+    try:
+        cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def read_features(
-    conn: Connection, table: Table, packing: Packing, query: Any
+    conn: Connection, table: Table, packing: Packing, query: Any, *, packed: bool = True
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Run ``query`` (selecting id, label, packed, features-as-text) and return ``(ids,
-    labels, x)``: packed rows decoded in one ``np.frombuffer``, JSON rows parsed one by one."""
+    """Rows of ``query`` (a window of ``table`` selecting nothing yet) as ``(ids, labels, x)``.
+
+    Packed rows are decoded in one ``np.frombuffer``; rows that hold JSON ``features`` (plain
+    SQL appends, or a table without ``packed``) are read by a second query and parsed.
+    """
     import numpy as np
 
-    result = conn.execute(query).all()
-    n, width = len(result), packing.width
+    width = packing.width
+    blob = table.c.packed if packed else null()
+    result = _fetch(conn, query.add_columns(table.c.id, table.c.label, blob))
+    n = len(result)
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty.copy(), np.zeros((0, width), dtype=np.float32)
-    ids, labels, blobs, cells = zip(*result, strict=True)
-    missing = [i for i, blob in enumerate(blobs) if blob is None]
-    if not missing:
-        x = packing.decode(b"".join(blobs), n)
-    else:
-        x = np.empty((n, width), dtype=np.float32)
-        present = [i for i, blob in enumerate(blobs) if blob is not None]
-        if present:
-            x[present] = packing.decode(b"".join(blobs[i] for i in present), len(present))
-        for i in missing:
-            values = json_features(cells[i])
-            if len(values) != width:
-                raise InvalidInputError(
-                    f"{table.name} row id {ids[i]}: {len(values)} JSON features, expected {width}"
-                )
-            x[i] = values
-    return np.array(ids, dtype=np.int64), np.array(labels, dtype=np.int64), x
+    ids = np.fromiter(map(itemgetter(0), result), np.int64, n)
+    labels = np.fromiter(map(itemgetter(1), result), np.int64, n)
+    blobs = list(map(itemgetter(2), result))
+    del result
+    if None not in blobs:
+        return ids, labels, packing.decode(b"".join(blobs), n)
+    x = np.empty((n, width), dtype=np.float32)
+    present = [i for i, item in enumerate(blobs) if item is not None]
+    if present:
+        x[present] = packing.decode(b"".join(blobs[i] for i in present), len(present))
+    where = query.add_columns(table.c.id, cast(table.c.features, Text))
+    if packed:
+        where = where.where(table.c.packed.is_(None))
+    cells = dict(_fetch(conn, where))
+    for i in (i for i, item in enumerate(blobs) if item is None):
+        values = json_features(cells.get(int(ids[i])))
+        if len(values) != width:
+            raise InvalidInputError(
+                f"{table.name} row id {ids[i]}: {len(values)} JSON features, expected {width}"
+            )
+        x[i] = values
+    return ids, labels, x

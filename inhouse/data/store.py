@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Select, Table, Text, cast, func, insert, select
+from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
 
 from inhouse.data.packed import Packing, insert_packed, read_features
 from inhouse.data.table import DatasetRecord, rows_table, validate_name
@@ -259,9 +259,8 @@ def read_rows(
     table = rows_table(name)
     packing = Packing.of(record.layout, record.n_features)
     with engine.connect() as conn:
-        blob = table.c.packed if has_packed(conn, table) else cast(None, table.c.packed.type)
         query = in_window(
-            select(table.c.id, table.c.label, blob, cast(table.c.features, Text)),
+            select(),
             table,
             split=split,
             after_id=after_id,
@@ -273,7 +272,8 @@ def read_rows(
                 raise InvalidInputError("shard must be (rank, world) with 0 <= rank < world")
             if world > 1:
                 query = query.where(table.c.id % world == rank)
-        ids, labels, x = read_features(conn, table, packing, query)
+        packed = has_packed(conn, table)
+        ids, labels, x = read_features(conn, table, packing, query, packed=packed)
     return Rows(x=torch.from_numpy(x), y=torch.from_numpy(labels), ids=torch.from_numpy(ids))
 
 
