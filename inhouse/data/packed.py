@@ -76,7 +76,7 @@ class Packing:
         if bad.any():
             row, column = np.argwhere(bad)[0]
             raise InvalidInputError(
-                f"{where} {row}, feature {column}: {values[row, column]!r} is not a multiple "
+                f"{where} {row}, feature {column}: {float(values[row, column])} is not a multiple "
                 f"0..255 of the uint8 data set's scale {self.scale}"
             )
         return np.ascontiguousarray(rounded, dtype="u1")
