@@ -128,3 +128,23 @@ def test_missing_file_and_unknown_format(sqlite_url: str, tmp_path: Path) -> Non
         import_tabular(engine, name="x", uri=_write(tmp_path, CSV, "data.bin"))
     with pytest.raises(InvalidInputError, match="only local files"):
         import_tabular(engine, name="x", uri="s3://bucket/data.csv")
+
+
+def test_cli_imports_a_tabular_file_and_refuses_a_bad_one_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inhouse.cli import main
+
+    home = ["--home", str(tmp_path / "home")]
+    uri = _write(tmp_path, CSV)
+    flags = ["--categorical", "age", "--encoding", "ordinal", "--test-fraction", "0.2"]
+    assert main([*home, "data", "import", uri, "--name", "people", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "people: 4 train + 1 test rows, 3 features (age, city, income)" in out
+    bad = _write(tmp_path, CSV.replace("2.5,no", "2.5,"), "bad.csv")
+    assert main([*home, "data", "import", bad, "--name", "bad", "--label", "label"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("bad.csv line 3, column 'label': the cell is empty")
+    text_csv = _write(tmp_path, "text,label\nhello there,a\ngood bye,b\n", "texts.csv")
+    assert main([*home, "data", "import", text_csv, "--kind", "text", "--name", "t"]) == 0
+    assert "t: 2 train + 0 test texts" in capsys.readouterr().out
