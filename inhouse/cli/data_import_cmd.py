@@ -77,7 +77,9 @@ def add_tabular_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=["csv", "parquet"], help="tabular: file format (default: by name)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="tabular: seed of the held-out split (0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="tabular: seed of the held-out split (0)"
+    )
 
 
 def is_tabular(args: argparse.Namespace) -> bool:

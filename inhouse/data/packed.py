@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import struct
-from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, LargeBinary, Table, Text, cast, inspect, null, text

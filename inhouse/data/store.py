@@ -173,9 +173,7 @@ def insert_rows(conn: Connection, name: str, rows: list[dict[str, object]]) -> t
         import numpy as np
 
         layout, width = conn.execute(
-            select(DatasetRecord.layout, DatasetRecord.n_features).where(
-                DatasetRecord.name == name
-            )
+            select(DatasetRecord.layout, DatasetRecord.n_features).where(DatasetRecord.name == name)
         ).one()
         packing = Packing.of(layout, width)
         stored = packing.encode(np.array([row["features"] for row in rows]), where="row")

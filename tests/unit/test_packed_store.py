@@ -36,9 +36,7 @@ def test_plain_sql_json_rows_read_beside_packed_rows(db_url: str) -> None:
     engine = get_engine(db_url)
     info, _ = seed(engine, "breast_cancer")
     with engine.begin() as conn:
-        conn.execute(
-            insert(rows_table("breast_cancer")), [{"features": [0.5] * 30, "label": 1}]
-        )
+        conn.execute(insert(rows_table("breast_cancer")), [{"features": [0.5] * 30, "label": 1}])
     first, _ = append_rows(engine, "breast_cancer", features=[[2.0] * 30], labels=[0])
     tail = read_rows(engine, "breast_cancer", after_id=info.last_id)
     assert tail.x.tolist() == [[0.5] * 30, [2.0] * 30]
@@ -81,9 +79,7 @@ def test_a_table_made_before_packed_is_read_then_gets_the_column_on_first_write(
                 "label INTEGER NOT NULL)"
             )
         )
-        conn.execute(
-            text("INSERT INTO ds_old (features, label) VALUES ('[1.0, 2.0]', 1)")
-        )
+        conn.execute(text("INSERT INTO ds_old (features, label) VALUES ('[1.0, 2.0]', 1)"))
         conn.execute(DatasetRecord.__table__.update().values(layout=None))  # type: ignore[attr-defined]
     assert read_rows(engine, "old").x.tolist() == [[1.0, 2.0]]
     append_rows(engine, "old", features=[[3.0, 4.0]], labels=[0])
