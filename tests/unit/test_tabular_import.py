@@ -148,3 +148,25 @@ def test_cli_imports_a_tabular_file_and_refuses_a_bad_one_in_one_line(
     text_csv = _write(tmp_path, "text,label\nhello there,a\ngood bye,b\n", "texts.csv")
     assert main([*home, "data", "import", text_csv, "--kind", "text", "--name", "t"]) == 0
     assert "t: 2 train + 0 test texts" in capsys.readouterr().out
+
+
+def test_append_to_an_imported_data_set_encodes_as_the_import_did(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from inhouse.cli import main
+    from inhouse.config import load_settings
+    from inhouse.services import engine
+
+    home = ["--home", str(tmp_path / "home")]
+    assert main([*home, "data", "import", _write(tmp_path, CSV), "--name", "people"]) == 0
+    new = _write(tmp_path, "income,city,age,label,note\n9.5,rome,60,no,x\n", "new.csv")
+    assert main([*home, "data", "append", "--dataset", "people", "--csv", new]) == 0
+    assert "people: appended 1 train rows" in capsys.readouterr().out
+    rows = read_rows(engine(load_settings(home=str(tmp_path / "home"))), "people")
+    assert rows.x.tolist()[-1] == [60.0, 0.0, 0.0, 1.0, 9.5] and rows.y.tolist()[-1] == 0
+    bad = _write(tmp_path, "income,city,age,label\n1,oslo,20,no\n", "bad.csv")
+    assert main([*home, "data", "append", "--dataset", "people", "--csv", bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith(
+        "bad.csv line 2, column 'city': 'oslo' is not one of the data set's 3 categories"
+    )
