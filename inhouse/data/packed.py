@@ -159,6 +159,22 @@ def insert_packed(
         conn.exec_driver_sql(sql, rows[start : start + INSERT_CHUNK])
 
 
+def insert_feature_rows(
+    conn: Connection, table: Table, packing: Packing, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert validated rows (``features`` values, ``label``, ``split``) packed."""
+    import numpy as np
+
+    stored = packing.encode(np.array([row["features"] for row in rows]), where="row")
+    insert_packed(
+        conn,
+        table,
+        blobs=packing.blobs(stored),
+        labels=[int(row["label"]) for row in rows],
+        splits=[str(row.get("split", "train")) for row in rows],
+    )
+
+
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
 
-from inhouse.data.packed import Packing, insert_packed, read_features
+from inhouse.data.packed import Packing, insert_feature_rows, read_features
 from inhouse.data.table import DatasetRecord, rows_table, validate_name
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, DatasetNotFoundError, InvalidInputError
@@ -170,20 +170,10 @@ def insert_rows(conn: Connection, name: str, rows: list[dict[str, object]]) -> t
     table = rows_table(name)
     before = conn.execute(select(func.max(table.c.id))).scalar()
     if rows and all("features" in row for row in rows):
-        import numpy as np
-
         layout, width = conn.execute(
             select(DatasetRecord.layout, DatasetRecord.n_features).where(DatasetRecord.name == name)
         ).one()
-        packing = Packing.of(layout, width)
-        stored = packing.encode(np.array([row["features"] for row in rows]), where="row")
-        insert_packed(
-            conn,
-            table,
-            blobs=packing.blobs(stored),
-            labels=[int(row["label"]) for row in rows],  # type: ignore[call-overload]
-            splits=[str(row.get("split", "train")) for row in rows],
-        )
+        insert_feature_rows(conn, table, Packing.of(layout, width), rows)
     else:
         conn.execute(insert(table), rows)
     after = conn.execute(select(func.max(table.c.id))).scalar()
