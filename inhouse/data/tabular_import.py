@@ -16,7 +16,7 @@ crash leaves nothing behind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -25,26 +25,13 @@ from inhouse.data.packed import Packing, insert_packed
 from inhouse.data.store import create_in
 from inhouse.data.table import DatasetRecord, rows_table
 from inhouse.data.tabular_file import open_source, read_tabular_file
-from inhouse.data.tabular_schema import encode_table
+from inhouse.data.tabular_schema import TabularOptions, encode_table
 from inhouse.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import numpy as np
 
-
-@dataclass(frozen=True)
-class TabularOptions:
-    """What to take from the file; every field has an inferred default."""
-
-    features: list[str] | None = None
-    label: str = "label"
-    categorical: list[str] = field(default_factory=list)
-    encoding: str = "onehot"
-    test_fraction: float = 0.2
-    seed: int = 0
-    dtype: str = "float32"
-    scale: float = 1.0
-    format: str | None = None
+__all__ = ["TabularImported", "TabularOptions", "encode_for_append", "import_tabular"]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ at import is applied as it is (a value outside its categories or classes is refu
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inhouse.data.tabular_file import TabularFile
@@ -17,11 +18,25 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from inhouse.data.tabular_import import TabularOptions
 
 ENCODINGS = ("onehot", "ordinal")
 MAX_CATEGORIES = 1000
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+@dataclass(frozen=True)
+class TabularOptions:
+    """What to take from the file; every field has an inferred default."""
+
+    features: list[str] | None = None
+    label: str = "label"
+    categorical: list[str] = field(default_factory=list)
+    encoding: str = "onehot"
+    test_fraction: float = 0.2
+    seed: int = 0
+    dtype: str = "float32"
+    scale: float = 1.0
+    format: str | None = None
 
 
 def _sorted_values(values: list[str]) -> list[str]:
