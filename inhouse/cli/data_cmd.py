@@ -2,8 +2,9 @@
 
 ``data append`` is how new labelled rows reach a model's stream from a CSV (the coordinator
 retrains on them): the data set's kind reads the file (``kinds/<name>/datasets.py``,
-:class:`inhouse.kinds.datasets.DatasetsKind`). ``data import`` creates a text data set
-(:mod:`inhouse.cli.import_cmd`); tabular data sets come from ``data seed``.
+:class:`inhouse.kinds.datasets.DatasetsKind`). ``data import`` creates a tabular data set from
+a CSV or Parquet file (:mod:`inhouse.cli.data_import_cmd`) or a text data set from a CSV
+(:mod:`inhouse.cli.import_cmd`); ``data seed`` creates the built-in ones.
 """
 
 from __future__ import annotations

@@ -61,12 +61,20 @@ def _flag_hint(loc: tuple[int | str, ...]) -> str | None:
 
 
 def cmd_data_import(settings: Settings, args: argparse.Namespace) -> int:
-    """Create a text data set from a CSV (and optionally a test CSV and a class list)."""
+    """Create a tabular data set from FILE (:mod:`inhouse.cli.data_import_cmd`), or a text
+    data set from a CSV (and optionally a test CSV and a class list)."""
     from inhouse import services
+    from inhouse.cli.data_import_cmd import cmd_tabular_import, is_tabular
     from inhouse.console import step
     from inhouse.data import describe
     from inhouse.data.text_import import import_text_csv, read_class_names
+    from inhouse.errors import InvalidInputError
 
+    if is_tabular(args):
+        return cmd_tabular_import(settings, args)
+    args.csv = args.csv or args.file
+    if args.csv is None:
+        raise InvalidInputError("name the CSV to import: inhouse data import --csv FILE --name N")
     authorize(settings, action="data:write", resource=args.name, detail=f"import {args.csv}")
     classes = read_class_names(args.classes) if args.classes else None
     engine = services.engine(settings)
@@ -144,13 +152,18 @@ def add_models_import(actions: Any) -> None:
 
 def add_data_import(actions: Any) -> None:
     """Register ``import`` on the actions of the ``data`` group."""
-    text = "create a text data set from a CSV file (one row per text, with its label)"
+    from inhouse.cli.data_import_cmd import mount
+
+    text = "create a data set from a file: tabular (CSV or Parquet) or text (CSV)"
     dimp = actions.add_parser("import", help=text, description=text)
     dimp.set_defaults(handler=cmd_data_import)
-    dimp.add_argument("--csv", required=True, help="training CSV with a header row")
+    dimp.add_argument("--csv", help="text: training CSV with a header row")
     dimp.add_argument("--name", required=True, help="data set name")
     dimp.add_argument("--text-column", default="text", help="column with the text (default text)")
-    dimp.add_argument("--label-column", default="label", help="column with the label")
+    dimp.add_argument(
+        "--label", "--label-column", dest="label_column", default="label",
+        help="column with the label (default label)",
+    )  # fmt: skip
     dimp.add_argument("--test-csv", help="held-out CSV (default: a fixed split of --csv)")
     dimp.add_argument("--classes", help="JSON list of class names (default: sorted labels)")
     dimp.add_argument(
@@ -159,8 +172,12 @@ def add_data_import(actions: Any) -> None:
         help="skip (and count) rows whose text or label is empty",
     )
     dimp.add_argument(
-        "--test-fraction", type=_fraction, default=0.2, help="test share without --test-csv"
+        "--test-fraction",
+        type=_fraction,
+        default=0.2,
+        help="held-out share (text: without --test-csv; default 0.2)",
     )
+    mount(dimp)
 
 
 __all__ = [

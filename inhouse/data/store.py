@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
 
+from inhouse.data.packed import Packing, insert_feature_rows, read_features
 from inhouse.data.table import DatasetRecord, rows_table, validate_name
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, DatasetNotFoundError, InvalidInputError
@@ -56,34 +57,61 @@ def create_dataset(
     kind: str = "tabular",
     description: str = "",
     initial_rows: Sequence[list[dict[str, object]]] = (),
+    layout: Mapping[str, Any] | None = None,
 ) -> None:
     """Register a data set, create its table and insert ``initial_rows``, all in one transaction.
 
+    ``layout`` says how features are stored (:mod:`inhouse.data.packed`; None: float32).
     Raises ConflictError if it exists. A crash midway leaves no half-made data set.
     """
+    with engine.begin() as conn:
+        create_in(
+            conn,
+            name=name,
+            feature_names=feature_names,
+            class_names=class_names,
+            kind=kind,
+            description=description,
+            layout=layout,
+        )
+        for rows in initial_rows:
+            insert_rows(conn, name, rows)
+
+
+def create_in(
+    conn: Connection,
+    *,
+    name: str,
+    feature_names: Sequence[str],
+    class_names: Sequence[str],
+    kind: str = "tabular",
+    description: str = "",
+    layout: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`create_dataset`'s catalog entry and table, inside the caller's transaction."""
     validate_name(name)
     if not feature_names and kind == "tabular":
         raise InvalidInputError("a tabular data set needs at least one feature name")
     if len(class_names) < 2:
         raise InvalidInputError("a classification data set needs at least two classes")
+    if layout is not None:
+        Packing.of(layout, len(feature_names))  # refuses an unknown dtype or a bad scale
     table = rows_table(name)
-    with engine.begin() as conn:
-        if conn.execute(select(DatasetRecord.name).where(DatasetRecord.name == name)).first():
-            raise ConflictError(f"data set {name!r} already exists")
-        table.create(conn, checkfirst=True)
-        conn.execute(
-            insert(DatasetRecord),
-            {
-                "name": name,
-                "kind": kind,
-                "n_features": len(feature_names),
-                "feature_names": list(feature_names),
-                "class_names": list(class_names),
-                "description": description,
-            },
-        )
-        for rows in initial_rows:
-            insert_rows(conn, name, rows)
+    if conn.execute(select(DatasetRecord.name).where(DatasetRecord.name == name)).first():
+        raise ConflictError(f"data set {name!r} already exists")
+    table.create(conn, checkfirst=True)
+    conn.execute(
+        insert(DatasetRecord),
+        {
+            "name": name,
+            "kind": kind,
+            "n_features": len(feature_names),
+            "feature_names": list(feature_names),
+            "class_names": list(class_names),
+            "description": description,
+            "layout": dict(layout) if layout is not None else None,
+        },
+    )
 
 
 def get_dataset(engine: Engine, name: str) -> DatasetRecord:
@@ -135,10 +163,19 @@ def validate_rows(
 
 
 def insert_rows(conn: Connection, name: str, rows: list[dict[str, object]]) -> tuple[int, int]:
-    """Insert validated rows inside the caller's transaction; returns (first, last) ids."""
+    """Insert validated rows inside the caller's transaction; returns (first, last) ids.
+
+    Tabular rows (with ``features``) are stored packed as the data set's layout says.
+    """
     table = rows_table(name)
     before = conn.execute(select(func.max(table.c.id))).scalar()
-    conn.execute(insert(table), rows)
+    if rows and all("features" in row for row in rows):
+        layout, width = conn.execute(
+            select(DatasetRecord.layout, DatasetRecord.n_features).where(DatasetRecord.name == name)
+        ).one()
+        insert_feature_rows(conn, table, Packing.of(layout, width), rows)
+    else:
+        conn.execute(insert(table), rows)
     after = conn.execute(select(func.max(table.c.id))).scalar()
     return (int(before or 0) + 1, int(after or 0))
 
@@ -190,9 +227,16 @@ def read_rows(
     split: str | None = None,
     after_id: int | None = None,
     up_to_id: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Rows:
-    """Read rows with ``after_id < id <= up_to_id`` (both optional), ordered by id."""
+    """Read rows with ``after_id < id <= up_to_id`` (both optional), ordered by id.
+
+    ``shard=(rank, world)`` reads only the rows with ``id % world == rank``: the ``world``
+    shards are disjoint and together cover the rows (one per DDP worker).
+    """
     import torch
+
+    from inhouse.data.packed import has_packed
 
     record = get_dataset(engine, name)
     if record.kind != "tabular":
@@ -201,20 +245,24 @@ def read_rows(
             "inhouse.data.text_import.read_text_rows"
         )
     table = rows_table(name)
-    query = in_window(
-        select(table.c.id, table.c.features, table.c.label),
-        table,
-        split=split,
-        after_id=after_id,
-        up_to_id=up_to_id,
-    )
+    packing = Packing.of(record.layout, record.n_features)
     with engine.connect() as conn:
-        result = conn.execute(query).all()
-    width = record.n_features
-    x = torch.tensor([r.features for r in result], dtype=torch.float32).reshape(-1, width)
-    y = torch.tensor([r.label for r in result], dtype=torch.int64)
-    ids = torch.tensor([r.id for r in result], dtype=torch.int64)
-    return Rows(x=x, y=y, ids=ids)
+        query = in_window(
+            select(),
+            table,
+            split=split,
+            after_id=after_id,
+            up_to_id=up_to_id,
+        )
+        if shard is not None:
+            rank, world = shard
+            if not (isinstance(world, int) and world >= 1 and 0 <= rank < world):
+                raise InvalidInputError("shard must be (rank, world) with 0 <= rank < world")
+            if world > 1:
+                query = query.where(table.c.id % world == rank)
+        packed = has_packed(conn, table)
+        ids, labels, x = read_features(conn, table, packing, query, packed=packed)
+    return Rows(x=torch.from_numpy(x), y=torch.from_numpy(labels), ids=torch.from_numpy(ids))
 
 
 def describe(engine: Engine, name: str) -> DatasetInfo:

@@ -3,8 +3,12 @@
 A row table ``ds_<name>`` has a monotonically increasing ``id`` (never reused: SQLite
 ``AUTOINCREMENT``, a PostgreSQL identity), the ``ingested_at`` time, a ``split``
 (``train`` or ``test``; the test split is fixed when the set is created), the
-``features`` as a JSON array (tabular) or ``text``, and the integer ``label``.
-Other systems may append rows with plain SQL INSERTs; the coordinator consumes by id. Row
+features (tabular) or ``text``, and the integer ``label``. Tabular features are stored in
+one of two columns: ``packed``, the compact form inhouse writes (little-endian float32 or
+uint8 bytes, as the catalog's ``layout`` says: :mod:`inhouse.data.packed`), or ``features``,
+a JSON array of the feature values, for plain SQL. Other systems may append rows with plain
+SQL INSERTs (``INSERT INTO ds_x (split, features, label) VALUES ('train', '[0.1, 2]', 1)``);
+a row has one or the other, readers take both; the coordinator consumes by id. Row
 tables are created with their data set (:func:`inhouse.data.store.create_dataset`), never by
 the schema migrations, which leave them (and any other table of the database) alone.
 """
@@ -15,7 +19,18 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, func
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from inhouse.db import Base, BigId
@@ -69,6 +84,7 @@ def rows_table(name: str) -> Table:
         Column("ingested_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
         Column("split", String(8), nullable=False, server_default="train", index=True),
         Column("features", JSON, nullable=True),
+        Column("packed", LargeBinary, nullable=True),
         Column("text", Text, nullable=True),
         Column("label", Integer, nullable=False),
         sqlite_autoincrement=True,

@@ -2,6 +2,9 @@
 
 The CSV has the data set's feature columns by name (in any order, extra columns ignored) and a
 label column holding a class name or index (:func:`inhouse.data.csv_file.read_tabular_csv`).
+A data set imported from a file (``inhouse data import FILE``) takes files like the one it was
+imported from instead, CSV or Parquet: its recorded columns, encoded as at import
+(:func:`inhouse.data.tabular_import.encode_for_append`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ class TabularDatasets:
     ) -> Appended:
         from inhouse.data import append_rows
         from inhouse.data.csv_file import read_tabular_csv
+        from inhouse.data.tabular_import import encode_for_append
 
+        if "import" in (record.layout or {}):
+            x, labels = encode_for_append(args.csv, record, label=args.label_column)
+            first, last = append_rows(
+                engine, record.name, features=x.tolist(), labels=labels, split=args.split
+            )
+            return Appended(first, last, len(labels))
         features, labels = read_tabular_csv(
             args.csv,
             feature_names=list(record.feature_names),

@@ -1,9 +1,11 @@
 """One worker of a tabular training run: its rows, the MLP, DDP or DP-SGD, TensorBoard.
 
-The worker standardises by its training rows' statistics, or for a DP run by the public
-feature bounds the driver planned (never by private statistics); shards the rows with a
-``DistributedSampler``, or lets Opacus draw Poisson batches (DP). Rank 0 writes the epoch's
-scalars and weight histograms to TensorBoard.
+Without DP each of several workers reads only its shard of the rows
+(:mod:`inhouse.kinds.tabular.sharding`: ``id % world == rank``), standardises by statistics
+all-reduced over every shard and runs as many batches as the others (its shard padded to the
+largest). A DP run reads the whole split, scales by the public feature bounds the driver
+planned (never by private statistics) and lets Opacus draw Poisson batches. Rank 0 writes the
+epoch's scalars and weight histograms to TensorBoard.
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
 from inhouse.config import TrainSettings
 from inhouse.data import read_rows
 from inhouse.errors import ConfigError
 from inhouse.kinds.tabular.model import build
+from inhouse.kinds.tabular.sharding import (
+    EqualBatchSampler,
+    agreed_rows,
+    global_statistics,
+    set_statistics,
+)
 from inhouse.kinds.training import WorkerConfig, WorkerPlace, Wrap, summed, where_it_ran
 from inhouse.schema import get_engine
 from inhouse.training import evaluate, train_one_epoch
@@ -50,15 +58,21 @@ class TabularWorker:
         self._options, self._tensorboard, self._place = part.options, config.tensorboard_dir, place
         engine = get_engine(part.db_url)
         dataset, up_to_id = part.options.dataset, part.up_to_id
-        self._train = read_rows(engine, dataset, split="train", up_to_id=up_to_id)
-        self._test = read_rows(engine, dataset, split="test", up_to_id=up_to_id)
+        self._plan = part.privacy.plan
+        # DP needs every row (Poisson sampling); otherwise each worker reads its shard.
+        self._shard = (place.rank, place.world) if self._plan is None and place.world > 1 else None
+        self._train, self._test = (
+            read_rows(engine, dataset, split=split, up_to_id=up_to_id, shard=self._shard)
+            for split in ("train", "test")
+        )
         torch.manual_seed(part.options.seed)
         model = build(part.spec)  # the MLP, or Standardize → the user's builder module
-        self._plan = part.privacy.plan
         if self._plan is not None:  # DP: scale by public bounds, never by private statistics
             if part.privacy.scaling is None:
                 raise ConfigError("a DP run reached a worker without public feature bounds")
             model[0].set_bounds(*map(torch.tensor, part.privacy.scaling))  # type: ignore[operator]
+        elif self._shard is not None:  # statistics of every shard, not this one's alone
+            set_statistics(model[0], *global_statistics(self._train.x, place.device))
         else:
             model[0].fit(self._train.x)  # type: ignore[operator]
         self.model: torch.nn.Module = model.to(place.device)
@@ -67,7 +81,7 @@ class TabularWorker:
         )
         self._writer: SummaryWriter | None = None
         self._private: PrivateTraining | None = None
-        self._sampler: DistributedSampler[Any] | None = None
+        self._sampler: EqualBatchSampler | None = None
 
     def start(self, *, state: dict[str, Any] | None, start_epoch: int, wrap: Wrap) -> None:
         place, options = self._place, self._options
@@ -89,9 +103,9 @@ class TabularWorker:
             self._stepper, self._loader = self._private.optimizer, self._private.loader
             return
         self._training, self._stepper = wrap(self.model), self.optimizer
-        self._sampler = DistributedSampler(
-            dataset, num_replicas=place.world, rank=place.rank, seed=options.seed
-        )
+        rows = len(dataset)
+        total = agreed_rows(rows, place.device) if self._shard is not None else rows
+        self._sampler = EqualBatchSampler(rows, total, seed=options.seed, rank=place.rank)
         self._loader = DataLoader(dataset, batch_size=options.batch_size, sampler=self._sampler)
 
     def epoch(self, epoch: int) -> dict[str, Any]:
@@ -103,13 +117,13 @@ class TabularWorker:
             [stats.loss * stats.samples, stats.accuracy * stats.samples, stats.samples],
             self._place.device,
         )
-        held_out = evaluate(self.model, self._test.x, self._test.y)
+        test_loss, test_accuracy = self._held_out()
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen,
-            "test_loss": held_out.loss,
-            "test_accuracy": held_out.accuracy,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
             "epoch_seconds": time.perf_counter() - started,
             **where_it_ran(self._place.device),
         }
@@ -125,6 +139,16 @@ class TabularWorker:
                 self._writer.add_histogram(name, param.detach().cpu(), epoch)
             self._writer.flush()
         return metrics
+
+    def _held_out(self) -> tuple[float, float]:
+        """Test loss and accuracy; over every worker's shard when the rows are sharded."""
+        n = len(self._test)
+        held_out = evaluate(self.model, self._test.x, self._test.y) if n else None
+        if self._shard is None:
+            return (held_out.loss, held_out.accuracy) if held_out else (float("nan"),) * 2
+        local = [held_out.loss * n, held_out.accuracy * n, n] if held_out else [0.0, 0.0, 0]
+        loss_sum, correct, total = summed(local, self._place.device)
+        return (loss_sum / total, correct / total) if total else (float("nan"),) * 2
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {"accountant": self._private.accountant_state()} if self._private else {}
