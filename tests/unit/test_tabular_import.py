@@ -13,6 +13,7 @@ from inhouse.data import describe, get_dataset, list_datasets, read_rows
 from inhouse.data.tabular_import import TabularOptions, import_tabular
 from inhouse.errors import InvalidInputError
 from inhouse.schema import get_engine
+from tests.s3_server import S3Server
 
 CSV = """age,city,income,label
 30,paris,1.5,yes
@@ -170,3 +171,31 @@ def test_append_to_an_imported_data_set_encodes_as_the_import_did(
     assert err.endswith(
         "bad.csv line 2, column 'city': 'oslo' is not one of the data set's 3 categories"
     )
+
+
+def test_files_on_object_storage_import_through_the_storage_settings(
+    s3: S3Server, sqlite_url: str, tmp_path: Path
+) -> None:
+    import pyarrow.fs as pafs
+
+    from inhouse.config import StorageSettings
+    from inhouse.storage import filesystem_for
+
+    storage = StorageSettings.model_validate(s3.storage())
+    prefix = s3.uri("imports")
+    filesystem, base = filesystem_for(prefix, storage)
+    with filesystem.open_output_stream(f"{base}/people.csv") as out:
+        out.write(CSV.encode())
+    table = pa.table({"age": [30, 41, 25, 52], "label": ["yes", "no", "yes", "no"]})
+    with filesystem.open_output_stream(f"{base}/people.parquet") as out:
+        pq.write_table(table, out)
+    assert isinstance(filesystem, pafs.S3FileSystem)
+
+    engine = get_engine(sqlite_url)
+    done = import_tabular(engine, name="people", uri=f"{prefix}/people.csv", settings=storage)
+    assert done.train_rows + done.test_rows == 5
+    parquet = import_tabular(engine, name="ages", uri=f"{prefix}/people.parquet", settings=storage)
+    assert parquet.feature_names == ["age"] and parquet.class_names == ["no", "yes"]
+    with pytest.raises(InvalidInputError, match="missing.csv"):
+        import_tabular(engine, name="gone", uri=f"{prefix}/missing.csv", settings=storage)
+    assert "gone" not in list_datasets(engine)
