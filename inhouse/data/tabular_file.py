@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from inhouse.errors import InvalidInputError
+from inhouse.errors import InvalidInputError, UnavailableError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -77,7 +77,11 @@ def read_tabular_file(
     import pyarrow.fs as pafs
 
     kind = file_format(uri, format)
-    info = filesystem.get_file_info(path)
+    try:
+        info = filesystem.get_file_info(path)
+    except OSError as exc:  # the store cannot be reached (endpoint, network, credentials)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UnavailableError(f"{uri}: cannot reach the storage: {first}") from None
     if info.type != pafs.FileType.File:
         raise InvalidInputError(f"{uri} does not exist or is not a file")
     if info.size is not None and info.size > MAX_IMPORT_BYTES:

@@ -9,9 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from inhouse.config import StorageSettings
 from inhouse.data import describe, get_dataset, list_datasets, read_rows
 from inhouse.data.tabular_import import TabularOptions, import_tabular
-from inhouse.errors import InvalidInputError
+from inhouse.errors import InvalidInputError, UnavailableError
 from inhouse.schema import get_engine
 from tests.s3_server import S3Server
 
@@ -127,8 +128,13 @@ def test_missing_file_and_unknown_format(sqlite_url: str, tmp_path: Path) -> Non
         import_tabular(engine, name="x", uri=str(tmp_path / "nope.csv"))
     with pytest.raises(InvalidInputError, match="give --format"):
         import_tabular(engine, name="x", uri=_write(tmp_path, CSV, "data.bin"))
-    with pytest.raises(InvalidInputError, match="only local files"):
-        import_tabular(engine, name="x", uri="s3://bucket/data.csv")
+    with pytest.raises(UnavailableError, match="s3://bucket/data.csv: cannot reach the storage"):
+        import_tabular(  # no endpoint configured: the default AWS endpoint, unreachable here
+            engine,
+            name="x",
+            uri="s3://bucket/data.csv",
+            settings=StorageSettings(connect_timeout_s=1, request_timeout_s=2),
+        )
 
 
 def test_cli_imports_a_tabular_file_and_refuses_a_bad_one_in_one_line(
