@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
 
+from inhouse.data.seal import lock_sealer, seal, seal_in
 from inhouse.data.table import DatasetRecord, rows_table, validate_name
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, DatasetNotFoundError, InvalidInputError
@@ -21,7 +22,8 @@ MAX_APPEND_ROWS = 1_000_000
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a data set holds; ``last_id`` is the stream watermark candidate."""
+    """What a data set holds; ``first_id``/``last_id`` are its sealed rows' ``seq`` range
+    (``last_id`` is the stream watermark candidate)."""
 
     name: str
     kind: str
@@ -37,7 +39,8 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class Rows:
-    """A row range as tensors: ``x`` float32 (n, features), ``y`` int64 (n,), ``ids`` int64."""
+    """A row range as tensors: ``x`` float32 (n, features), ``y`` int64 (n,), ``ids`` int64
+    (the rows' stream positions, ``seq``: the values watermarks and row windows count in)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -135,11 +138,14 @@ def validate_rows(
 
 
 def insert_rows(conn: Connection, name: str, rows: list[dict[str, object]]) -> tuple[int, int]:
-    """Insert validated rows inside the caller's transaction; returns (first, last) ids."""
+    """Insert validated rows inside the caller's transaction and seal them
+    (:mod:`inhouse.data.seal`); returns the (first, last) ``seq`` they were given."""
     table = rows_table(name)
-    before = conn.execute(select(func.max(table.c.id))).scalar()
+    lock_sealer(conn, table.name)
+    before = conn.execute(select(func.max(table.c.seq))).scalar()
     conn.execute(insert(table), rows)
-    after = conn.execute(select(func.max(table.c.id))).scalar()
+    seal_in(conn, table.name)
+    after = conn.execute(select(func.max(table.c.seq))).scalar()
     return (int(before or 0) + 1, int(after or 0))
 
 
@@ -172,15 +178,16 @@ def in_window(
     after_id: int | None,
     up_to_id: int | None,
 ) -> Select[Any]:
-    """``query`` restricted to ``after_id < id <= up_to_id`` (both optional) and ``split``,
-    ordered by id."""
+    """``query`` restricted to sealed rows with ``after_id < seq <= up_to_id`` (both optional:
+    watermark values, :mod:`inhouse.data.seal`) and ``split``, ordered by ``seq``."""
     if split is not None:
         query = query.where(table.c.split == split)
+    query = query.where(table.c.seq.is_not(None))
     if after_id is not None:
-        query = query.where(table.c.id > after_id)
+        query = query.where(table.c.seq > after_id)
     if up_to_id is not None:
-        query = query.where(table.c.id <= up_to_id)
-    return query.order_by(table.c.id)
+        query = query.where(table.c.seq <= up_to_id)
+    return query.order_by(table.c.seq)
 
 
 def read_rows(
@@ -191,10 +198,15 @@ def read_rows(
     after_id: int | None = None,
     up_to_id: int | None = None,
 ) -> Rows:
-    """Read rows with ``after_id < id <= up_to_id`` (both optional), ordered by id."""
+    """Read rows with ``after_id < seq <= up_to_id`` (both optional), ordered by ``seq``;
+    a registered table is read in place (:mod:`inhouse.data.external`)."""
     import torch
 
     record = get_dataset(engine, name)
+    if record.source is not None:
+        from inhouse.data.external_read import read_external
+
+        return read_external(engine, record, split=split, after_id=after_id, up_to_id=up_to_id)
     if record.kind != "tabular":
         raise InvalidInputError(
             f"data set {name!r} holds {record.kind} rows; read it with "
@@ -202,7 +214,7 @@ def read_rows(
         )
     table = rows_table(name)
     query = in_window(
-        select(table.c.id, table.c.features, table.c.label),
+        select(table.c.seq.label("id"), table.c.features, table.c.label),
         table,
         split=split,
         after_id=after_id,
@@ -217,17 +229,30 @@ def read_rows(
     return Rows(x=x, y=y, ids=ids)
 
 
-def describe(engine: Engine, name: str) -> DatasetInfo:
-    """Counts and id range of a data set."""
-    record = get_dataset(engine, name)
+def _counts(engine: Engine, name: str) -> tuple[int | None, int | None, int, int]:
+    """(first seq, last seq, rows, test rows) of an own table, after sealing new rows."""
     table = rows_table(name)
+    seal(engine, name)
+    sealed = table.c.seq.is_not(None)
     with engine.connect() as conn:
         first, last, total = conn.execute(
-            select(func.min(table.c.id), func.max(table.c.id), func.count())
+            select(func.min(table.c.seq), func.max(table.c.seq), func.count()).where(sealed)
         ).one()
         test = conn.execute(
-            select(func.count()).select_from(table).where(table.c.split == "test")
+            select(func.count()).select_from(table).where(sealed, table.c.split == "test")
         ).scalar_one()
+    return first, last, int(total), int(test)
+
+
+def describe(engine: Engine, name: str) -> DatasetInfo:
+    """Counts and ``seq`` range of a data set's sealed rows (sealing any new ones first)."""
+    record = get_dataset(engine, name)
+    if record.source is not None:
+        from inhouse.data.external_read import describe_external
+
+        first, last, total, test = describe_external(engine, record)
+    else:
+        first, last, total, test = _counts(engine, name)
     return DatasetInfo(
         name=record.name,
         kind=record.kind,

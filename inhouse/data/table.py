@@ -3,8 +3,10 @@
 A row table ``ds_<name>`` has a monotonically increasing ``id`` (never reused: SQLite
 ``AUTOINCREMENT``, a PostgreSQL identity), the ``ingested_at`` time, a ``split``
 (``train`` or ``test``; the test split is fixed when the set is created), the
-``features`` as a JSON array (tabular) or ``text``, and the integer ``label``.
-Other systems may append rows with plain SQL INSERTs; the coordinator consumes by id. Row
+``features`` as a JSON array (tabular) or ``text``, the integer ``label`` and ``seq``, the
+row's place in commit order (:mod:`inhouse.data.seal`: null until sealed after its commit).
+Other systems may append rows with plain SQL INSERTs (leaving ``seq`` null); the coordinator
+consumes by ``seq``, so a transaction committing after one with a higher id is never skipped. Row
 tables are created with their data set (:func:`inhouse.data.store.create_dataset`), never by
 the schema migrations, which leave them (and any other table of the database) alone.
 """
@@ -15,7 +17,19 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from inhouse.db import Base, BigId
@@ -71,5 +85,7 @@ def rows_table(name: str) -> Table:
         Column("features", JSON, nullable=True),
         Column("text", Text, nullable=True),
         Column("label", Integer, nullable=False),
+        Column("seq", BigInteger, nullable=True),
+        Index(f"ux_{table_name}_seq", "seq", unique=True),
         sqlite_autoincrement=True,
     )

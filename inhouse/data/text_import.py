@@ -190,7 +190,7 @@ def read_text_rows(
         raise InvalidInputError(f"data set {name!r} holds {record.kind} rows, not text")
     table = rows_table(name)
     query = in_window(
-        select(table.c.id, table.c.text, table.c.label),
+        select(table.c.seq.label("id"), table.c.text, table.c.label),
         table,
         split=split,
         after_id=after_id,
