@@ -1,9 +1,10 @@
-"""``inhouse data seed|list|append|import``: the data sets, SQL tables the models learn from.
+"""``inhouse data seed|list|append|import|register``: the data sets the models learn from.
 
 ``data append`` is how new labelled rows reach a model's stream from a CSV (the coordinator
 retrains on them): the data set's kind reads the file (``kinds/<name>/datasets.py``,
 :class:`inhouse.kinds.datasets.DatasetsKind`). ``data import`` creates a text data set
-(:mod:`inhouse.cli.import_cmd`); tabular data sets come from ``data seed``.
+(:mod:`inhouse.cli.import_cmd`); tabular data sets come from ``data seed``; ``data register``
+uses an existing table in place (:mod:`inhouse.cli.register_cmd`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from inhouse.cli.auth import authorize
 from inhouse.cli.import_cmd import add_data_import
 from inhouse.cli.parser import leaf
+from inhouse.cli.register_cmd import add_data_register
 from inhouse.config import Settings
 from inhouse.console import print_table, step
 
@@ -58,6 +60,7 @@ def add_parser(commands: Any) -> None:
         help="train (default: new rows the coordinator retrains on) or test (held-out)",
     )
     add_data_import(acts)
+    add_data_register(acts)
 
 
 def _engine(settings: Settings) -> Any:

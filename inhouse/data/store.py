@@ -157,8 +157,13 @@ def append_rows(
     labels: Sequence[int],
     split: str = "train",
 ) -> tuple[int, int]:
-    """Append rows in one transaction; returns the (first, last) ids written."""
+    """Append rows in one transaction; returns the (first, last) ``seq`` written."""
     record = get_dataset(engine, name)
+    if record.source is not None:
+        raise InvalidInputError(
+            f"data set {name!r} is the registered table {record.source.get('table')!r}, read "
+            "in place: append rows to that table itself"
+        )
     rows = validate_rows(
         features=features,
         labels=labels,
