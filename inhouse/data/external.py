@@ -99,7 +99,10 @@ def _numeric(column: Column[Any]) -> bool:
     return kind is not bool and kind in (int, float) or kind.__name__ == "Decimal"
 
 
-def _label_values(conn: Connection, src: Any, source: dict[str, Any], classes: Sequence[str]):
+def _label_values(
+    conn: Connection, src: Any, source: dict[str, Any], classes: Sequence[str]
+) -> tuple[list[Any], list[str]]:
+    """The label values in class order, and the class names (``--classes`` or the values)."""
     label = src.c[source["label"]]
     found = list(
         conn.execute(

@@ -34,8 +34,8 @@ def position(engine: Engine, dataset: str, *, after_id: int) -> StreamPosition:
     if record.source is not None:
         from inhouse.data.external_read import position_external
 
-        newest, fresh = position_external(engine, record, after_id=after_id)
-        return StreamPosition(max_row_id=newest, new_train_rows=fresh)
+        top, above = position_external(engine, record, after_id=after_id)
+        return StreamPosition(max_row_id=top, new_train_rows=above)
     seal(engine, dataset)
     table = rows_table(dataset)
     with engine.connect() as conn:
