@@ -11,19 +11,30 @@ it, until the rows are restored (or the data set re-created or re-registered und
 
 The windows tile the consumed prefix ``(0, u1], (u1, u2], ...``, so every consumed row is
 hashed once per check, in one ordered pass. The checksum is BLAKE2b-128 over each row's
-non-null columns in name order (``name``, ``repr(value)``; bytes as they are), so a column
-added later with nulls (``packed``) does not change old windows.
+non-null values as training reads them (``seq``, id, split, label, the features as stored,
+text, any further column such as ``packed`` as hex; ``ingested_at`` left out), so a column
+added later with nulls does not change old windows.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Engine, String, UniqueConstraint, func, select
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    String,
+    Text,
+    UniqueConstraint,
+    cast,
+    func,
+    select,
+)
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -62,41 +73,55 @@ class Window:
     checksum: str
 
 
-def _row_bytes(row: Mapping[str, Any]) -> Iterator[bytes]:
-    for name in sorted(row):
-        value = row[name]
-        if value is None:
-            continue
-        yield name.encode()
-        yield bytes(value) if isinstance(value, bytes | memoryview) else repr(value).encode()
+def _encode(row: Sequence[Any]) -> str:
+    """One row as text: its non-null values (bytes as hex), so a column added later with
+    nulls leaves old windows' checksums alone."""
+    return "|".join(
+        bytes(v).hex() if isinstance(v, bytes | memoryview) else repr(v)
+        for v in row
+        if v is not None
+    )
 
 
-def fingerprints(
-    rows: Iterable[tuple[int, Mapping[str, Any]]], bounds: list[tuple[int, int]]
-) -> list[Window]:
-    """Fingerprint consecutive windows ``bounds`` from ``(seq, row)`` pairs in ``seq`` order."""
+def fingerprints(rows: Iterable[Sequence[Any]], bounds: list[tuple[int, int]]) -> list[Window]:
+    """Fingerprint consecutive windows ``bounds`` from rows whose first value is their ``seq``,
+    in ``seq`` order."""
     hashers = [hashlib.blake2b(digest_size=16) for _ in bounds]
     counts = [0] * len(bounds)
+    pending: list[str] = []
     at = 0
-    for seq, row in rows:
-        while at < len(bounds) and seq > bounds[at][1]:
-            at += 1
-        if at == len(bounds):
-            break
+
+    def flush() -> None:
+        if pending:
+            hashers[at].update("\n".join(pending).encode())
+            hashers[at].update(b"\n")
+            pending.clear()
+
+    for row in rows:
+        seq = row[0]
+        if seq > bounds[at][1]:
+            flush()
+            while at < len(bounds) and seq > bounds[at][1]:
+                at += 1
+            if at == len(bounds):
+                break
         if seq <= bounds[at][0]:
             continue
         counts[at] += 1
-        for piece in _row_bytes(row):
-            hashers[at].update(len(piece).to_bytes(4, "little"))
-            hashers[at].update(piece)
+        pending.append(_encode(row))
+        if len(pending) >= 4096:
+            flush()
+    if at < len(bounds):
+        flush()
     return [
         Window(lo, hi, n, h.hexdigest())
         for (lo, hi), n, h in zip(bounds, counts, hashers, strict=True)
     ]
 
 
-def _rows(engine: Engine, dataset: str, after: int, up_to: int) -> Iterator[tuple[int, Any]]:
-    """The data set's rows with ``after < seq <= up_to`` as ``(seq, row mapping)``."""
+def _rows(engine: Engine, dataset: str, after: int, up_to: int) -> Iterator[Sequence[Any]]:
+    """The data set's rows with ``after < seq <= up_to``, ``seq`` first, in ``seq`` order:
+    what training reads (split, label, features as stored, text, packed bytes)."""
     from inhouse.data.store import get_dataset
 
     record = get_dataset(engine, dataset)
@@ -108,16 +133,21 @@ def _rows(engine: Engine, dataset: str, after: int, up_to: int) -> Iterator[tupl
     from inhouse.data.table import rows_table
 
     table = rows_table(dataset)
+    columns = [table.c.seq, table.c.id, table.c.split, table.c.label]
+    columns += [cast(table.c.features, Text), table.c.text]
+    columns += [
+        c
+        for c in table.c
+        if c.name not in {"seq", "id", "split", "label", "features", "text", "ingested_at"}
+    ]
     query = (
-        select(table)
+        select(*columns)
         .where(table.c.seq > after, table.c.seq <= up_to)
         .order_by(table.c.seq)
-        .execution_options(yield_per=10_000)
+        .execution_options(yield_per=20_000)
     )
     with engine.connect() as conn:
-        for row in conn.execute(query):
-            mapping = row._mapping
-            yield int(mapping["seq"]), mapping
+        yield from conn.execute(query).tuples()
 
 
 def recorded(engine: Engine, dataset: str) -> list[Window]:

@@ -10,7 +10,7 @@ retraining and the coordinator never branch on where a data set lives.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -142,12 +142,11 @@ def position_external(engine: Engine, record: DatasetRecord, *, after_id: int) -
 
 def window_rows(
     engine: Engine, record: DatasetRecord, *, after: int, up_to: int
-) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    """The registered table's used columns for ``after < seq <= up_to``, as ``(seq, row)``."""
+) -> Iterator[Sequence[Any]]:
+    """The registered table's used columns for ``after < seq <= up_to``, ``seq`` first."""
     source = dict(record.source or {})
     names = [source["label"], *source["features"]] + ([source["time"]] if source["time"] else [])
     query, keys = _joined(record, list(dict.fromkeys(names)))
-    query = _window(query, keys, after, up_to).execution_options(yield_per=10_000)
+    query = _window(query, keys, after, up_to).execution_options(yield_per=20_000)
     with engine.connect() as conn:
-        for row in conn.execute(query):
-            yield int(row[0]), dict(row._mapping)
+        yield from conn.execute(query).tuples()

@@ -14,7 +14,8 @@ SQLite: the database's single write lock). A row committed late is sealed later,
 Readers see only sealed rows (``seq`` not null); every watermark, row window and privacy-ledger
 span is a ``seq`` range (rows made before sealing existed have ``seq = id``, migration 0003).
 
-inhouse's own writers seal in their inserting transaction (:func:`seal_in`); rows that other
+inhouse's own writers number their rows in their inserting transaction, under the lock
+(:func:`reserve_seqs`: no UPDATE, so bulk imports pay nothing for it); rows that other
 systems INSERT with plain SQL are sealed when inhouse next looks (:func:`seal`, called by
 ``describe`` and the coordinator's poll).
 """
@@ -33,13 +34,25 @@ def _quote(conn: Connection, name: str) -> str:
 
 
 def lock_sealer(conn: Connection, table_name: str) -> None:
-    """Hold this data set's sealer lock until the transaction ends (PostgreSQL; SQLite's
-    write lock already admits one writer at a time)."""
+    """Hold this data set's sealer lock until the transaction ends: PostgreSQL's advisory lock;
+    on SQLite the database's write lock, taken now by a write that changes nothing (a plain
+    SELECT would run before pysqlite's implicit BEGIN)."""
     if conn.dialect.name == "postgresql":
         conn.execute(
             text("SELECT pg_advisory_xact_lock(:cls, hashtext(:name))"),
             {"cls": LOCK_CLASS, "name": table_name},
         )
+    else:
+        conn.execute(text(f"UPDATE {_quote(conn, table_name)} SET seq = seq WHERE 0 = 1"))
+
+
+def reserve_seqs(conn: Connection, table_name: str) -> int:
+    """For a writer about to insert rows with explicit ``seq`` values: take the sealer lock
+    (kept until the caller's transaction ends) and return the first free ``seq``; give the
+    rows ``first, first + 1, ...`` in the same transaction. No UPDATE afterwards."""
+    lock_sealer(conn, table_name)
+    t = _quote(conn, table_name)
+    return int(conn.execute(text(f"SELECT COALESCE(MAX(seq), 0) FROM {t}")).scalar_one()) + 1
 
 
 def seal_in(conn: Connection, table_name: str) -> int:

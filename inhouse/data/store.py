@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
 
-from inhouse.data.seal import lock_sealer, seal, seal_in
+from inhouse.data.seal import reserve_seqs, seal
 from inhouse.data.table import DatasetRecord, rows_table, validate_name
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, DatasetNotFoundError, InvalidInputError
@@ -138,15 +138,12 @@ def validate_rows(
 
 
 def insert_rows(conn: Connection, name: str, rows: list[dict[str, object]]) -> tuple[int, int]:
-    """Insert validated rows inside the caller's transaction and seal them
-    (:mod:`inhouse.data.seal`); returns the (first, last) ``seq`` they were given."""
+    """Insert validated rows inside the caller's transaction, numbered in commit order
+    (:func:`inhouse.data.seal.reserve_seqs`); returns the (first, last) ``seq`` they got."""
     table = rows_table(name)
-    lock_sealer(conn, table.name)
-    before = conn.execute(select(func.max(table.c.seq))).scalar()
-    conn.execute(insert(table), rows)
-    seal_in(conn, table.name)
-    after = conn.execute(select(func.max(table.c.seq))).scalar()
-    return (int(before or 0) + 1, int(after or 0))
+    first = reserve_seqs(conn, table.name)
+    conn.execute(insert(table), [{**row, "seq": first + i} for i, row in enumerate(rows)])
+    return first, first + len(rows) - 1
 
 
 def append_rows(
