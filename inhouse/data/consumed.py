@@ -133,7 +133,7 @@ def _rows(engine: Engine, dataset: str, after: int, up_to: int) -> Iterator[Sequ
     from inhouse.data.table import rows_table
 
     table = rows_table(dataset)
-    columns = [table.c.seq, table.c.id, table.c.split, table.c.label]
+    columns: list[Any] = [table.c.seq, table.c.id, table.c.split, table.c.label]
     columns += [cast(table.c.features, Text), table.c.text]
     columns += [
         c

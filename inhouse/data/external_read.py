@@ -68,8 +68,10 @@ def read_external(
     split: str | None,
     after_id: int | None,
     up_to_id: int | None,
+    shard: tuple[int, int] | None = None,
 ) -> Rows:
-    """The registered table's rows with ``after_id < seq <= up_to_id``, as tensors."""
+    """The registered table's rows with ``after_id < seq <= up_to_id``, as tensors; with
+    ``shard=(rank, world)`` only the rows with ``seq % world == rank``."""
     import torch
 
     from inhouse.data.store import Rows
@@ -81,6 +83,9 @@ def read_external(
     seqs = np.array([r[0] for r in result], dtype=np.int64)
     key_values = np.array([r[1] for r in result], dtype=np.int64)
     keep = _split_of(source, key_values, split)
+    if shard is not None:
+        rank, world = shard
+        keep &= seqs % world == rank
     chosen = [r for r, k in zip(result, keep, strict=True) if k]
     index = {v: i for i, v in enumerate(source["label_values"])}
     where = source["table"]

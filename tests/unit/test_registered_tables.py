@@ -135,3 +135,21 @@ def test_a_change_to_consumed_rows_of_a_registered_table_stops_training(db_url: 
         conn.execute(text("UPDATE events SET a = 99 WHERE event_id = 102"))
     with pytest.raises(DataChangedError, match=r"'ev' changed in consumed rows seq 21\.\.25"):
         check_consumed(engine, "ev", up_to=None, by="run-3")
+
+
+def test_shards_of_a_registered_table_are_disjoint_and_cover_it(sqlite_url: str) -> None:
+    from inhouse.data.external_read import read_external
+
+    engine = get_engine(sqlite_url)
+    _user_table(engine, 50)
+    _register(engine)
+    record = get_dataset(engine, "ev")
+    whole = read_external(engine, record, split="train", after_id=None, up_to_id=None)
+    parts = [
+        read_external(
+            engine, record, split="train", after_id=None, up_to_id=None, shard=(rank, 2)
+        ).ids.tolist()
+        for rank in range(2)
+    ]
+    assert not set(parts[0]) & set(parts[1])
+    assert sorted(parts[0] + parts[1]) == whole.ids.tolist()
