@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import Engine, func, insert, select, text
 
 from inhouse.data import append_rows, create_dataset, describe, read_rows
-from inhouse.data.stream import position
+from inhouse.data.store import insert_rows
+from inhouse.data.stream import StreamPosition, position
 from inhouse.data.table import rows_table
 from inhouse.schema import get_engine
+from tests.polling import wait_for
 
 
 def _dataset(engine: object, name: str = "s") -> None:
@@ -61,3 +65,37 @@ def test_sealing_numbers_in_commit_order_and_never_renumbers(db_url: str) -> Non
     again = append_rows(engine, "s", features=[[4.0]], labels=[1])
     assert again == (4, 4)
     assert position(engine, "s", after_id=3).new_train_rows == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_poll_waits_for_a_writer_holding_the_sealer_lock(db_url: str) -> None:
+    """An inhouse writer numbers its rows under the advisory lock; a poll sealing another
+    system's row meanwhile waits for it, then numbers that row after the writer's."""
+    engine = get_engine(db_url)
+    _dataset(engine)
+    writer = engine.connect()
+    try:
+        tx = writer.begin()
+        assert insert_rows(writer, "s", [{"features": [1.0], "label": 0, "split": "train"}]) == (
+            1,
+            1,
+        )
+        with engine.begin() as conn:  # another system's row commits first
+            conn.execute(insert(rows_table("s")), [{"features": [2.0], "label": 1}])
+        seen: list[StreamPosition] = []
+        poll = threading.Thread(target=lambda: seen.append(position(engine, "s", after_id=0)))
+        poll.start()
+        wait_for(lambda: _waiting_on_advisory_lock(engine), what="the poll to wait for the lock")
+        tx.commit()
+    finally:
+        writer.close()
+    poll.join(timeout=30)
+    assert seen and (seen[0].max_row_id, seen[0].new_train_rows) == (2, 2)
+    assert read_rows(engine, "s").x.tolist() == [[1.0], [2.0]]
+
+
+def _waiting_on_advisory_lock(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        return bool(conn.execute(text(query)).scalar())
