@@ -12,7 +12,7 @@ it, until the rows are restored (or the data set re-created or re-registered und
 The windows tile the consumed prefix ``(0, u1], (u1, u2], ...``, so every consumed row is
 hashed once per check, in one ordered pass. The checksum is BLAKE2b-128 over each row's
 non-null values as training reads them (``seq``, id, split, label, the features as stored,
-text, any further column such as ``packed`` as hex; ``ingested_at`` left out), so a column
+text, any further column such as ``packed``; ``ingested_at`` left out), so a column
 added later with nulls does not change old windows.
 """
 
@@ -74,13 +74,12 @@ class Window:
 
 
 def _encode(row: Sequence[Any]) -> str:
-    """One row as text: its non-null values (bytes as hex), so a column added later with
+    """One row as text: the ``repr`` of its non-null values, so a column added later with
     nulls leaves old windows' checksums alone."""
-    return "|".join(
-        bytes(v).hex() if isinstance(v, bytes | memoryview) else repr(v)
-        for v in row
-        if v is not None
-    )
+    values = tuple(row)
+    if None in values:
+        values = tuple(v for v in values if v is not None)
+    return repr(values)
 
 
 def fingerprints(rows: Iterable[Sequence[Any]], bounds: list[tuple[int, int]]) -> list[Window]:
