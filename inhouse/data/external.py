@@ -81,6 +81,15 @@ def split_table_name(table: str) -> tuple[str | None, str]:
     return (names[0], names[1]) if len(names) == 2 else (None, names[0])
 
 
+def _inhouse_table(table_name: str) -> bool:
+    """inhouse's own tables (in any schema): never a data set's source (tokens, audit, ...)."""
+    from inhouse.migrations.metadata import model_metadata
+
+    lowered = table_name.lower()
+    own = lowered in model_metadata().tables or lowered == "alembic_version"
+    return own or lowered.startswith(("ds_", "dsk_"))
+
+
 def source_table(source: dict[str, Any]) -> Any:
     """A lightweight, quoted handle on the registered table's columns (never created)."""
     names = [source["key"], source["label"], *source["features"]]
@@ -152,6 +161,10 @@ def register_table(
     if not 0.0 <= test_fraction < 1.0:
         raise InvalidInputError(f"test fraction must be in [0, 1), not {test_fraction}")
     where = f"{schema}.{table_name}" if schema else table_name
+    if _inhouse_table(table_name):
+        raise InvalidInputError(
+            f"table {where!r} is one of inhouse's own tables; register your own table or view"
+        )
     with engine.begin() as conn:
         try:
             reflected = Table(table_name, MetaData(), schema=schema, autoload_with=conn)

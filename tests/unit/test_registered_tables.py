@@ -110,6 +110,9 @@ def test_registration_refuses_what_it_cannot_read(db_url: str) -> None:
         _register(engine, features=["a", "zz"])
     with pytest.raises(InvalidInputError, match="'note' is not numeric"):
         _register(engine, features=["a", "note"])
+    for own in ("access_tokens", "public.audit_log", "ds_digits", "alembic_version"):
+        with pytest.raises(InvalidInputError, match="one of inhouse's own tables"):
+            _register(engine, table=own)
     with pytest.raises(InvalidInputError, match="invalid table name"):
         _register(engine, table="events; drop table x")
     with pytest.raises(InvalidInputError, match="holds 2"):
