@@ -118,6 +118,12 @@ def _label_values(
             select(label).where(label.is_not(None)).distinct().order_by(label).limit(MAX_CLASSES)
         ).scalars()
     )
+    odd = [v for v in found if isinstance(v, bool) or not isinstance(v, int | str)]
+    if odd:
+        raise InvalidInputError(
+            f"column {source['label']!r} of {source['table']!r} holds {odd[0]!r}: a label must "
+            "be an integer class index or a class name (text)"
+        )
     if classes:
         values: list[Any] = (
             list(range(len(classes))) if all(isinstance(v, int) for v in found) else list(classes)

@@ -115,6 +115,8 @@ def test_registration_refuses_what_it_cannot_read(db_url: str) -> None:
             _register(engine, table=own)
     with pytest.raises(InvalidInputError, match="invalid table name"):
         _register(engine, table="events; drop table x")
+    with pytest.raises(InvalidInputError, match="a label must be an integer class index"):
+        _register(engine, label="a", features=["b"])
     with pytest.raises(InvalidInputError, match="holds 2"):
         _register(engine, classes=["p", "q"])
     _register(engine, classes=["p", "q", "r"])
