@@ -123,6 +123,7 @@ def _tabular(label: str, url: str, csv: Path, rows: int) -> list[dict[str, Any]]
 def _mnist(label: str, url: str) -> dict[str, Any]:
     from inhouse.data import read_rows
     from inhouse.data.packed import Packing, insert_packed
+    from inhouse.data.seal import reserve_seqs
     from inhouse.data.store import create_in
     from inhouse.data.table import rows_table
     from inhouse.schema import get_engine
@@ -146,6 +147,7 @@ def _mnist(label: str, url: str) -> dict[str, Any]:
             blobs=packing.blobs(pixels),
             labels=rng.integers(0, 10, MNIST_ROWS).tolist(),
             splits=["train"] * MNIST_ROWS,
+            first_seq=reserve_seqs(conn, "ds_mnist_sized"),
         )
     times = [_seconds(lambda: read_rows(engine, "mnist_sized")) for _ in range(2)]
     return row(

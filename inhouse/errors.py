@@ -13,6 +13,7 @@
     │   ├── ModelNotFoundError        404  unknown model name / alias / version
     │   └── DatasetNotFoundError      404  unknown data set
     ├── ConflictError                 409  would change something immutable or already present
+    │   └── DataChangedError          409  rows a model already consumed were changed or deleted
     ├── AuthenticationError           401  no, malformed, expired or revoked credentials
     ├── PermissionDeniedError         403  authenticated but lacking the permission
     ├── RateLimitedError              429  a token sent more requests than its rate allows
@@ -90,6 +91,13 @@ class DatasetNotFoundError(NotFoundError):
 class ConflictError(InhouseError):
     status_code = 409
     code = "conflict"
+
+
+class DataChangedError(ConflictError):
+    """A consumed row window no longer matches its recorded count and checksum: the data
+    set broke its append-only contract, so training on it stops until someone looks."""
+
+    code = "data_changed"
 
 
 class AuthenticationError(InhouseError):

@@ -33,7 +33,7 @@ from inhouse.errors import InhouseError, UnavailableError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "0002"
+HEAD = "0003"
 """The newest revision in ``migrations/versions`` (a test keeps the two equal)."""
 SCRIPTS = Path(__file__).parent / "migrations"
 _LOCK_KEY = 0x1A7D38B  # first key of the advisory lock; the second is the schema's hash

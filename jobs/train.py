@@ -34,6 +34,7 @@ from inhouse.config import Settings, load_settings
 from inhouse.console import EPOCH_MARKER, RESULT_MARKER, emit
 from inhouse.crypto import KeyRing
 from inhouse.data import describe
+from inhouse.data.consumed import check_consumed
 from inhouse.errors import ConfigError
 from inhouse.jobs.driver import joined_cluster
 from inhouse.jobs.resume import resume
@@ -187,6 +188,12 @@ def run(
     prepared = training.prepare(settings, options, name=name, directory=directory)
     config = loop_config(settings, kind, prepared, crash_at_epoch=crash_at_epoch)
     engine = services.engine(settings)
+    try:  # the append-only contract: consumed rows unchanged; record the ones read now
+        info = prepared.state.get("info")
+        check_consumed(engine, options.dataset, up_to=getattr(info, "last_id", None), by=name)
+    except BaseException:
+        prepared.privacy.fail(engine, steps=0)  # refused before a row was read
+        raise
     started = time.perf_counter()
     try:
         result = trainer(settings, options, prepared, config).fit()

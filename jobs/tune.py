@@ -36,6 +36,8 @@ from torch.utils.tensorboard import SummaryWriter
 from inhouse import services
 from inhouse.config import Settings, TrainSettings, TuneSettings, load_settings
 from inhouse.console import RESULT_MARKER, emit
+from inhouse.data import describe
+from inhouse.data.consumed import check_consumed
 from inhouse.errors import ConfigError
 from inhouse.flags import add_section_flags, section_overrides
 from inhouse.jobs.driver import joined_cluster
@@ -162,6 +164,8 @@ def run(settings: Settings, tune_cfg: TuneSettings) -> dict[str, Any]:
     tuning = kind_named(kind).tuning  # a kind without a search space here: a clear error
     kind_for(settings, cfg)  # whose options these are
     name, directory = new_run(settings, "tune", cfg.model)
+    engine = services.engine(settings)  # the append-only contract, checked once per search
+    check_consumed(engine, cfg.dataset, up_to=describe(engine, cfg.dataset).last_id, by=name)
     if cfg.dp:
         print(
             f"DP-SGD is on: each of the {tune_cfg.num_trials} trials is charged to the privacy "

@@ -1,10 +1,11 @@
-"""``inhouse data seed|list|append|import``: the data sets, SQL tables the models learn from.
+"""``inhouse data seed|list|append|import|register``: the data sets the models learn from.
 
 ``data append`` is how new labelled rows reach a model's stream from a CSV (the coordinator
 retrains on them): the data set's kind reads the file (``kinds/<name>/datasets.py``,
 :class:`inhouse.kinds.datasets.DatasetsKind`). ``data import`` creates a tabular data set from
 a CSV or Parquet file (:mod:`inhouse.cli.data_import_cmd`) or a text data set from a CSV
-(:mod:`inhouse.cli.import_cmd`); ``data seed`` creates the built-in ones.
+(:mod:`inhouse.cli.import_cmd`); ``data seed`` creates the built-in ones; ``data register``
+uses an existing table in place (:mod:`inhouse.cli.data_register_cmd`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 from typing import Any
 
 from inhouse.cli.auth import authorize
+from inhouse.cli.data_register_cmd import add_data_register
 from inhouse.cli.import_cmd import add_data_import
 from inhouse.cli.parser import leaf
 from inhouse.config import Settings
@@ -59,6 +61,7 @@ def add_parser(commands: Any) -> None:
         help="train (default: new rows the coordinator retrains on) or test (held-out)",
     )
     add_data_import(acts)
+    add_data_register(acts)
 
 
 def _engine(settings: Settings) -> Any:

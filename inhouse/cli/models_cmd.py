@@ -11,8 +11,8 @@ from typing import Any
 
 from inhouse.cli.auth import authorize
 from inhouse.cli.import_cmd import add_models_import
+from inhouse.cli.models_register_cmd import add_models_register
 from inhouse.cli.parser import leaf
-from inhouse.cli.register_cmd import add_models_register
 from inhouse.config import Settings
 from inhouse.console import print_table
 

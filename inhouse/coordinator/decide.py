@@ -12,7 +12,10 @@ Rules it enforces (unit-tested without Ray or a database):
 - a candidate that passed the gate becomes a canary (alias ``candidate``, a share of the
   traffic) when ``canary_share`` > 0 and there is a champion; no retrain starts while a canary
   runs; the canary ends promoted (``champion`` moves, ``previous`` keeps the old one) or rolled
-  back (the ``candidate`` alias goes).
+  back (the ``candidate`` alias goes);
+- rows already consumed that changed (:class:`~inhouse.errors.DataChangedError`, found when a
+  retrain starts) stop the coordinator at once: no backoff and retry on data that broke the
+  append-only contract.
 
 The caller commits the returned state, events and alias moves in one transaction
 (:meth:`~inhouse.coordinator.state.CoordinatorStore.commit`).
@@ -197,6 +200,18 @@ class Policy:
             return Decision("wait", backing_off.replace(status="stopped"), reason, [event, stop])
         reason = f"failed ({error[:200]}); retry in {wait:.0f} s"
         return Decision("wait", backing_off, reason, [event])
+
+    def data_changed(self, state: CoordinatorState, error: str) -> Decision:
+        """Rows already consumed changed (the data set broke its append-only contract): drop
+        the job, keep the watermark and stop; retrying cannot help until someone fixes the
+        data, and ``coordinator start`` resumes after that."""
+        job = self._job(state)
+        reason = f"stopped: {error[:500]}"
+        events = [
+            Event("data_changed", {"run_id": job["run_id"], "error": error[:2000]}),
+            Event("stopped", {"reason": reason}),
+        ]
+        return Decision("wait", state.replace(job=None, status="stopped"), reason, events)
 
     @staticmethod
     def _job(state: CoordinatorState) -> dict[str, Any]:

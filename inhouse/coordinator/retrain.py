@@ -6,8 +6,10 @@ function as a Ray job. It is idempotent per row window: the run id (from the win
 lineage of what it registers, so a resumed retrain reuses a version registered before a crash
 instead of training the same rows twice.
 
-Steps: find the champion's kind (:func:`inhouse.kinds.kind_for_spec`); unless an earlier
-attempt registered it, train and register the candidate (the kind's
+Steps: check the data set's consumed windows and record this one
+(:func:`inhouse.data.consumed.check_consumed`: a change stops the coordinator); find the
+champion's kind (:func:`inhouse.kinds.kind_for_spec`); unless an earlier attempt registered
+it, train and register the candidate (the kind's
 :meth:`~inhouse.kinds.updating.UpdatingKind.train_candidate`); compress it like the champion
 was when the settings ask and the kind compresses; measure candidate and champion on the test
 split for the gate.
@@ -23,6 +25,7 @@ from sqlalchemy import Engine
 
 from inhouse import services
 from inhouse.config import CoordinatorSettings, Settings
+from inhouse.data.consumed import check_consumed
 from inhouse.kinds import kind_for_spec
 from inhouse.kinds.updating import Measured, RetrainJob, RetrainRun
 from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry
@@ -57,6 +60,8 @@ def run_retrain(settings: Settings, cs: CoordinatorSettings, job: RetrainJob) ->
     torch.set_num_threads(cs.threads)
     engine, registry = services.engine(settings), services.registry(settings)
     kind = kind_for_spec(registry.get(cs.model, "champion").spec).updating
+    # The append-only contract: consumed windows unchanged, this one recorded as consumed.
+    check_consumed(engine, cs.dataset, up_to=job.up_to_id, by=job.run_id)
     run = RetrainRun(registry=registry, engine=engine, settings=cs, job=job)
     started = time.perf_counter()
     candidate, packed = registered(registry, cs.model, job.run_id)

@@ -29,7 +29,7 @@ from inhouse.coordinator.state import CoordinatorState, CoordinatorStore, Event
 from inhouse.coordinator.triggers import Drift, Observation, drift
 from inhouse.data import read_rows
 from inhouse.data.stream import position
-from inhouse.errors import ConflictError
+from inhouse.errors import ConflictError, DataChangedError
 from inhouse.kinds.updating import Measured, RetrainJob
 from inhouse.registry import Registry
 
@@ -190,6 +190,10 @@ class Coordinator:
         job = RetrainJob.model_validate(state.job or {})
         try:
             measured = self.retrain(self.settings, job)
+        except DataChangedError as exc:  # consumed rows changed: stop, retrying cannot help
+            stopped = self.policy.data_changed(state, exc.message)
+            self._commit(stopped)
+            return StepReport("stopped", stopped.reason, started + stopped.events)
         except Exception as exc:  # any failure: back off, keep the watermark
             failed = self.policy.failed(state, f"{type(exc).__name__}: {exc}", now=self.clock())
             self._commit(failed)

@@ -139,30 +139,42 @@ def insert_packed(
     blobs: Sequence[bytes],
     labels: Sequence[int],
     splits: Sequence[str],
+    first_seq: int,
 ) -> None:
-    """Insert rows of packed features in the caller's transaction (COPY on PostgreSQL)."""
+    """Insert rows of packed features in the caller's transaction (COPY on PostgreSQL),
+    numbered ``first_seq, first_seq + 1, ...`` in commit order (the caller holds the sealer
+    lock: :func:`inhouse.data.seal.reserve_seqs`)."""
     ensure_packed(conn, table)
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         raw: Any = conn.connection.driver_connection
-        sql = f'COPY "{table.name}" (split, packed, label) FROM STDIN (FORMAT BINARY)'
+        sql = f'COPY "{table.name}" (split, packed, label, seq) FROM STDIN (FORMAT BINARY)'
         with raw.cursor() as cursor, cursor.copy(sql) as copy:
             copy.write(_COPY_HEADER)
             for start in range(0, len(blobs), INSERT_CHUNK):
                 end = start + INSERT_CHUNK
-                copy.write(_copy_rows(splits[start:end], blobs[start:end], labels[start:end]))
+                chunk = (splits[start:end], blobs[start:end], labels[start:end])
+                copy.write(_copy_rows(*chunk, first_seq=first_seq + start))
             copy.write(struct.pack(">h", -1))
         return
-    rows = list(zip(splits, blobs, labels, strict=True))
+    seqs = range(first_seq, first_seq + len(blobs))
+    rows = list(zip(splits, blobs, labels, seqs, strict=True))
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f'INSERT INTO "{table.name}" (split, packed, label) VALUES ({marker}, {marker}, {marker})'
+    values = ", ".join([marker] * 4)
+    sql = f'INSERT INTO "{table.name}" (split, packed, label, seq) VALUES ({values})'
     for start in range(0, len(rows), INSERT_CHUNK):
         conn.exec_driver_sql(sql, rows[start : start + INSERT_CHUNK])
 
 
 def insert_feature_rows(
-    conn: Connection, table: Table, packing: Packing, rows: Sequence[Mapping[str, Any]]
+    conn: Connection,
+    table: Table,
+    packing: Packing,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    first_seq: int,
 ) -> None:
-    """Insert validated rows (``features`` values, ``label``, ``split``) packed."""
+    """Insert validated rows (``features`` values, ``label``, ``split``) packed, numbered from
+    ``first_seq``."""
     import numpy as np
 
     stored = packing.encode(np.array([row["features"] for row in rows]), where="row")
@@ -172,19 +184,24 @@ def insert_feature_rows(
         blobs=packing.blobs(stored),
         labels=[int(row["label"]) for row in rows],
         splits=[str(row.get("split", "train")) for row in rows],
+        first_seq=first_seq,
     )
 
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 
 
-def _copy_rows(splits: Sequence[str], blobs: Sequence[bytes], labels: Sequence[int]) -> bytes:
-    """Rows in PostgreSQL's binary COPY format: (varchar split, bytea packed, int4 label)."""
+def _copy_rows(
+    splits: Sequence[str], blobs: Sequence[bytes], labels: Sequence[int], *, first_seq: int
+) -> bytes:
+    """Rows in PostgreSQL's binary COPY format: (varchar split, bytea packed, int4 label,
+    int8 seq)."""
     import numpy as np
 
     if not len(splits) == len(blobs) == len(labels):
         raise InvalidInputError("as many splits, feature rows and labels are needed")
     label_bytes = np.asarray(labels, dtype=">i4").tobytes()
+    seq_bytes = np.arange(first_seq, first_seq + len(labels), dtype=">i8").tobytes()
     prefixes: dict[tuple[str, int], bytes] = {}
     parts: list[bytes] = []
     for i, (split, blob) in enumerate(zip(splits, blobs, strict=True)):
@@ -192,13 +209,15 @@ def _copy_rows(splits: Sequence[str], blobs: Sequence[bytes], labels: Sequence[i
         prefix = prefixes.get(key)
         if prefix is None:
             text = split.encode()
-            prefix = struct.pack(">hi", 3, len(text)) + text + struct.pack(">i", len(blob))
+            prefix = struct.pack(">hi", 4, len(text)) + text + struct.pack(">i", len(blob))
             prefixes[key] = prefix
-        parts += (prefix, blob, _FOUR, label_bytes[4 * i : 4 * i + 4])
+        label, seq = label_bytes[4 * i : 4 * i + 4], seq_bytes[8 * i : 8 * i + 8]
+        parts += (prefix, blob, _FOUR, label, _EIGHT, seq)
     return b"".join(parts)
 
 
 _FOUR = struct.pack(">i", 4)
+_EIGHT = struct.pack(">i", 8)
 
 
 def json_features(value: object) -> list[float]:
@@ -233,7 +252,8 @@ def _fetch(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
 def read_features(
     conn: Connection, table: Table, packing: Packing, query: Any, *, packed: bool = True
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Rows of ``query`` (a window of ``table`` selecting nothing yet) as ``(ids, labels, x)``.
+    """Rows of ``query`` (a window of ``table`` selecting nothing yet) as ``(seqs, labels, x)``:
+    the row numbers are the commit-order ``seq`` every window and watermark counts in.
 
     Packed rows are decoded in one ``np.frombuffer``; rows that hold JSON ``features`` (plain
     SQL appends, or a table without ``packed``) are read by a second query and parsed.
@@ -242,7 +262,7 @@ def read_features(
 
     width = packing.width
     blob = table.c.packed if packed else null()
-    result = _fetch(conn, query.add_columns(table.c.id, table.c.label, blob))
+    result = _fetch(conn, query.add_columns(table.c.seq, table.c.label, blob))
     n = len(result)
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
@@ -257,7 +277,7 @@ def read_features(
     present = [i for i, item in enumerate(blobs) if item is not None]
     if present:
         x[present] = packing.decode(b"".join(blobs[i] for i in present), len(present))
-    where = query.add_columns(table.c.id, cast(table.c.features, Text))
+    where = query.add_columns(table.c.seq, cast(table.c.features, Text))
     if packed:
         where = where.where(table.c.packed.is_(None))
     cells = dict(_fetch(conn, where))
@@ -265,7 +285,7 @@ def read_features(
         values = json_features(cells.get(int(ids[i])))
         if len(values) != width:
             raise InvalidInputError(
-                f"{table.name} row id {ids[i]}: {len(values)} JSON features, expected {width}"
+                f"{table.name} row seq {ids[i]}: {len(values)} JSON features, expected {width}"
             )
         x[i] = values
     return ids, labels, x

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from sqlalchemy import Engine
 
-from inhouse.data.store import append_rows, get_dataset, read_rows
+from inhouse.data.reading import read_rows
+from inhouse.data.store import append_rows, get_dataset
 
 
 def append_noisy_copies(

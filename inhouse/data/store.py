@@ -5,24 +5,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
-from inhouse.data.packed import Packing, insert_feature_rows, read_features
+from inhouse.data.packed import Packing, insert_feature_rows
+from inhouse.data.seal import reserve_seqs, seal
 from inhouse.data.table import DatasetRecord, rows_table, validate_name
 from inhouse.db import session_scope
 from inhouse.errors import ConflictError, DatasetNotFoundError, InvalidInputError
-
-if TYPE_CHECKING:  # read_rows imports it: the metadata readers do not need torch
-    import torch
 
 MAX_APPEND_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a data set holds; ``last_id`` is the stream watermark candidate."""
+    """What a data set holds; ``first_id``/``last_id`` are its sealed rows' ``seq`` range
+    (``last_id`` is the stream watermark candidate)."""
 
     name: str
     kind: str
@@ -34,18 +33,6 @@ class DatasetInfo:
     test_rows: int
     first_id: int | None
     last_id: int | None
-
-
-@dataclass(frozen=True)
-class Rows:
-    """A row range as tensors: ``x`` float32 (n, features), ``y`` int64 (n,), ``ids`` int64."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    ids: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
 
 
 def create_dataset(
@@ -163,21 +150,21 @@ def validate_rows(
 
 
 def insert_rows(conn: Connection, name: str, rows: list[dict[str, object]]) -> tuple[int, int]:
-    """Insert validated rows inside the caller's transaction; returns (first, last) ids.
+    """Insert validated rows inside the caller's transaction, numbered in commit order
+    (:func:`inhouse.data.seal.reserve_seqs`); returns the (first, last) ``seq`` they got.
 
     Tabular rows (with ``features``) are stored packed as the data set's layout says.
     """
     table = rows_table(name)
-    before = conn.execute(select(func.max(table.c.id))).scalar()
+    first = reserve_seqs(conn, table.name)
     if rows and all("features" in row for row in rows):
         layout, width = conn.execute(
             select(DatasetRecord.layout, DatasetRecord.n_features).where(DatasetRecord.name == name)
         ).one()
-        insert_feature_rows(conn, table, Packing.of(layout, width), rows)
+        insert_feature_rows(conn, table, Packing.of(layout, width), rows, first_seq=first)
     else:
-        conn.execute(insert(table), rows)
-    after = conn.execute(select(func.max(table.c.id))).scalar()
-    return (int(before or 0) + 1, int(after or 0))
+        conn.execute(insert(table), [{**row, "seq": first + i} for i, row in enumerate(rows)])
+    return first, first + len(rows) - 1
 
 
 def append_rows(
@@ -188,8 +175,13 @@ def append_rows(
     labels: Sequence[int],
     split: str = "train",
 ) -> tuple[int, int]:
-    """Append rows in one transaction; returns the (first, last) ids written."""
+    """Append rows in one transaction; returns the (first, last) ``seq`` written."""
     record = get_dataset(engine, name)
+    if record.source is not None:
+        raise InvalidInputError(
+            f"data set {name!r} is the registered table {record.source.get('table')!r}, read "
+            "in place: append rows to that table itself"
+        )
     rows = validate_rows(
         features=features,
         labels=labels,
@@ -201,81 +193,30 @@ def append_rows(
         return insert_rows(conn, name, rows)
 
 
-def in_window(
-    query: Select[Any],
-    table: Table,
-    *,
-    split: str | None,
-    after_id: int | None,
-    up_to_id: int | None,
-) -> Select[Any]:
-    """``query`` restricted to ``after_id < id <= up_to_id`` (both optional) and ``split``,
-    ordered by id."""
-    if split is not None:
-        query = query.where(table.c.split == split)
-    if after_id is not None:
-        query = query.where(table.c.id > after_id)
-    if up_to_id is not None:
-        query = query.where(table.c.id <= up_to_id)
-    return query.order_by(table.c.id)
-
-
-def read_rows(
-    engine: Engine,
-    name: str,
-    *,
-    split: str | None = None,
-    after_id: int | None = None,
-    up_to_id: int | None = None,
-    shard: tuple[int, int] | None = None,
-) -> Rows:
-    """Read rows with ``after_id < id <= up_to_id`` (both optional), ordered by id.
-
-    ``shard=(rank, world)`` reads only the rows with ``id % world == rank``: the ``world``
-    shards are disjoint and together cover the rows (one per DDP worker).
-    """
-    import torch
-
-    from inhouse.data.packed import has_packed
-
-    record = get_dataset(engine, name)
-    if record.kind != "tabular":
-        raise InvalidInputError(
-            f"data set {name!r} holds {record.kind} rows; read it with "
-            "inhouse.data.text_import.read_text_rows"
-        )
+def _counts(engine: Engine, name: str) -> tuple[int | None, int | None, int, int]:
+    """(first seq, last seq, rows, test rows) of an own table, after sealing new rows."""
     table = rows_table(name)
-    packing = Packing.of(record.layout, record.n_features)
+    seal(engine, name)
+    sealed = table.c.seq.is_not(None)
     with engine.connect() as conn:
-        query = in_window(
-            select(),
-            table,
-            split=split,
-            after_id=after_id,
-            up_to_id=up_to_id,
-        )
-        if shard is not None:
-            rank, world = shard
-            if not (isinstance(world, int) and world >= 1 and 0 <= rank < world):
-                raise InvalidInputError("shard must be (rank, world) with 0 <= rank < world")
-            if world > 1:
-                query = query.where(table.c.id % world == rank)
-        packed = has_packed(conn, table)
-        ids, labels, x = read_features(conn, table, packing, query, packed=packed)
-    return Rows(x=torch.from_numpy(x), y=torch.from_numpy(labels), ids=torch.from_numpy(ids))
+        first, last, total = conn.execute(
+            select(func.min(table.c.seq), func.max(table.c.seq), func.count()).where(sealed)
+        ).one()
+        test = conn.execute(
+            select(func.count()).select_from(table).where(sealed, table.c.split == "test")
+        ).scalar_one()
+    return first, last, int(total), int(test)
 
 
 def describe(engine: Engine, name: str) -> DatasetInfo:
-    """Counts and id range of a data set."""
+    """Counts and ``seq`` range of a data set's sealed rows (sealing any new ones first)."""
     record = get_dataset(engine, name)
-    table = rows_table(name)
-    with engine.connect() as conn:
-        first, last, total = conn.execute(
-            select(func.min(table.c.id), func.max(table.c.id), func.count())
-        ).one()
-        test = conn.execute(
-            select(func.count()).select_from(table).where(table.c.split == "test")
-        ).scalar_one()
+    if record.source is not None:
+        from inhouse.data.external_read import describe_external
+
+        first, last, total, test = describe_external(engine, record)
+    else:
+        first, last, total, test = _counts(engine, name)
     return DatasetInfo(
         name=record.name,
         kind=record.kind,

@@ -3,12 +3,15 @@
 A row table ``ds_<name>`` has a monotonically increasing ``id`` (never reused: SQLite
 ``AUTOINCREMENT``, a PostgreSQL identity), the ``ingested_at`` time, a ``split``
 (``train`` or ``test``; the test split is fixed when the set is created), the
-features (tabular) or ``text``, and the integer ``label``. Tabular features are stored in
-one of two columns: ``packed``, the compact form inhouse writes (little-endian float32 or
-uint8 bytes, as the catalog's ``layout`` says: :mod:`inhouse.data.packed`), or ``features``,
-a JSON array of the feature values, for plain SQL. Other systems may append rows with plain
-SQL INSERTs (``INSERT INTO ds_x (split, features, label) VALUES ('train', '[0.1, 2]', 1)``);
-a row has one or the other, readers take both; the coordinator consumes by id. Row
+features (tabular) or ``text``, the integer ``label`` and ``seq``, the row's place in commit
+order (:mod:`inhouse.data.seal`: null until sealed after its commit). Tabular features are
+stored in one of two columns: ``packed``, the compact form inhouse writes (little-endian
+float32 or uint8 bytes, as the catalog's ``layout`` says: :mod:`inhouse.data.packed`), or
+``features``, a JSON array of the feature values, for plain SQL. Other systems may append rows
+with plain SQL INSERTs (``INSERT INTO ds_x (split, features, label) VALUES ('train', '[0.1,
+2]', 1)``, leaving ``seq`` null); a row has one or the other, readers take both. The
+coordinator consumes by ``seq``, so a transaction committing after one with a higher id is
+never skipped. Row
 tables are created with their data set (:func:`inhouse.data.store.create_dataset`), never by
 the schema migrations, which leave them (and any other table of the database) alone.
 """
@@ -21,8 +24,10 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -87,5 +92,7 @@ def rows_table(name: str) -> Table:
         Column("packed", LargeBinary, nullable=True),
         Column("text", Text, nullable=True),
         Column("label", Integer, nullable=False),
+        Column("seq", BigInteger, nullable=True),
+        Index(f"ux_{table_name}_seq", "seq", unique=True),
         sqlite_autoincrement=True,
     )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from inhouse.data.packed import Packing, insert_packed
+from inhouse.data.seal import reserve_seqs
 from inhouse.data.store import create_in
 from inhouse.data.table import DatasetRecord, rows_table
 from inhouse.data.tabular_file import open_source, read_tabular_file
@@ -105,12 +106,14 @@ def import_tabular(
             description=description or f"imported from {uri.split('?')[0]}",
             layout=layout,
         )
+        table = rows_table(name)
         insert_packed(
             conn,
-            rows_table(name),
+            table,
             blobs=packing.blobs(stored),
             labels=labels.tolist(),
             splits=splits,
+            first_seq=reserve_seqs(conn, table.name),
         )
     return TabularImported(
         train_rows=int((~test).sum()),

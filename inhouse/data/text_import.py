@@ -19,7 +19,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from inhouse.data.csv_file import read_csv_dicts
-from inhouse.data.store import MAX_APPEND_ROWS, create_dataset, get_dataset, in_window
+from inhouse.data.reading import in_window
+from inhouse.data.store import MAX_APPEND_ROWS, create_dataset, get_dataset
 from inhouse.data.table import rows_table
 from inhouse.errors import InvalidInputError
 
@@ -190,7 +191,7 @@ def read_text_rows(
         raise InvalidInputError(f"data set {name!r} holds {record.kind} rows, not text")
     table = rows_table(name)
     query = in_window(
-        select(table.c.id, table.c.text, table.c.label),
+        select(table.c.seq.label("id"), table.c.text, table.c.label),
         table,
         split=split,
         after_id=after_id,

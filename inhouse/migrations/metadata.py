@@ -21,6 +21,7 @@ def model_metadata() -> MetaData:
     import inhouse.canary.active  # noqa: F401
     import inhouse.canary.traffic  # noqa: F401
     import inhouse.coordinator.state  # noqa: F401
+    import inhouse.data.consumed  # noqa: F401
     import inhouse.data.table  # noqa: F401
     import inhouse.privacy.records  # noqa: F401
     import inhouse.registry.records  # noqa: F401

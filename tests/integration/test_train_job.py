@@ -82,3 +82,47 @@ def test_a_killed_worker_resumes_from_its_last_checkpoint(
     assert summary["test_accuracy"] >= 0.93
     comparison = registry.full_lineage(info)["importance_vs_champion"]  # vs the first champion
     assert -1.0 <= comparison["spearman"] <= 1.0 and comparison["k"] == 5
+
+
+def test_training_on_a_registered_table_then_a_changed_row_stops_the_next(
+    ray_cluster: Settings, pg_url: str
+) -> None:
+    """``inhouse train`` reads a user's PostgreSQL table in place (Ray Train workers too); a
+    row it consumed that changes afterwards stops the next training before a row is read."""
+    from sqlalchemy import text
+
+    from inhouse.data import read_rows
+    from inhouse.data.external import register_table
+    from inhouse.errors import DataChangedError
+
+    engine = get_engine(pg_url)
+    seed(engine, "digits")
+    digits = read_rows(engine, "digits")
+    columns = [f"p{i}" for i in range(64)]
+    with engine.begin() as conn:
+        cols = ", ".join(f"{c} REAL" for c in columns)
+        conn.execute(text(f"CREATE TABLE scans (scan_id BIGINT PRIMARY KEY, digit INT, {cols})"))
+        conn.execute(
+            text(
+                f"INSERT INTO scans (scan_id, digit, {', '.join(columns)}) "
+                f"VALUES (:k, :y, {', '.join(':' + c for c in columns)})"
+            ),
+            [
+                {"k": 10 * k, "y": int(y), **dict(zip(columns, x, strict=True))}
+                for k, (x, y) in enumerate(zip(digits.x.tolist(), digits.y.tolist()), start=1)
+            ],
+        )
+    register_table(engine, name="scans", table="scans", key="scan_id", label="digit")
+    settings = load_settings(
+        home=str(ray_cluster.home),
+        database_url=pg_url,
+        train={"model": "scans", "dataset": "scans", "epochs": 3},
+    )
+    summary = train.run(settings, settings.train)
+    info = services.registry(settings).get("scans", str(summary["version"]))
+    assert info.lineage["dataset"] == "scans" and info.lineage["rows"]["up_to_id"] == 1797
+    assert summary["test_accuracy"] >= 0.8
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE scans SET digit = (digit + 1) % 10 WHERE scan_id = 50"))
+    with pytest.raises(DataChangedError, match=r"'scans' changed in consumed rows seq 1\.\.1797"):
+        train.run(settings, settings.train)

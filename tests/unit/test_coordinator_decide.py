@@ -137,3 +137,15 @@ def test_repeated_dp_failures_stop_the_coordinator_instead_of_draining_the_budge
     assert state.status == "stopped" and "2 DP retrains failed in a row" in decision.reason
     assert [e.kind for e in decision.events] == ["retrain_failed", "stopped"]
     assert policy.decide(state, _obs(now=1e7)).action == "stop"
+
+
+def test_changed_consumed_rows_stop_the_coordinator_keeping_the_watermark() -> None:
+    running = POLICY.decide(_state(), _obs()).state
+    stopped = POLICY.data_changed(running, "data set 'digits' changed in consumed rows seq 1..9")
+    assert stopped.state.status == "stopped" and stopped.state.job is None
+    assert stopped.state.watermark == 1797 and stopped.state.failures == 0
+    assert [e.kind for e in stopped.events] == ["data_changed", "stopped"]
+    assert "changed in consumed rows" in stopped.reason
+    assert POLICY.decide(stopped.state, _obs()).action == "stop"
+    with pytest.raises(ValueError, match="no retrain in flight"):
+        POLICY.data_changed(_state(), "x")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from inhouse import services
 from inhouse.canary import Traffic, write_traffic
@@ -134,6 +135,22 @@ def _cli(settings: Settings, *argv: str) -> int:
     args = parser.parse_args(list(argv))
     code: int = args.handler(settings, args)
     return code
+
+
+def test_a_change_to_consumed_rows_stops_the_coordinator(settings: Settings) -> None:
+    coordinator = _coordinator(settings)
+    last = append_stream(coordinator.engine, 150)
+    assert coordinator.step().action == "promote"
+    with coordinator.engine.begin() as conn:  # breaks the contract: a consumed row changes
+        conn.execute(text("UPDATE ds_digits SET label = (label + 1) % 10 WHERE seq = :s"), {"s": 7})
+    append_stream(coordinator.engine, 150, seed_=2)
+    report = coordinator.step()
+    assert report.action == "stopped", report.reason
+    assert f"'digits' changed in consumed rows seq 1..{last}:" in report.reason
+    state = coordinator.store.load(MODEL)
+    assert (state.status, state.watermark, state.job) == ("stopped", last, None)
+    assert "data_changed" in [e.kind for e in coordinator.store.history(MODEL, limit=5)]
+    assert coordinator.step().action == "stop"
 
 
 def test_manual_retrain_and_rollback_through_the_cli(
