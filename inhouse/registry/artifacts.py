@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-
-from pyarrow import fs as pafs
+from typing import TYPE_CHECKING
 
 from inhouse.crypto import KeyRing, decrypt_file, encrypt
 from inhouse.crypto.envelope import encrypt_to
 from inhouse.errors import IntegrityError, InvalidInputError, StorageError
 from inhouse.storage.objects import read_object, seal_object, unseal_object, write_object
+
+if TYPE_CHECKING:  # pyarrow is imported where a store is used: the CLI stays fast
+    from pyarrow import fs as pafs
 
 FILENAMES = {"safetensors": "weights.safetensors", "compressed": "model.compressed"}
 ENCRYPTED_SUFFIX = ".enc"

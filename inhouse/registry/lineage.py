@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyarrow import fs as pafs
 from sqlalchemy import Engine, select, text, update
 
 from inhouse.crypto import KeyRing, decrypt
@@ -28,6 +27,9 @@ from inhouse.errors import StorageError
 from inhouse.registry.artifacts import ENCRYPTED_SUFFIX
 from inhouse.registry.records import ModelVersionRecord
 from inhouse.storage.objects import read_object
+
+if TYPE_CHECKING:  # pyarrow is imported where a store is used: the CLI stays fast
+    from pyarrow import fs as pafs
 
 LINEAGE_FILE = "lineage.json"
 

@@ -15,9 +15,7 @@ import json
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
-
-from pyarrow import fs as pafs
+from typing import TYPE_CHECKING, Any
 
 from inhouse.atomic import atomic_directory
 from inhouse.crypto import KeyRing, encrypt
@@ -33,6 +31,9 @@ from inhouse.registry.artifacts import (
 from inhouse.registry.lineage import LINEAGE_FILE, fetch_lineage, read_lineage_file
 from inhouse.storage import display_uri, is_local_filesystem
 from inhouse.storage.objects import delete_tree, write_object
+
+if TYPE_CHECKING:  # pyarrow is imported where a store is used: the CLI stays fast
+    from pyarrow import fs as pafs
 
 
 class NumberTaken(Exception):
@@ -54,9 +55,18 @@ class VersionFiles:
     """The registry's storage: ``root`` on ``filesystem`` (default: the local disk)."""
 
     def __init__(self, root: Path | str, filesystem: pafs.FileSystem | None = None) -> None:
-        self.filesystem = filesystem if filesystem is not None else pafs.LocalFileSystem()
-        self.remote = not is_local_filesystem(self.filesystem)
+        self.remote = filesystem is not None and not is_local_filesystem(filesystem)
+        self._filesystem = filesystem
         self.root = str(root).rstrip("/") if self.remote else str(Path(root))
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        """The object store (or, when given one, the local filesystem) the versions are on."""
+        if self._filesystem is None:
+            from pyarrow import fs as pafs
+
+            self._filesystem = pafs.LocalFileSystem()
+        return self._filesystem
 
     def relative(self, model: str, version: int) -> str:
         """The version's place under the root (what the SQL row records)."""
@@ -70,6 +80,8 @@ class VersionFiles:
 
     def uri(self, relative: str) -> str:
         """The version's location as a person writes it (a path or ``s3://...``)."""
+        if not self.remote:
+            return str(self.path(relative))
         return display_uri(self.filesystem, f"{self.root}/{relative}")
 
     def write(

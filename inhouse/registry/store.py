@@ -17,9 +17,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyarrow import fs as pafs
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
@@ -36,6 +35,9 @@ from inhouse.registry.artifacts import check_format
 from inhouse.registry.lineage import public_lineage, scrub_sql_lineage
 from inhouse.registry.placement import NumberTaken, VersionFiles
 from inhouse.registry.records import ModelVersionRecord
+
+if TYPE_CHECKING:  # pyarrow is imported where a store is used: the CLI stays fast
+    from pyarrow import fs as pafs
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from pyarrow import fs as pafs
-
 from inhouse.config.storage import StorageSettings
 from inhouse.errors import ConfigError
 from inhouse.private_paths import is_loopback
 from inhouse.storage.credentials import Credentials, env_credentials, read_credentials_file
 
 if TYPE_CHECKING:
+    from pyarrow import fs as pafs
+
     from inhouse.config import Settings
 
 S3_SCHEME = "s3"
@@ -41,6 +41,8 @@ def is_remote(uri: str | os.PathLike[str]) -> bool:
 
 def is_local_filesystem(filesystem: pafs.FileSystem) -> bool:
     """Whether ``filesystem`` is this machine's disk (paths are OS paths, rename is atomic)."""
+    from pyarrow import fs as pafs
+
     return isinstance(filesystem, pafs.LocalFileSystem)
 
 
@@ -68,6 +70,8 @@ def filesystem_for(
     scheme = parts.scheme.lower()
     if scheme in ("", "file") or re.fullmatch(r"[a-zA-Z]", scheme):
         local = parts.path if scheme == "file" else text
+        from pyarrow import fs as pafs
+
         return pafs.LocalFileSystem(), str(Path(local).expanduser().resolve())
     if scheme in _NATIVE:
         raise ConfigError(
@@ -136,6 +140,8 @@ def s3_filesystem(storage: StorageSettings, *, background_writes: bool = True) -
             "secret_key": keys.secret_key,
             "session_token": keys.session_token,
         }
+    from pyarrow import fs as pafs
+
     return pafs.S3FileSystem(**options)
 
 

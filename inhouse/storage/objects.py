@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any
-
-from pyarrow import fs as pafs
+from typing import TYPE_CHECKING, Any
 
 from inhouse.crypto import KeyRing
 from inhouse.crypto.envelope import encrypt_to
 from inhouse.crypto.sealing import open_chunks
+
+if TYPE_CHECKING:  # pyarrow is imported where a store is used: the CLI stays fast
+    from pyarrow import fs as pafs
 
 # One ranged GET per block: each GET costs a round trip (and on some servers a pass over the
 # object), so blocks are large; memory stays bounded by one block plus the plaintext.

@@ -37,6 +37,7 @@ def test_plain_sql_json_rows_read_beside_packed_rows(db_url: str) -> None:
     info, _ = seed(engine, "breast_cancer")
     with engine.begin() as conn:
         conn.execute(insert(rows_table("breast_cancer")), [{"features": [0.5] * 30, "label": 1}])
+    describe(engine, "breast_cancer")  # seals the plain-SQL row: it is numbered (seq) now
     first, _ = append_rows(engine, "breast_cancer", features=[[2.0] * 30], labels=[0])
     tail = read_rows(engine, "breast_cancer", after_id=info.last_id)
     assert tail.x.tolist() == [[0.5] * 30, [2.0] * 30]
@@ -76,11 +77,12 @@ def test_a_table_made_before_packed_is_read_then_gets_the_column_on_first_write(
             text(
                 f"CREATE TABLE ds_old (id {key} PRIMARY KEY, ingested_at TIMESTAMP, "
                 "split VARCHAR(8) NOT NULL DEFAULT 'train', features JSON, text TEXT, "
-                "label INTEGER NOT NULL)"
+                "label INTEGER NOT NULL, seq BIGINT UNIQUE)"  # seq: as migration 0003 left it
             )
         )
         conn.execute(text("INSERT INTO ds_old (features, label) VALUES ('[1.0, 2.0]', 1)"))
         conn.execute(DatasetRecord.__table__.update().values(layout=None))  # type: ignore[attr-defined]
+    describe(engine, "old")  # seals the plain-SQL row
     assert read_rows(engine, "old").x.tolist() == [[1.0, 2.0]]
     append_rows(engine, "old", features=[[3.0, 4.0]], labels=[0])
     rows = read_rows(engine, "old")
