@@ -34,6 +34,31 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from inhouse.errors import UnavailableError
 from inhouse.private_paths import private_sqlite
 
+OWN_TABLES: frozenset[str] = frozenset(
+    {
+        "access_grants",
+        "access_principals",
+        "access_role_bindings",
+        "access_tokens",
+        "alembic_version",
+        "audit_chain_head",
+        "audit_log",
+        "canary_traffic",
+        "consumed_windows",
+        "coordinator_canary",
+        "coordinator_events",
+        "coordinator_state",
+        "datasets",
+        "model_aliases",
+        "model_versions",
+        "privacy_budgets",
+        "privacy_charges",
+        "privacy_non_dp_runs",
+    }
+)
+"""Every table of inhouse's own (the migrations' and Alembic's; a test keeps it equal to the
+models): a layer that must refuse them (a registered data set's source) needs no model import."""
+
 
 class Base(DeclarativeBase):
     """Declarative base shared by every inhouse table."""

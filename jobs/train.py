@@ -48,7 +48,7 @@ from inhouse.kinds.training import (
     WorkerPlace,
     new_run,
 )
-from inhouse.storage import runs_storage
+from inhouse.storage.runs import runs_storage
 from inhouse.training import load_checkpoint, save_checkpoint
 
 WORKER_KEY = "worker"  # the one entry of Ray Train's train_loop_config
@@ -134,7 +134,7 @@ def trainer(
     callbacks: list[Any] | None = None,
 ) -> ray.train.torch.TorchTrainer:
     """The Ray Train run of ``run``: its workers, where its checkpoints go (``storage.runs_uri``:
-    a shared directory or S3, :func:`inhouse.storage.runs_storage`), how it resumes."""
+    a shared directory or S3, :func:`inhouse.storage.runs.runs_storage`), how it resumes."""
     resources = {"CPU": run.cpus_per_worker} if run.cpus_per_worker is not None else None
     storage_path, storage_filesystem = runs_storage(settings)
     return ray.train.torch.TorchTrainer(

@@ -45,7 +45,7 @@ from inhouse.jobs.train import kind_for, kind_of, loop_config, trainer
 from inhouse.kinds import kind_named
 from inhouse.kinds.training import new_run
 from inhouse.kinds.tuning import BestTrial, TuningKind
-from inhouse.storage import runs_storage
+from inhouse.storage.runs import runs_storage
 
 METRIC = "test_accuracy"
 TRIAL_DRIVER_CPUS = 0.05

@@ -1,6 +1,7 @@
 """Data sets as SQL tables (SQLite or PostgreSQL) and readers into tensors."""
 
-from inhouse.data.reading import Rows, read_rows
+from inhouse.data.reading import read_rows
+from inhouse.data.rows import Rows
 from inhouse.data.seed import BUILTIN, seed
 from inhouse.data.store import (
     DatasetInfo,

@@ -41,6 +41,7 @@ from sqlalchemy.exc import NoSuchTableError
 
 from inhouse.data.seal import lock_sealer
 from inhouse.data.table import DatasetRecord, validate_name
+from inhouse.db import OWN_TABLES
 from inhouse.errors import ConflictError, InvalidInputError
 
 KEY_MAPS = MetaData()
@@ -83,11 +84,8 @@ def split_table_name(table: str) -> tuple[str | None, str]:
 
 def _inhouse_table(table_name: str) -> bool:
     """inhouse's own tables (in any schema): never a data set's source (tokens, audit, ...)."""
-    from inhouse.migrations.metadata import model_metadata
-
     lowered = table_name.lower()
-    own = lowered in model_metadata().tables or lowered == "alembic_version"
-    return own or lowered.startswith(("ds_", "dsk_"))
+    return lowered in OWN_TABLES or lowered.startswith(("ds_", "dsk_"))
 
 
 def source_table(source: dict[str, Any]) -> Any:

@@ -21,7 +21,7 @@ from inhouse.data.table import DatasetRecord
 from inhouse.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from inhouse.data.reading import Rows
+    from inhouse.data.rows import Rows
 
 
 def test_mask(keys: np.ndarray, fraction: float) -> np.ndarray:
@@ -74,7 +74,7 @@ def read_external(
     ``shard=(rank, world)`` only the rows with ``seq % world == rank``."""
     import torch
 
-    from inhouse.data.reading import Rows
+    from inhouse.data.rows import Rows
 
     source = dict(record.source or {})
     query, keys = _joined(record, [source["label"], *source["features"]])

@@ -7,31 +7,15 @@ decoded at once (:mod:`inhouse.data.packed`); a registered table is read in plac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, Select, Table, select
 
 from inhouse.data.packed import Packing, read_features
+from inhouse.data.rows import Rows
 from inhouse.data.store import get_dataset
 from inhouse.data.table import rows_table
 from inhouse.errors import InvalidInputError
-
-if TYPE_CHECKING:  # the metadata readers do not need torch
-    import torch
-
-
-@dataclass(frozen=True)
-class Rows:
-    """A row range as tensors: ``x`` float32 (n, features), ``y`` int64 (n,), ``ids`` int64
-    (the rows' stream positions, ``seq``: the values watermarks and row windows count in)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    ids: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
 
 
 def in_window(

@@ -3,7 +3,9 @@
 :func:`filesystem_for` turns a storage URI (a path or ``s3://bucket/prefix``) and the
 ``storage`` settings section into a ``pyarrow.fs.FileSystem`` and a path on it; the registry,
 Ray Train's checkpoint storage and data imports use it. :mod:`inhouse.storage.objects` reads
-and writes whole objects, sealed with the key ring exactly as files on disk are.
+and writes whole objects, sealed with the key ring exactly as files on disk are;
+:func:`inhouse.storage.runs.runs_storage` says where Ray Train keeps checkpoints (it imports
+pyarrow, which the rest of the package imports only when a store is used).
 """
 
 from inhouse.storage.credentials import Credentials, read_credentials_file
@@ -13,7 +15,6 @@ from inhouse.storage.filesystem import (
     filesystem_for,
     is_local_filesystem,
     is_remote,
-    runs_storage,
     s3_filesystem,
 )
 
@@ -25,6 +26,5 @@ __all__ = [
     "is_local_filesystem",
     "is_remote",
     "read_credentials_file",
-    "runs_storage",
     "s3_filesystem",
 ]

@@ -157,24 +157,3 @@ def check_sealed(settings: Settings, uri: str) -> None:
                 f"{uri} is object storage but security.encrypt_at_rest is off: the store would "
                 "hold plaintext weights; turn encryption on or set storage.allow_plaintext"
             )
-
-
-def runs_storage(settings: Settings) -> tuple[str, pafs.FileSystem | None]:
-    """Ray Train's ``storage_path`` and ``storage_filesystem`` for training runs.
-
-    ``storage.runs_uri`` when set (a directory every node shares, or ``s3://bucket/prefix``),
-    else ``<home>/runs/ray``. The filesystem is None for a local directory (Ray's default).
-    Checkpoints are sealed before Ray uploads them, so the store holds no plaintext. An S3
-    filesystem is :func:`inhouse.storage.portable.portable_s3`: Ray pickles it to every worker
-    as the storage settings, and each worker reads its own node's credentials.
-    """
-    uri = settings.storage.runs_uri
-    if uri is None:
-        return str(settings.runs_dir / "ray"), None
-    check_sealed(settings, uri)
-    filesystem, path = filesystem_for(uri, settings)
-    if is_local_filesystem(filesystem):
-        return path, None
-    from inhouse.storage.portable import portable_s3
-
-    return path, portable_s3(settings.storage)  # pickled to workers without the keys

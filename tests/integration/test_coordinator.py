@@ -137,6 +137,7 @@ def test_a_worse_candidate_is_rejected(settings: Settings, stop_actor: None) -> 
     assert registry.resolve(MODEL, "champion") == champion  # still serving the old one
 
 
+@pytest.mark.reliability  # a fault test (make test-reliability): 40 s of make test's budget
 def test_a_killed_actor_resumes_without_skipping_or_repeating_rows(
     settings: Settings, stop_actor: None
 ) -> None:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from inhouse.config import load_settings
-from inhouse.storage import runs_storage
+from inhouse.storage.runs import runs_storage
 from tests.multinode.conftest import head_args, worker_args
 from tests.polling import wait_for
 from tests.s3_server import S3Server

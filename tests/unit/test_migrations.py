@@ -217,3 +217,9 @@ def test_a_process_finding_the_database_up_to_date_never_loads_alembic(
 ) -> None:
     get_engine(db_url)
     assert _run_together(db_url, tmp_path, 1) == [f"{HEAD} False"]
+
+
+def test_own_tables_lists_every_table_of_the_models() -> None:
+    from inhouse.db import OWN_TABLES
+
+    assert OWN_TABLES == set(model_metadata().tables) | {"alembic_version"}

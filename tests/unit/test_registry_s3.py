@@ -119,7 +119,7 @@ def test_services_open_the_registry_named_by_settings(
 def test_ray_train_storage_pickles_without_the_keys(s3: S3Server, tmp_path: Path) -> None:
     import pickle
 
-    from inhouse.storage import runs_storage
+    from inhouse.storage.runs import runs_storage
 
     settings = load_settings(home=str(tmp_path), storage=s3.storage(runs_uri=s3.uri("runs")))
     path, filesystem = runs_storage(settings)

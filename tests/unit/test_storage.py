@@ -130,7 +130,7 @@ def test_the_storage_section_travels_to_jobs_as_env(tmp_path: Path) -> None:
 
 def test_object_storage_without_encryption_is_refused_unless_allowed(tmp_path: Path) -> None:
     from inhouse import services
-    from inhouse.storage import runs_storage
+    from inhouse.storage.runs import runs_storage
 
     storage = {
         "registry_uri": "s3://bkt/r",

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from inhouse.config import CoordinatorSettings, TrainSettings
 from inhouse.data import DatasetInfo, describe, read_rows
-from inhouse.data.reading import Rows
+from inhouse.data.rows import Rows
 from inhouse.explain.lineage import importance_lineage
 from inhouse.kinds.modules import load_module, register_module
 from inhouse.kinds.updating import RetrainRun, retrain_lineage
