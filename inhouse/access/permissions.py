@@ -33,6 +33,7 @@ ACTIONS: frozenset[str] = frozenset(
         "model:deploy",  # promote, roll back, undeploy
         "data:read",
         "data:write",
+        "data:admin",  # register a table in place: it reads any table the database role sees
         "train:submit",
         "privacy:admin",  # budgets and the privacy ledger
         "keys:admin",  # artifact encryption keys

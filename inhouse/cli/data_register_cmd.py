@@ -68,7 +68,9 @@ def cmd_data_register(settings: Settings, args: argparse.Namespace) -> int:
     from inhouse.data.external import register_table
     from inhouse.schema import get_engine
 
-    authorize(settings, action="data:write", resource=args.name, detail="register")
+    # data:admin, not data:write: a registered source can expose any table the database role
+    # can read (another application's, say) to training, explanations and the lineage.
+    authorize(settings, action="data:admin", resource=args.name, detail=f"register {args.table}")
     engine = get_engine(settings.db_url)
     register_table(
         engine,

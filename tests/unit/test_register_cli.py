@@ -43,3 +43,14 @@ def test_register_a_table_then_list_it(tmp_path: Path, capsys: pytest.CaptureFix
     assert main([*home, *args, "--label", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no column 'nope'" in err and "\n" not in err
+
+
+def test_registering_a_table_is_an_admin_action_no_other_role_holds() -> None:
+    from inhouse.access.permissions import ACTIONS, Principal, RoleBinding, is_allowed
+
+    assert "data:admin" in ACTIONS
+    admin = Principal("root", roles=frozenset({RoleBinding("admin")}))
+    assert is_allowed(admin, "data:admin", "orders")
+    for role in ("ml-engineer", "operator", "trainer", "analyst", "service"):
+        member = Principal("p", roles=frozenset({RoleBinding(role)}))
+        assert not is_allowed(member, "data:admin", "orders")
