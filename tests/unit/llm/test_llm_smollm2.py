@@ -48,7 +48,7 @@ def test_gguf_import_records_the_file_and_the_second_import_hits_the_cache(
     registry, info = smol
     assert GGUF is not None
     digest = hashlib.sha256(GGUF.read_bytes()).hexdigest()
-    assert info.lineage["source"] == {"kind": "gguf", "sha256": digest, "path": str(GGUF)}
+    assert info.lineage["source"] == {"kind": "gguf", "sha256": digest, "path": str(GGUF.resolve())}
     spec = info.spec
     assert spec["architecture"] == "LlamaForCausalLM" and spec["context_length"] == 8192
     assert spec["config"]["tie_word_embeddings"] and "quantization_config" not in spec["config"]
