@@ -87,6 +87,8 @@ def test_register_load_and_serve_from_object_storage(
         serve.delete("s3")
 
 
+@pytest.mark.reliability  # a kill-and-resume fault test (make test-reliability); make test
+# trains with checkpoints on S3 across two nodes (tests/multinode/test_train_multinode.py)
 def test_checkpointed_training_on_object_storage_resumes_from_it(
     ray_cluster: Settings, pg_url: str, s3: S3Server
 ) -> None:
