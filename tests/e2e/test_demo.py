@@ -65,7 +65,9 @@ def test_demo_runs_twice_and_prints_a_working_summary(
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     out = first.stdout
     # Second act: new rows -> retrain -> gate -> canary with live traffic -> promotion.
-    assert "coordinator of digits running" in out and "retrain started: rows 1798-2097" in out
+    act = out[out.find("==> 6/7") :][:3000]  # the coordinator act, shown when it went wrong
+    assert "coordinator of digits running" in out, act + first.stderr[-3000:]
+    assert "retrain started: rows 1798-2097" in out, act + first.stderr[-3000:]
     # The candidate is v4 when its compression passed its gate, else the float v3.
     gated = re.search(r"v([34]) passed the gate .*canary on 10% of requests", out)
     assert gated, out[-3000:]
