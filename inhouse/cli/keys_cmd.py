@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from inhouse.cli.keys_objects import objects_use, rotate_objects_in_storage
+from inhouse.cli.keys_report import print_list, print_reencrypted
 from inhouse.crypto.keyring import KEY_DIR_ENV, KeyRing
-from inhouse.crypto.manifest import KeyState
 from inhouse.crypto.rotation import (
     Progress,
-    RotationReport,
     reencrypt_all,
     rewrap_all,
     rotate,
@@ -141,59 +140,17 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
         buckets, args.rewrap = not args.rewrap, args.rewrap or ours
     elif args.keys_action == "reencrypt" and not args.paths:
         buckets, args.paths = True, ours
-    if args.keys_action == "retire" and not args.force and _objects_use(settings, args.key_id):
+    if args.keys_action == "retire" and not args.force and objects_use(settings, args.key_id):
         return 1
     local = not (args.keys_action == "reencrypt" and buckets and not ours)
     code = run_keys(args) if local else 0
     if code == 0 and buckets:
-        code = _rotate_objects(settings, args, reencrypt=_reencrypting(args))
+        code = rotate_objects_in_storage(settings, _ring(args), reencrypt=_reencrypting(args))
     return code
 
 
 def _reencrypting(args: argparse.Namespace) -> bool:
     return args.keys_action == "reencrypt" or getattr(args, "reencrypt", None) is not None
-
-
-def _objects_use(settings: Settings, key_id: str) -> bool:
-    """Whether sealed objects in the configured buckets still need ``key_id`` (says which)."""
-    from inhouse.storage.rotation import object_key_usage, remote_roots
-
-    try:
-        for filesystem, root in remote_roots(settings):
-            usage = object_key_usage(filesystem, root)
-            users = usage.get(key_id, []) + usage.get("?", [])
-            if users:
-                print(
-                    f"error: key {key_id!r} still wraps {len(users)} object(s), e.g. {users[0]}; "
-                    "run `inhouse keys rotate` (it covers the configured buckets) first",
-                    file=sys.stderr,
-                )
-                return True
-    except (InhouseError, OSError) as exc:
-        print(f"error: cannot check the objects in storage: {exc}", file=sys.stderr)
-        return True
-    return False
-
-
-def _rotate_objects(settings: Settings, args: argparse.Namespace, *, reencrypt: bool) -> int:
-    """Re-wrap or re-encrypt the sealed objects of ``storage.registry_uri`` and ``runs_uri``."""
-    from inhouse.storage.rotation import remote_roots, rotate_objects
-
-    try:
-        ring = _ring(args)
-        for filesystem, root in remote_roots(settings):
-            report = rotate_objects(filesystem, root, keyring=ring, reencrypt_all=reencrypt)
-            verb = "re-encrypted" if reencrypt else "re-wrapped"
-            print(f"{verb} {len(report.changed)} object(s) in s3://{root}; "
-                  f"{len(report.unchanged)} unchanged, {len(report.failed)} failed")  # fmt: skip
-            for shown, reason in report.failed:
-                print(f"error: {shown}: {reason}", file=sys.stderr)
-            if report.failed:
-                return 1
-    except (InhouseError, OSError) as exc:
-        print(f"error: rotating the objects in storage: {exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _ring(args: argparse.Namespace) -> KeyRing:
@@ -226,7 +183,7 @@ def run_keys(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
                 )
             print(f"active key {report.key.id}; {old.id} is now decrypt-only", file=stream)
             if reencrypt:
-                return _print_reencrypted(report, paths=paths, old_id=old.id, out=stream)
+                return print_reencrypted(report, paths=paths, old_id=old.id, out=stream)
             if args.rewrap:
                 print(f"re-wrapped {len(report.rewrapped)} artifact(s)", file=stream)
         elif action == "rewrap":
@@ -242,9 +199,9 @@ def run_keys(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
                 raise ConfigError("name the artifact files or directories to re-encrypt")
             with _progress_bar("re-encrypting") as progress:
                 report = reencrypt_all(args.paths, keyring=ring, progress=progress)
-            return _print_reencrypted(report, paths=args.paths, old_id=None, out=stream)
+            return print_reencrypted(report, paths=args.paths, old_id=None, out=stream)
         elif action == "list":
-            _print_list(ring, as_json=args.json, out=stream)
+            print_list(ring, as_json=args.json, out=stream)
         elif action == "retire":
             in_use = None if args.force else usage_checker(args.artifacts)
             record = ring.retire(args.key_id, in_use=in_use)
@@ -275,64 +232,6 @@ def _progress_bar(desc: str) -> Iterator[Progress]:
     finally:
         if bar is not None:
             bar.close()
-
-
-def _print_reencrypted(
-    report: RotationReport, *, paths: Sequence[str], old_id: str | None, out: TextIO
-) -> int:
-    """Summary of a re-encryption; 1 if any artifact could not be re-encrypted."""
-    print(
-        f"re-encrypted {len(report.reencrypted)} artifact(s) under fresh data keys wrapped by "
-        f"{report.key.id}",
-        file=out,
-    )
-    if report.changed:
-        print(
-            f"{len(report.changed)} artifact(s) were replaced or removed by another writer "
-            "meanwhile and left so (new writes get fresh data keys):",
-            file=out,
-        )
-        for path in report.changed:
-            print(f"  {path}", file=out)
-    if report.failed:
-        print(
-            f"error: {len(report.failed)} artifact(s) could not be re-encrypted and still use "
-            "their old data keys:",
-            file=sys.stderr,
-        )
-        for path, reason in report.failed:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    retire = f"inhouse keys retire {old_id or 'OLD_ID'} --artifacts {' '.join(paths) or 'PATH'}"
-    print(f"next, once every copy of the key ring is updated: {retire}", file=out)
-    return 0
-
-
-def _print_list(ring: KeyRing, *, as_json: bool, out: TextIO) -> None:
-    records = ring.list()
-    if as_json:
-        rows = [
-            {
-                "id": r.id,
-                "state": r.state.value,
-                "created_at": r.created_at.isoformat(),
-                "fingerprint": r.fingerprint,
-                "retired_at": r.retired_at.isoformat() if r.retired_at else None,
-            }
-            for r in records
-        ]
-        print(json.dumps(rows, indent=2), file=out)
-        return
-    if not records:
-        print(f"no keys in {ring.path}; run `inhouse keys init`", file=out)
-        return
-    print(f"{'ID':<22} {'STATE':<13} {'CREATED':<20} FINGERPRINT (SHA-256)", file=out)
-    for r in records:
-        marker = "" if r.state is not KeyState.RETIRED else " (private key deleted)"
-        created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        print(
-            f"{r.id:<22} {r.state.value:<13} {created:<20} {r.fingerprint[:32]}{marker}", file=out
-        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
