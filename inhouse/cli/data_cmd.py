@@ -11,6 +11,7 @@ uses an existing table in place (:mod:`inhouse.cli.data_register_cmd`).
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from inhouse.cli.auth import authorize
@@ -31,8 +32,9 @@ def add_parser(commands: Any) -> None:
         "names",
         nargs="*",
         default=["digits"],
-        choices=["digits", "breast_cancer"],
-        help="which data sets (default: digits)",
+        choices=["digits", "breast_cancer", "mnist", "fashion_mnist"],
+        help="which data sets (default: digits; mnist needs the extra inhouse[mnist], "
+        "fashion_mnist Debian's dataset-fashion-mnist)",
     )
     leaf(acts, "list", cmd_data_list, "list data sets with row counts")
     append = leaf(
@@ -75,12 +77,15 @@ def cmd_data_seed(settings: Settings, args: argparse.Namespace) -> int:
 
     for name in args.names:
         authorize(settings, action="data:write", resource=name, detail="seed")
+        started = time.perf_counter()
         with step(f"seeding {name}"):
             info, created = seed(_engine(settings), name)
         state = "created" if created else "already there"
         print(
-            f"{name}: {state}, {info.train_rows} train + {info.test_rows} test rows "
-            f"(ids {info.first_id}..{info.last_id}) in {settings.db_url}"
+            f"{name}: {state}, {info.train_rows:,} train + {info.test_rows:,} test rows of "
+            f"{info.n_features} features, {len(info.class_names)} classes (ids "
+            f"{info.first_id}..{info.last_id}) in {time.perf_counter() - started:.1f} s, "
+            f"in {settings.db_url}"
         )
     return 0
 

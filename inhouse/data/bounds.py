@@ -4,7 +4,8 @@ Standardising with the mean and std of private rows would release those statisti
 without noise, so a DP run scales each feature by public bounds instead: ``(x - mid) /
 half_range``. Bounds come from a JSON file the data owner declares (``{"feature": [lo,
 hi]}``) or, for the built-in data sets, from their published documentation (digits:
-pixel intensities 0-16; breast cancer: the min/max table in scikit-learn's description).
+pixel intensities 0-16; MNIST and Fashion-MNIST: 28x28 pixels 0-255; breast cancer: the
+min/max table in scikit-learn's description).
 """
 
 from __future__ import annotations
@@ -37,11 +38,24 @@ def _breast_cancer_bounds() -> dict[str, tuple[float, float]]:
     return bounds
 
 
+def _pixels(side: int, hi: float) -> dict[str, tuple[float, float]]:
+    return {f"pixel_{r}_{c}": (0.0, hi) for r in range(side) for c in range(side)}
+
+
 def _digits_bounds() -> dict[str, tuple[float, float]]:
-    return {f"pixel_{r}_{c}": (0.0, 16.0) for r in range(8) for c in range(8)}
+    return _pixels(8, 16.0)
 
 
-BUILTIN_BOUNDS = {"digits": _digits_bounds, "breast_cancer": _breast_cancer_bounds}
+def _image_bounds() -> dict[str, tuple[float, float]]:
+    return _pixels(28, 255.0)
+
+
+BUILTIN_BOUNDS = {
+    "digits": _digits_bounds,
+    "breast_cancer": _breast_cancer_bounds,
+    "mnist": _image_bounds,
+    "fashion_mnist": _image_bounds,
+}
 
 
 def _read_file(path: Path) -> dict[str, tuple[float, float]]:

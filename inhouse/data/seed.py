@@ -1,14 +1,18 @@
-"""Seed the real data sets that ship inside scikit-learn (no internet needed)."""
+"""Seed the real data sets that need no internet: scikit-learn's (digits, breast_cancer) and the
+image sets of :mod:`inhouse.data.image_sets` (mnist, fashion_mnist)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from inhouse.data.store import DatasetInfo, create_dataset, describe, validate_rows
-from inhouse.data.table import DatasetRecord
+from inhouse.data.image_sets import IMAGE_SETS, ImageSet
+from inhouse.data.packed import insert_packed
+from inhouse.data.seal import reserve_seqs
+from inhouse.data.store import DatasetInfo, create_dataset, create_in, describe, validate_rows
+from inhouse.data.table import DatasetRecord, rows_table
 from inhouse.db import session_scope
 from inhouse.errors import InvalidInputError
 
@@ -51,21 +55,25 @@ def _breast_cancer() -> _Source:
 
 
 BUILTIN = {"digits": _digits, "breast_cancer": _breast_cancer}
+NAMES = (*BUILTIN, *IMAGE_SETS)
+"""Every data set ``seed`` creates."""
 
 
 def seed(engine: Engine, name: str) -> tuple[DatasetInfo, bool]:
     """Create and fill a built-in data set unless it exists; returns (info, created).
 
-    The test split is fixed (stratified, 20%, seed 0) so every run evaluates on the same rows.
+    The test split is fixed (scikit-learn's: stratified, 20%, seed 0; the image sets': their
+    official one) so every run evaluates on the same rows.
     """
-    if name not in BUILTIN:
-        raise InvalidInputError(
-            f"unknown built-in data set {name!r}; choose from {sorted(BUILTIN)}"
-        )
+    if name not in NAMES:
+        raise InvalidInputError(f"unknown built-in data set {name!r}; choose from {list(NAMES)}")
     with session_scope(engine) as session:
         exists = session.get(DatasetRecord, name) is not None
     if exists:
         return describe(engine, name), False
+    if name in IMAGE_SETS:
+        seed_images(engine, name, IMAGE_SETS[name]())
+        return describe(engine, name), True
     import numpy as np
     from sklearn.model_selection import train_test_split
 
@@ -95,3 +103,40 @@ def seed(engine: Engine, name: str) -> tuple[DatasetInfo, bool]:
         initial_rows=splits,
     )
     return describe(engine, name), True
+
+
+def image_layout(images: ImageSet) -> dict[str, Any]:
+    """The catalog layout of an image set: raw uint8 pixels (values 0..255), its image shape."""
+    return {
+        "dtype": "uint8",
+        "scale": 1.0,
+        "image": {"height": images.height, "width": images.width},
+        "source": images.source,
+    }
+
+
+def seed_images(engine: Engine, name: str, images: ImageSet) -> None:
+    """Create data set ``name`` from an image set in one transaction: its train rows, then its
+    test rows, each row the image's bytes (uint8, packed as they are: no float copy)."""
+    height, width = images.height, images.width
+    n_train, n_test = len(images.train_labels), len(images.test_labels)
+    blobs = [row.tobytes() for part in (images.train_images, images.test_images) for row in part]
+    labels = [*images.train_labels.tolist(), *images.test_labels.tolist()]
+    with engine.begin() as conn:
+        create_in(
+            conn,
+            name=name,
+            feature_names=[f"pixel_{r}_{c}" for r in range(height) for c in range(width)],
+            class_names=images.class_names,
+            description=images.description,
+            layout=image_layout(images),
+        )
+        table = rows_table(name)
+        insert_packed(
+            conn,
+            table,
+            blobs=blobs,
+            labels=labels,
+            splits=["train"] * n_train + ["test"] * n_test,
+            first_seq=reserve_seqs(conn, table.name),
+        )
