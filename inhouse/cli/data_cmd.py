@@ -82,7 +82,7 @@ def cmd_data_seed(settings: Settings, args: argparse.Namespace) -> int:
             info, created = seed(_engine(settings), name)
         state = "created" if created else "already there"
         print(
-            f"{name}: {state}, {info.train_rows:,} train + {info.test_rows:,} test rows of "
+            f"{name}: {state}, {info.train_rows} train + {info.test_rows} test rows of "
             f"{info.n_features} features, {len(info.class_names)} classes (ids "
             f"{info.first_id}..{info.last_id}) in {time.perf_counter() - started:.1f} s, "
             f"in {settings.db_url}"

