@@ -53,8 +53,9 @@ def _write_csv(path: Path, rows: int) -> None:
 
 
 @contextlib.contextmanager
-def _databases(tmp: Path) -> Iterator[list[tuple[str, str]]]:
-    """(label, URL) of SQLite and, when it answers, a fresh PostgreSQL schema."""
+def databases(tmp: Path) -> Iterator[list[tuple[str, str]]]:
+    """(label, URL) of SQLite (a file in ``tmp``) and, when it answers, a fresh PostgreSQL
+    schema, dropped afterwards (also used by ``bench_mnist_load``)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import OperationalError
 
@@ -170,8 +171,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="inhouse-bench-data-") as tmp:
         csv = Path(tmp) / "tabular.csv"
         _write_csv(csv, rows)
-        with _databases(Path(tmp)) as databases:
-            for label, url in databases:
+        with databases(Path(tmp)) as found:
+            for label, url in found:
                 results += _tabular(label, url, csv, rows)
                 results.append(_mnist(label, url))
     return results
