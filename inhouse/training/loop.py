@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,11 +20,22 @@ class EpochStats:
 
 
 def train_one_epoch(
-    model: nn.Module, loader: DataLoader[tuple[torch.Tensor, ...]], optimizer: torch.optim.Optimizer
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, ...]],
+    optimizer: torch.optim.Optimizer,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
+    before_step: Callable[[], None] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> EpochStats:
-    """One pass over ``loader`` with cross-entropy; returns this worker's mean loss and accuracy."""
+    """One pass over ``loader`` with cross-entropy; returns this worker's mean loss and accuracy.
+
+    ``loss_fn``: the cross-entropy to use (DP ghost clipping brings its own); ``before_step``
+    runs before each optimizer step (a learning-rate schedule), ``after_step`` after it (a
+    moving average of the weights).
+    """
     model.train()
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
     total_loss, correct, seen = 0.0, 0, 0
     device = next(model.parameters()).device
     for x, y in loader:
@@ -31,7 +44,11 @@ def train_one_epoch(
         logits = model(x)
         loss = loss_fn(logits, y)
         loss.backward()
+        if before_step is not None:
+            before_step()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         if len(y):  # Poisson sampling (DP) can draw an empty batch; it still takes its step
             total_loss += float(loss.detach()) * len(y)
         correct += int((logits.argmax(dim=1) == y).sum())

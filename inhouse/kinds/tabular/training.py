@@ -24,13 +24,14 @@ if TYPE_CHECKING:
     from inhouse.kinds.tabular.worker import TabularWorker
 
 
-def mlp_spec(info: DatasetInfo, hidden: list[int]) -> dict[str, Any]:
+def mlp_spec(info: DatasetInfo, hidden: list[int], activation: str = "relu") -> dict[str, Any]:
     """The spec of an MLP with ``hidden`` layers on the data set ``info`` describes."""
     from inhouse.models import MLPSpec
 
     return MLPSpec(
         input_dim=info.n_features,
         hidden=hidden,
+        activation=activation,
         num_classes=len(info.class_names),
         feature_names=info.feature_names,
         class_names=info.class_names,
@@ -82,6 +83,7 @@ class TabularTraining:
         from inhouse import services
         from inhouse.data import describe
         from inhouse.kinds.modules import build_model
+        from inhouse.kinds.tabular.scaling import pixel_bounds
         from inhouse.kinds.tabular.worker import TabularWorkerConfig
         from inhouse.training import private_run
 
@@ -90,7 +92,7 @@ class TabularTraining:
         spec = (
             builder_spec(settings, info, options)
             if options.builder
-            else mlp_spec(info, options.hidden)
+            else mlp_spec(info, options.hidden, options.activation)
         )
         privacy = private_run.prepare(
             engine=engine, cfg=options, info=info, run_name=name, num_workers=options.num_workers
@@ -101,6 +103,7 @@ class TabularTraining:
             db_url=settings.db_url,
             up_to_id=info.last_id,
             privacy=privacy.worker_config(),
+            pixels=pixel_bounds(engine, info, bounds_file=options.dp_bounds),
         )
         return TrainingRun(
             name=name,

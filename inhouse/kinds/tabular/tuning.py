@@ -28,7 +28,7 @@ class TabularTuning:
         spec = (
             builder_spec(settings, info, options)
             if options.builder
-            else mlp_spec(info, options.hidden)
+            else mlp_spec(info, options.hidden, options.activation)
         )
         model = build_model(spec)
         # The trial's run name and the epoch Tune recorded, not what the checkpoint's files say.

@@ -33,6 +33,7 @@ from inhouse.schema import get_engine
 from inhouse.training import evaluate, train_one_epoch
 from inhouse.training.dp import PrivateTraining, make_private
 from inhouse.training.private_run import WorkerPrivacy
+from inhouse.training.recipe import LearningRateSchedule, build_optimizer, initialise
 
 SCALARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "epsilon")
 
@@ -47,6 +48,7 @@ class TabularWorkerConfig:
     db_url: str
     up_to_id: int | None
     privacy: WorkerPrivacy
+    pixels: tuple[list[float], list[float]] | None = None  # an image set's public pixel range
 
 
 class TabularWorker:
@@ -67,7 +69,11 @@ class TabularWorker:
         )
         torch.manual_seed(part.options.seed)
         model = build(part.spec)  # the MLP, or Standardize → the user's builder module
-        if self._plan is not None:  # DP: scale by public bounds, never by private statistics
+        initialise(model, part.options.init)
+        if part.pixels is not None:  # images: intensities to [0, 1] (kinds.tabular.scaling)
+            lo, hi = map(torch.tensor, part.pixels)
+            model[0].set_bounds(lo, hi, zero_based=True)  # type: ignore[operator]
+        elif self._plan is not None:  # DP: scale by public bounds, never by private statistics
             if part.privacy.scaling is None:
                 raise ConfigError("a DP run reached a worker without public feature bounds")
             model[0].set_bounds(*map(torch.tensor, part.privacy.scaling))  # type: ignore[operator]
@@ -76,8 +82,9 @@ class TabularWorker:
         else:
             model[0].fit(self._train.x)  # type: ignore[operator]
         self.model: torch.nn.Module = model.to(place.device)
-        self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-            model.parameters(), lr=part.options.lr
+        options = part.options
+        self.optimizer: torch.optim.Optimizer = build_optimizer(
+            model.parameters(), name=options.optimizer, lr=options.lr, momentum=options.momentum
         )
         self._writer: SummaryWriter | None = None
         self._private: PrivateTraining | None = None
@@ -98,21 +105,41 @@ class TabularWorker:
                 plan=self._plan,
                 distributed=place.world > 1,
                 accountant_state=(state or {}).get("accountant"),
+                ghost=True,
             )
             self._training = self._private.model
             self._stepper, self._loader = self._private.optimizer, self._private.loader
+            self._schedule = self._learning_rate(self._plan.steps_per_epoch)
             return
         self._training, self._stepper = wrap(self.model), self.optimizer
         rows = len(dataset)
         total = agreed_rows(rows, place.device) if self._shard is not None else rows
         self._sampler = EqualBatchSampler(rows, total, seed=options.seed, rank=place.rank)
         self._loader = DataLoader(dataset, batch_size=options.batch_size, sampler=self._sampler)
+        self._schedule = self._learning_rate(len(self._loader))
+
+    def _learning_rate(self, steps_per_epoch: int) -> LearningRateSchedule:
+        options = self._options
+        return LearningRateSchedule(
+            self._stepper,
+            name=options.lr_schedule,
+            lr=options.lr,
+            steps_per_epoch=steps_per_epoch,
+            epochs=options.epochs,
+        )
 
     def epoch(self, epoch: int) -> dict[str, Any]:
         if self._sampler is not None:
             self._sampler.set_epoch(epoch)
         started = time.perf_counter()
-        stats = train_one_epoch(self._training, self._loader, self._stepper)
+        self._schedule.start_epoch(epoch)
+        stats = train_one_epoch(
+            self._training,
+            self._loader,
+            self._stepper,
+            loss_fn=self._private.loss_fn if self._private else None,
+            before_step=self._schedule,
+        )
         loss_sum, correct, seen = summed(
             [stats.loss * stats.samples, stats.accuracy * stats.samples, stats.samples],
             self._place.device,
