@@ -1,6 +1,7 @@
 """``inhouse demo`` (``make demo``): the whole journey on the embedded default, then a summary.
 
-cluster up → seed digits (SQLite) → train as a Ray job (DDP) → register → deploy on Serve →
+cluster up → seed MNIST (SQLite) → train the seed's example as a Ray job (DDP;
+:mod:`inhouse.cli.demo_seed`) → register → deploy on Serve →
 a few real predictions over HTTP → (second act, :mod:`inhouse.cli.demo_retrain`) the coordinator
 retrains on new rows and promotes by canary → (chat act, :mod:`inhouse.cli.demo_llm`) a private
 LLM answers through the OpenAI API and its answer is explained → summary. Every step is
@@ -57,22 +58,29 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     return run_demo(
         settings,
-        epochs=settings.train.epochs,
+        epochs=None,
         retrain_act=not args.no_retrain_act,
         chat_act=not args.no_chat_act,
     )
 
 
 def run_demo(
-    settings: Settings, *, epochs: int, retrain_act: bool = True, chat_act: bool = True
+    settings: Settings,
+    *,
+    epochs: int | None = None,
+    retrain_act: bool = True,
+    chat_act: bool = True,
 ) -> int:
     """Run every step (the coordinator's act unless ``retrain_act`` is off); print a summary."""
+    from inhouse.cli.demo_seed import mapping_lines, seed_example
     from inhouse.data import seed
 
+    settings = settings.model_copy(update={"train": seed_example(settings.train)})
+    epochs = settings.train.epochs if epochs is None else epochs
     with step("1/7 local Ray cluster (token auth, dashboard on 127.0.0.1)"):
         started = local_cluster.start(settings)
         print(f"    {'started' if started else 'already running'}: {settings.ray.dashboard_url}")
-    with step("2/7 data: seeding scikit-learn digits into SQL"):
+    with step(f"2/7 data: seeding {settings.train.dataset} into SQL"):
         from inhouse.schema import get_engine
 
         info, created = seed(get_engine(settings.db_url), settings.train.dataset)
@@ -108,6 +116,7 @@ def run_demo(
     print("=" * 72)
     compressed = result["compressed"]
     print(f" model          {result['model']} v{served} (champion)")
+    print("\n".join(mapping_lines(settings.train)))
     if compressed and compressed["version"] == served:
         print(
             f" compression    v{served} = v{result['version']} pruned 90% + int8: "

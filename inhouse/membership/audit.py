@@ -143,6 +143,8 @@ def train_reference(
     """A non-DP model with ``spec``, trained on ``members`` with the epochs, batch size and
     learning rate of ``config`` (a version's ``lineage["config"]``; the train job's defaults)."""
     settings = DEFAULT_TRAINING | {k: config[k] for k in DEFAULT_TRAINING if k in config}
+    if config.get("optimizer", "adam") != "adam":  # a DP recipe's SGD rate is no Adam rate
+        settings["lr"] = DEFAULT_TRAINING["lr"]
     torch.manual_seed(int(settings["seed"]))
     module = build_model(spec)
     first = next(iter(module.children()), None)

@@ -53,7 +53,7 @@ def coordinator_stopped(ray_cluster: Settings) -> Iterator[None]:
     from ray import serve
 
     yield
-    stopped = _inhouse("coordinator", "stop", "digits")
+    stopped = _inhouse("coordinator", "stop", "mnist")
     serve.delete("inhouse")
     assert stopped.returncode == 0 or "no coordinator" in stopped.stderr, stopped.stderr[-2000:]
 
@@ -66,8 +66,8 @@ def test_demo_runs_twice_and_prints_a_working_summary(
     out = first.stdout
     # Second act: new rows -> retrain -> gate -> canary with live traffic -> promotion.
     act = out[out.find("==> 6/7") :][:3000]  # the coordinator act, shown when it went wrong
-    assert "coordinator of digits running" in out, act + first.stderr[-3000:]
-    assert "retrain started: rows 1798-2097" in out, act + first.stderr[-3000:]
+    assert "coordinator of mnist running" in out, act + first.stderr[-3000:]
+    assert "retrain started: rows 70001-70300" in out, act + first.stderr[-3000:]
     # The candidate is v4 when its compression passed its gate, else the float v3.
     gated = re.search(r"v([34]) passed the gate .*canary on 10% of requests", out)
     assert gated, out[-3000:]
@@ -76,9 +76,10 @@ def test_demo_runs_twice_and_prints_a_working_summary(
     assert re.search(promoted, out), out[-3000:]
     assert re.search(rf"retrain act +promoted after \d+ s; champion now v{fresh};.* 0 failed", out)
     accuracy = float(re.search(r"test accuracy\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
-    assert accuracy >= 0.95
+    assert accuracy >= 0.965  # the seed's example on MNIST (the float model: >= 0.97)
+    assert "seed example   Keras: Dense(64, relu)" in out and "--batch-size 16" in out
     assert ray_cluster.ray.dashboard_url in out and "tensorboard --logdir" in out
-    assert re.search(r"digits v2 \(champion\)", out) and "gate passed" in out
+    assert re.search(r"mnist v2 \(champion\)", out) and "gate passed" in out
     assert "ray job submit" in out and "make down" in out
     assert re.search(r"[45]/5 correct", out)
     # Chat act: SmolLM2 behind the OpenAI API, streamed through the openai client, explained.
@@ -86,8 +87,8 @@ def test_demo_runs_twice_and_prints_a_working_summary(
     assert re.search(r"chat act +smollm2 v\d+ answered '.*Paris", out), out[-3000:]
     png = re.search(r"heat map (\S+\.png)", out).group(1)  # type: ignore[union-attr]
     assert Path(png).read_bytes().startswith(b"\x89PNG")
-    serve_url = re.search(r"(http://\S+/v2/models/digits/infer)", out).group(1)  # type: ignore[union-attr]
-    body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]}
+    serve_url = re.search(r"(http://\S+/v2/models/mnist/infer)", out).group(1)  # type: ignore[union-attr]
+    body = {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0] * 784}]}
     assert httpx.post(serve_url, json=body, timeout=30).status_code == 401  # token required
     token = ray_cluster.client_token_path.read_text().strip()
     auth = {"Authorization": f"Bearer {token}"}
@@ -98,7 +99,7 @@ def test_demo_runs_twice_and_prints_a_working_summary(
     again = _inhouse("demo", "--no-retrain-act", "--no-chat-act")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already running" in again.stdout and "already there" in again.stdout
-    newest = re.search(r"digits v(\d+) \(champion\)", again.stdout)
+    newest = re.search(r"mnist v(\d+) \(champion\)", again.stdout)
     assert newest and int(newest.group(1)) > int(fresh), again.stdout[-3000:]
     assert "retrain act" not in again.stdout and "chat act" not in again.stdout
     served = httpx.post(serve_url, json=body, headers=auth, timeout=30).json()
