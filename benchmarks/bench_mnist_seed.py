@@ -23,7 +23,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -55,7 +55,7 @@ def _single_process() -> dict[str, float]:
     """The recipe in one process, no Ray: test accuracy and wall seconds."""
     from inhouse.data.image_sets import load_mnist
     from inhouse.kinds import build_model
-    from inhouse.models import MLPSpec
+    from inhouse.models import MLPSpec, Standardize
     from inhouse.training import evaluate, train_one_epoch
     from inhouse.training.recipe import initialise
 
@@ -67,7 +67,8 @@ def _single_process() -> dict[str, float]:
     spec = MLPSpec(input_dim=784, hidden=[64, 64], activation="relu", num_classes=10)
     model = build_model(spec.model_dump())
     initialise(model, "glorot")
-    model[0].set_bounds(torch.zeros(784), torch.full((784,), 255.0), zero_based=True)  # type: ignore[operator]
+    scale = cast(Standardize, cast(torch.nn.Sequential, model)[0])
+    scale.set_bounds(torch.zeros(784), torch.full((784,), 255.0), zero_based=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     loader = DataLoader(TensorDataset(x, y), batch_size=GLOBAL_BATCH, shuffle=True)
     with torch_threads(1):
