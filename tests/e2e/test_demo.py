@@ -76,7 +76,9 @@ def test_demo_runs_twice_and_prints_a_working_summary(
     assert re.search(promoted, out), out[-3000:]
     assert re.search(rf"retrain act +promoted after \d+ s; champion now v{fresh};.* 0 failed", out)
     accuracy = float(re.search(r"test accuracy\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
-    assert accuracy >= 0.965  # the seed's example on MNIST (the float model: >= 0.97)
+    assert accuracy >= 0.965  # the seed's example on MNIST, served (compressed: <= 0.5 pts lost)
+    trained = re.search(r"\(float v\d+: ([0-9.]+)\)", out)  # absent: the float one serves
+    assert (float(trained.group(1)) if trained else accuracy) >= 0.970, out[-3000:]
     assert "seed example   Keras: Dense(64, relu)" in out and "--batch-size 16" in out
     assert ray_cluster.ray.dashboard_url in out and "tensorboard --logdir" in out
     assert re.search(r"mnist v2 \(champion\)", out) and "gate passed" in out
@@ -96,7 +98,7 @@ def test_demo_runs_twice_and_prints_a_working_summary(
     assert httpx.get(ray_cluster.ray.dashboard_url, timeout=10).status_code == 200
 
     # Idempotent: same cluster and data, a new version served (float + compressed).
-    again = _inhouse("demo", "--no-retrain-act", "--no-chat-act")
+    again = _inhouse("demo", "--no-retrain-act", "--no-chat-act", "--epochs", "1")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already running" in again.stdout and "already there" in again.stdout
     newest = re.search(r"mnist v(\d+) \(champion\)", again.stdout)
