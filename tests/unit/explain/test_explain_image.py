@@ -174,3 +174,12 @@ def test_a_spec_carries_the_image_of_its_data_sets_layout(engine: Engine) -> Non
     assert spec["image"] == image and spec_image(spec) == SHAPE
     build_model(spec)  # a spec with an image still builds
     assert "image" not in mlp_spec(describe(engine, "table"), [8], None)  # unchanged
+
+
+def test_the_demo_summary_names_the_heat_map() -> None:
+    from inhouse.cli.demo_explain import explanation_line
+
+    found = {"method": "KernelShap", "predicted": "7", "actual": 7, "ms": 12.0, "png": "x.png"}
+    line = explanation_line(found | {"image": {"height": 28, "width": 28}, "patch_size": 4})
+    assert "KernelShap 28x28 heat map (4x4 pixel patches) of test row 0" in line
+    assert "bar chart" in explanation_line(found | {"image": None, "patch_size": None})
