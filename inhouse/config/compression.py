@@ -25,8 +25,8 @@ class CompressionSettings(_Settings):
 
     The defaults reach the Digits and MNIST targets (>= 10x smaller, <= 0.5 points lost): 90%
     global magnitude pruning in 3 steps on a cubic schedule, a fine-tune after each (8 epochs,
-    at most 1,000 steps: Digits' 1,437 rows get every epoch, MNIST's 60,000 about half of one),
-    then int8.
+    at most 2,000 steps: Digits' 1,437 rows get every epoch, MNIST's 60,000 about one), then
+    int8.
     """
 
     prune_amount: float = Field(
@@ -51,7 +51,7 @@ class CompressionSettings(_Settings):
         default=8, ge=0, description="fine-tune epochs after each pruning step"
     )
     finetune_max_steps: int | None = Field(
-        default=1_000,
+        default=2_000,
         ge=1,
         description="optimizer steps per fine-tune at most (None: finetune_epochs in full); "
         "on a large data set a fraction of one epoch recovers the pruned accuracy",
