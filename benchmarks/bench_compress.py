@@ -2,6 +2,9 @@
 
 Digits MLP: stored bytes of the compressed artifact vs the parent's fp32 safetensors,
 test accuracy, and latency at batch 1/32 on 1/2 threads, all from ``inhouse.compress.compare``.
+MNIST (when ``inhouse data seed mnist`` can seed it): the seed's MLP (784-64-64-10, pixels
+scaled to [0, 1], Adam 1e-3, batch 32, 5 epochs; 1 with --quick) compressed as the tabular job
+does (default settings, ``tabular_settings``): stored bytes and test accuracy vs the float model.
 If transformers is installed, a 6-layer random BERT classifier (hidden 384, 12 heads,
 intermediate 1536, vocab 30522) quantized to int8 with its embeddings: size and latency at
 batch 1 and 32 on 1 thread vs fp32. Random weights are enough: size and speed do not depend
@@ -53,6 +56,54 @@ def _digits_rows(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def _mnist_rows(quick: bool) -> list[dict[str, Any]]:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from inhouse.compress import compare, compress
+    from inhouse.config import CompressionSettings
+    from inhouse.data import read_rows, seed
+    from inhouse.errors import InhouseError
+    from inhouse.kinds import build_model
+    from inhouse.kinds.tabular.compression import tabular_settings
+    from inhouse.models import MLPSpec
+    from inhouse.schema import get_engine
+    from inhouse.training import train_one_epoch
+
+    with tempfile.TemporaryDirectory(prefix="inhouse-bench-compress-") as tmp:
+        engine = get_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        try:
+            seed(engine, "mnist")
+        except InhouseError as exc:
+            return [row(NAME, "mnist compression (skipped)", 0.0, None, notes=exc.message)]
+        train = read_rows(engine, "mnist", split="train")
+        test = read_rows(engine, "mnist", split="test")
+    torch.manual_seed(0)
+    model = build_model(MLPSpec(input_dim=784, hidden=[64, 64], num_classes=10).model_dump())
+    model[0].std.fill_(255.0)  # type: ignore[index,union-attr]  # pixels to [0, 1], as training
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(TensorDataset(train.x, train.y), batch_size=32, shuffle=True)
+    for _ in range(1 if quick else 5):
+        train_one_epoch(model, loader, optimizer)
+    model.eval()
+    settings = tabular_settings(CompressionSettings())
+    started = time.perf_counter()
+    compressed = compress(model, settings, train=(train.x, train.y))
+    seconds = time.perf_counter() - started
+    report = compare(model, compressed, test.x, test.y, repeats=20 if quick else 50)
+    parent, small = report.parent, report.compressed
+    return [
+        row(NAME, "mnist stored bytes (int8 + 90% sparse vs fp32)", small.size_bytes,
+            parent.size_bytes, target=("ratio", "<=", 0.1, ""),
+            notes=f"{report.size_ratio:.1f}x smaller; compress() took {seconds:.1f} s "
+                  f"on {len(train.y):,} rows ({settings.finetune_max_steps} fine-tune steps "
+                  f"x {settings.prune_steps})"),
+        row(NAME, "mnist test accuracy %", small.accuracy, parent.accuracy,
+            target=("delta", ">=", -0.5, "points"),
+            notes=f"drop {report.accuracy_drop_points:+.2f} points on {report.test_samples:,} "
+                  "test rows; the seed's MLP"),
+    ]
+
+
 def _bert_rows(quick: bool) -> list[dict[str, Any]]:
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -86,8 +137,8 @@ def _bert_rows(quick: bool) -> list[dict[str, Any]]:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    """Digits MLP rows, then BERT rows when transformers is importable."""
-    rows = _digits_rows(quick)
+    """Digits MLP rows, MNIST rows, then BERT rows when transformers is importable."""
+    rows = _digits_rows(quick) + _mnist_rows(quick)
     if importlib.util.find_spec("transformers") is not None:
         rows += _bert_rows(quick)
     else:

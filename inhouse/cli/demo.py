@@ -101,6 +101,10 @@ def run_demo(
     print("==> 5/7 predictions over HTTP with an API token (held-out test rows)")
     token_path = services.ensure_client_token(settings)
     predict_rows(settings, settings.train.model, inline=None, from_test=5)
+    from inhouse.cli.demo_explain import explain_test_row, explanation_line
+
+    with step("5/7 explaining held-out row 0 on the explainer sidecar (JSON + PNG)"):
+        explained = explain_test_row(settings, settings.train.model, settings.train.dataset)
     serve_url = settings.serve_url
     act = None
     if retrain_act:
@@ -130,6 +134,7 @@ def run_demo(
         if compressed:
             print(f" compression    {compressed['message']}")
         print(f" test accuracy  {result['test_accuracy']:.4f} on {info.test_rows} held-out rows")
+    print(explanation_line(explained))
     if act is not None:
         print(
             f" retrain act    {act['outcome']} after {act['seconds']:.0f} s; champion now "

@@ -146,9 +146,9 @@ def _run(args: argparse.Namespace, registry: Any, engine: Any) -> int:
     from inhouse.atomic import atomic_write_bytes
     from inhouse.console import step
     from inhouse.explain import format_top_features
+    from inhouse.explain.patches import spec_image
     from inhouse.explain.request import (
         explanation_png,
-        is_image_model,
         parse_explain,
         run_explanation,
         server_limits,
@@ -199,6 +199,7 @@ def _run(args: argparse.Namespace, registry: Any, engine: Any) -> int:
             limits=limits,
             # the caller holds the registry keys, hence the weights and their stored mean
             training_mean_allowed=True,
+            image=spec_image(spec),
         )
 
     def name(index: int) -> str:
@@ -227,6 +228,7 @@ def _run(args: argparse.Namespace, registry: Any, engine: Any) -> int:
     if args.png:
         png = explanation_png(explanation, x, class_names=class_names, top_k=args.top)
         atomic_write_bytes(args.png, png)
-        kind = "8x8 heat map" if is_image_model(feature_names, n_features) else "bar chart"
+        image = explanation.image
+        kind = f"{image[0]}x{image[1]} heat map" if image else "bar chart"
         print(f"wrote {args.png} ({kind} of row 0)")
     return 0

@@ -27,11 +27,12 @@ def compress(
 
     Args:
         model: the trained float model.
-        settings: what to do; the defaults reach the Digits target.
+        settings: what to do; the defaults reach the Digits and MNIST targets.
         finetune: called with the model after each pruning step (masks hold pruned weights at
             zero while it trains), e.g. a Ray Train loop or a BERT trainer.
         train: ``(inputs, labels)`` for the built-in classifier fine-tune (Adam, cross-entropy,
-            ``settings.finetune_epochs`` epochs); used when ``finetune`` is not given.
+            ``settings.finetune_epochs`` epochs, ``settings.finetune_max_steps`` steps at
+            most); used when ``finetune`` is not given.
         calibration: a few batches of training inputs (each a tensor or a tuple of the
             model's positional arguments): the int8 layers' inputs are smoothed where that
             helps (``settings.smooth_alphas``); without them no activation statistics are used.
@@ -51,6 +52,7 @@ def compress(
             lr=settings.lr,
             batch_size=settings.batch_size,
             seed=settings.seed,
+            max_steps=settings.finetune_max_steps,
         )
     compressed = copy.deepcopy(model)
     if settings.prune_amount > 0:

@@ -117,8 +117,10 @@ def classifier_finetune(
     lr: float = 1e-3,
     batch_size: int = 32,
     seed: int = 0,
+    max_steps: int | None = None,
 ) -> FineTune:
-    """A fine-tune callable: Adam on cross-entropy over ``(inputs, targets)`` for ``epochs``."""
+    """A fine-tune callable: Adam on cross-entropy over ``(inputs, targets)`` for ``epochs``,
+    stopping after ``max_steps`` optimizer steps (``None``: no cap) wherever that falls."""
 
     def finetune(model: nn.Module) -> None:
         generator = torch.Generator().manual_seed(seed)
@@ -126,9 +128,13 @@ def classifier_finetune(
         optimizer = torch.optim.Adam(trainable, lr=lr)
         was_training = model.training
         model.train()
+        steps = 0
         for _ in range(epochs):
             order = torch.randperm(inputs.shape[0], generator=generator)
             for start in range(0, inputs.shape[0], batch_size):
+                if max_steps is not None and steps >= max_steps:
+                    break
+                steps += 1
                 index = order[start : start + batch_size]
                 out = model(inputs[index])
                 logits = getattr(out, "logits", out)

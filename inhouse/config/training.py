@@ -29,7 +29,9 @@ class TrainSettings(DPSettings):
     batch_size: int = Field(32, ge=1, le=65_536, description="Per worker.")
     lr: float = Field(3e-3, gt=0, le=10)
     hidden: list[int] = Field(default_factory=lambda: [64, 64])
-    activation: Activation = Field("relu", description="Hidden-layer activation of the MLP: relu or tanh (tanh suits DP-SGD).")
+    activation: Activation = Field(
+        "relu", description="Hidden-layer activation of the MLP: relu or tanh (tanh suits DP-SGD)."
+    )
     optimizer: OptimizerName = Field(
         "adam", description="adam, or sgd with Nesterov momentum (DP on many rows: sgd)."
     )
@@ -40,7 +42,8 @@ class TrainSettings(DPSettings):
         "biases: Keras's default, the seed's example).",
     )
     lr_schedule: ScheduleName = Field(
-        "constant", description="Learning rate per step: constant, or cosine (decays to 0 by the last step)."
+        "constant",
+        description="Learning rate per step: constant, or cosine (decays to 0 by the last step).",
     )
     builder: str | None = Field(
         None,

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import captum
@@ -26,7 +25,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from inhouse.errors import InvalidInputError
-from inhouse.explain._coalitions import make_generator
+from inhouse.explain._coalitions import make_generator, seeded
 from inhouse.explain._inputs import (
     ForwardFn,
     as_batch,
@@ -42,6 +41,7 @@ from inhouse.explain._inputs import (
 )
 from inhouse.explain.kernel_shap import kernel_shap
 from inhouse.explain.lime import lime
+from inhouse.explain.patches import ImageShape, checked_image, patches_for
 from inhouse.explain.types import (
     METHOD_NAMES,
     ExplainLimits,
@@ -64,6 +64,7 @@ def explain(
     options: ExplainOptions | Mapping[str, Any] | None = None,
     limits: ExplainLimits | None = None,
     backend: str = "inhouse",
+    image: ImageShape | Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Attribute the model's output for each instance to its input features.
 
@@ -81,6 +82,9 @@ def explain(
         limits: operator limits; defaults to ``ExplainLimits()``.
         backend: ``inhouse`` (vectorised LIME / KernelSHAP) or ``captum`` (Captum's, one
             instance at a time). Integrated Gradients is Captum's either way.
+        image: ``(height, width)`` (or ``{"height", "width"}``) when the features are an
+            image's row-major pixels: the explanation carries it (heat maps), and our LIME /
+            KernelSHAP switch square pixel patches (``options.patch_size``) instead of pixels.
 
     Returns:
         The ``Explanation``, with the completeness delta (IG) or additivity gap (LIME/SHAP).
@@ -111,6 +115,7 @@ def explain(
             perturbations_per_eval=opts.perturbations_per_eval,
         )
         names = feature_names_for(n_features, feature_names)
+        shape = checked_image(image, n_features)
         forward = logits_fn(model)
         outputs = checked_forward(forward, batch)
         targets = resolve_targets(target, outputs)
@@ -122,7 +127,11 @@ def explain(
             attr, params = _sampled_captum(forward, chosen, batch, base, targets, opts)
         else:
             at_x, at_base = pick(outputs, targets), pick(base_outputs, targets)
-            attr, params = _sampled(forward, chosen, batch, base, targets, opts, at_x, at_base)
+            groups, patch = patches_for(shape, opts.patch_size)
+            attr, params = _sampled(
+                forward, chosen, batch, base, targets, opts, at_x, at_base, groups
+            )
+            params |= patch
     runtime_ms = (time.perf_counter() - started) * 1000.0
 
     attributions = attr.detach().reshape(n_rows, -1).double().cpu().numpy()
@@ -155,6 +164,7 @@ def explain(
         baseline_outputs=fb,
         delta=delta,
         metadata=metadata,
+        image=shape,
     )
 
 
@@ -213,8 +223,9 @@ def _sampled(
     opts: ExplainOptions,
     fx: torch.Tensor,
     fb: torch.Tensor,
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Our vectorised LIME / KernelSHAP over the whole batch at once."""
+    """Our vectorised LIME / KernelSHAP over the whole batch at once (of ``groups``: patches)."""
     generator = make_generator(opts.seed)
     if method == "lime":
         attr, params = lime(
@@ -225,6 +236,7 @@ def _sampled(
             n_samples=opts.n_samples,
             perturbations_per_eval=opts.perturbations_per_eval,
             generator=generator,
+            groups=groups,
         )
     else:
         attr, params = kernel_shap(
@@ -237,6 +249,7 @@ def _sampled(
             n_samples=opts.n_samples,
             perturbations_per_eval=opts.perturbations_per_eval,
             generator=generator,
+            groups=groups,
         )
     params["seed"] = opts.seed
     return attr, params
@@ -260,7 +273,7 @@ def _sampled_captum(
     rows: list[torch.Tensor] = []
     # One instance at a time (one surrogate model each, as Captum does internally), with the
     # perturbations of that instance stacked perturbations_per_eval to a forward pass.
-    with _seeded(opts.seed, batch.device):
+    with seeded(opts.seed, batch.device):
         for i in range(int(batch.shape[0])):
             attr = explainer.attribute(
                 batch[i : i + 1],
@@ -280,15 +293,3 @@ def _sampled_captum(
     if method == "lime":
         params["interpretable_model"] = "Lasso(alpha=0.01)"
     return torch.cat(rows, dim=0), params
-
-
-@contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Seed torch's RNG for the block without disturbing the caller's RNG state."""
-    if seed is None:
-        yield
-        return
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield

@@ -20,6 +20,7 @@ from torch import nn
 from inhouse.errors import InvalidInputError
 from inhouse.explain._inputs import as_batch, model_device_dtype, to_tensor
 from inhouse.explain.attribution import explain
+from inhouse.explain.patches import ImageShape
 from inhouse.explain.types import ExplainLimits, ExplainOptions, FloatArray
 
 
@@ -32,12 +33,21 @@ class GlobalImportance:
         importance: mean |SHAP| per feature, aligned with ``feature_names``.
         n_background: rows the mean was taken over.
         metadata: method, parameters, baseline, ``runtime_ms``.
+        image: ``(height, width)`` when the features are an image's pixels, else ``None``.
     """
 
     feature_names: list[str]
     importance: FloatArray
     n_background: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    image: ImageShape | None = None
+
+    def heatmap(self) -> FloatArray:
+        """Mean |SHAP| per pixel as the (height, width) image; needs ``image``."""
+        if self.image is None:
+            raise InvalidInputError("this global importance is not of an image: no heat map")
+        result: FloatArray = self.importance.reshape(self.image)
+        return result
 
     def ranking(self) -> list[str]:
         """Feature names, most important first (ties keep feature order)."""
@@ -50,22 +60,27 @@ class GlobalImportance:
         return [(self.feature_names[i], float(self.importance[i])) for i in order]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, to store in a version's lineage."""
-        return {
+        """A JSON-ready dict, to store in a version's lineage (an image's has ``image``)."""
+        data: dict[str, Any] = {
             "feature_names": list(self.feature_names),
             "importance": self.importance.tolist(),
             "n_background": self.n_background,
             "metadata": dict(self.metadata),
         }
+        if self.image is not None:
+            data["image"] = {"height": self.image[0], "width": self.image[1]}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GlobalImportance:
         """Rebuild from ``to_dict`` output."""
+        image = data.get("image")
         return cls(
             feature_names=[str(n) for n in data["feature_names"]],
             importance=np.asarray(data["importance"], dtype=np.float64),
             n_background=int(data["n_background"]),
             metadata=dict(data.get("metadata", {})),
+            image=None if image is None else (int(image["height"]), int(image["width"])),
         )
 
 
@@ -102,6 +117,7 @@ def global_importance(
     baseline: Any = None,
     seed: int = 0,
     limits: ExplainLimits | None = None,
+    image: ImageShape | None = None,
 ) -> GlobalImportance:
     """Mean |KernelSHAP| per feature over (a seeded subsample of) ``background``.
 
@@ -119,6 +135,8 @@ def global_importance(
         baseline: reference input; defaults to the background mean.
         seed: seeds the row subsample and the SHAP sampling.
         limits: operator limits; default allows ``max_rows`` instances.
+        image: ``(height, width)`` of image pixels: SHAP over pixel patches, each patch's value
+            shared among its pixels (:mod:`inhouse.explain.patches`), a (height, width) map.
     """
     if max_rows < 1:
         raise InvalidInputError(f"max_rows must be >= 1, got {max_rows}")
@@ -149,6 +167,7 @@ def global_importance(
         background=full,
         options=options,
         limits=limits,
+        image=image,
     )
     importance = np.abs(result.attributions).mean(axis=0)
     metadata = {
@@ -162,11 +181,14 @@ def global_importance(
         "max_abs_additivity_gap": float(np.abs(result.delta).max()),
         "runtime_ms": result.metadata["runtime_ms"],
     }
+    if "patch_size" in result.metadata:
+        metadata["patch_size"] = result.metadata["patch_size"]
     return GlobalImportance(
         feature_names=result.feature_names,
         importance=importance,
         n_background=result.n_instances,
         metadata=metadata,
+        image=result.image,
     )
 
 

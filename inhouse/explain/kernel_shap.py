@@ -26,6 +26,7 @@ import torch
 
 from inhouse.explain._coalitions import coalition_values, subsets_of_sizes, unique_with_counts
 from inhouse.explain._inputs import ForwardFn
+from inhouse.explain.patches import group_varying, spread
 
 _MAX_ELEMENTS = 1 << 24  # float64 elements of one batched design (128 MiB)
 SOLVER = "least squares; intercept f(baseline) and sum f(x) - f(baseline) as exact constraints"
@@ -173,6 +174,7 @@ def kernel_shap(
     n_samples: int,
     perturbations_per_eval: int,
     generator: torch.Generator,
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """KernelSHAP attributions of every instance at its target.
 
@@ -186,21 +188,29 @@ def kernel_shap(
         n_samples: coalitions per instance, the empty and full ones included (as in Captum).
         perturbations_per_eval: perturbed rows per forward pass.
         generator: the random source for the coalitions.
+        groups: the player (e.g. pixel patch, :mod:`inhouse.explain.patches`) of each input
+            feature, switched together; ``None``: every feature plays alone. A group's Shapley
+            value is shared among its features by ``|x - baseline|`` (sums are kept).
 
     Returns:
         ``(attributions, params)``: (instances, features) float64 on the CPU, and metadata.
     """
     n_rows = int(inputs.shape[0])
-    n_features = math.prod(inputs.shape[1:])
+    players = math.prod(inputs.shape[1:]) if groups is None else int(groups.max()) + 1
     fx = input_outputs.detach().double().cpu()
     fb = baseline_outputs.detach().double().cpu()
-    masks, weights, kind = shapley_coalitions(n_features, n_samples - 2, generator)
+    masks, weights, kind = shapley_coalitions(players, n_samples - 2, generator)
+    expanded = masks if groups is None else masks[:, groups]
     values, passes = coalition_values(
-        forward, inputs, baselines, masks, targets, rows_per_pass=perturbations_per_eval
+        forward, inputs, baselines, expanded, targets, rows_per_pass=perturbations_per_eval
     )
-    flat_x, flat_b = inputs.reshape(n_rows, -1), baselines.reshape(n_rows, -1)
-    varying = (flat_x != flat_b).cpu()
+    if groups is None:
+        varying = (inputs.reshape(n_rows, -1) != baselines.reshape(n_rows, -1)).cpu()
+    else:
+        varying = group_varying(inputs, baselines, groups)
     attributions = constrained_fit(masks, weights, values - fb.unsqueeze(1), fx - fb, varying)
+    if groups is not None:
+        attributions = spread(attributions, inputs, baselines, groups)
     params: dict[str, Any] = {
         "backend": "inhouse",
         "n_samples": n_samples,

@@ -22,6 +22,7 @@ import torch
 
 from inhouse.explain._coalitions import coalition_values, unique_with_counts
 from inhouse.explain._inputs import ForwardFn
+from inhouse.explain.patches import group_varying, spread
 
 Distance = Literal["cosine", "euclidean"]
 ALPHA = 1e-3
@@ -123,6 +124,7 @@ def lime(
     distance: Distance = "cosine",
     kernel_width: float = KERNEL_WIDTH,
     alpha: float = ALPHA,
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """LIME attributions (surrogate coefficients) of every instance at its target.
 
@@ -137,22 +139,31 @@ def lime(
         distance: ``cosine`` (Captum's default) or ``euclidean``, in input space.
         kernel_width: width ``w`` of the exponential kernel.
         alpha: ridge penalty on the weight-normalised squared error.
+        groups: the interpretable feature (e.g. pixel patch, :mod:`inhouse.explain.patches`)
+            of each input feature, switched together; ``None``: every feature on its own. A
+            group's coefficient is shared among its features by ``|x - baseline|``.
 
     Returns:
         ``(attributions, params)``: (instances, features) float64 on the CPU, and metadata.
     """
     n_rows = int(inputs.shape[0])
-    n_features = math.prod(inputs.shape[1:])
-    drawn = torch.rand(n_samples, n_features, generator=generator) < 0.5
+    players = math.prod(inputs.shape[1:]) if groups is None else int(groups.max()) + 1
+    drawn = torch.rand(n_samples, players, generator=generator) < 0.5
     masks, counts = unique_with_counts(drawn)
+    expanded = masks if groups is None else masks[:, groups]
     values, passes = coalition_values(
-        forward, inputs, baselines, masks, targets, rows_per_pass=perturbations_per_eval
+        forward, inputs, baselines, expanded, targets, rows_per_pass=perturbations_per_eval
     )
     log_w = log_similarities(
-        inputs, baselines, masks, distance=distance, kernel_width=kernel_width
+        inputs, baselines, expanded, distance=distance, kernel_width=kernel_width
     ) + counts.log().unsqueeze(0)
-    varying = (inputs.reshape(n_rows, -1) != baselines.reshape(n_rows, -1)).cpu()
+    if groups is None:
+        varying = (inputs.reshape(n_rows, -1) != baselines.reshape(n_rows, -1)).cpu()
+    else:
+        varying = group_varying(inputs, baselines, groups)
     attributions = weighted_ridge(masks, log_w, values, alpha=alpha, varying=varying)
+    if groups is not None:
+        attributions = spread(attributions, inputs, baselines, groups)
     params: dict[str, Any] = {
         "backend": "inhouse",
         "n_samples": n_samples,

@@ -18,6 +18,7 @@ from inhouse.explain.importance import (
     compare_importance,
     global_importance,
 )
+from inhouse.explain.patches import ImageShape
 
 DEFAULT_ROWS = 50
 
@@ -30,8 +31,11 @@ def importance_lineage(
     champion_lineage: dict[str, Any] | None,
     rows: int = DEFAULT_ROWS,
     n_samples: int = 200,
+    image: ImageShape | None = None,
 ) -> dict[str, Any]:
-    """Lineage entries for ``model``: its global importance and its comparison to the champion."""
+    """Lineage entries for ``model``: its global importance and its comparison to the champion.
+
+    ``image`` (``(height, width)``): SHAP on pixel patches, the importance a pixel map."""
     importance = global_importance(
         model,
         background,
@@ -39,6 +43,7 @@ def importance_lineage(
         max_rows=rows,
         n_samples=n_samples,
         perturbations_per_eval=n_samples,
+        image=image,
     )
     entries: dict[str, Any] = {"global_importance": importance.to_dict()}
     previous = (champion_lineage or {}).get("global_importance")

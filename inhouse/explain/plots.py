@@ -82,23 +82,34 @@ def heatmap_png(
     image: Any = None,
     title: str | None = None,
     dpi: int = 100,
+    signed: bool = True,
 ) -> bytes:
-    """Heat map of one image's attributions (e.g. digits' 8x8 pixels), as PNG.
+    """Heat map of one image's attributions (digits' 8x8 or MNIST's 28x28 pixels), as PNG.
 
-    The colour scale is centred on zero (red: for the target, blue: against). With ``image``
-    the input is drawn beside it in grey.
+    The colour scale is centred on zero (red: for the target, blue: against); ``signed=False``
+    (e.g. mean |attribution|) uses a white-to-red scale from zero. With ``image`` the input is
+    drawn beside it in grey and its outline over the heat map.
     """
     heat = _as_image("attributions", attributions, shape)
     panels = 1 if image is None else 2
     fig = Figure(figsize=(3.6 * panels, 3.4), dpi=dpi)
     axes = fig.subplots(1, panels, squeeze=False)[0]
+    bound = float(np.abs(heat).max()) or 1.0
+    if signed:
+        norm = TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
+        shown = axes[-1].imshow(heat, cmap="RdBu_r", norm=norm, interpolation="nearest")
+    else:
+        shown = axes[-1].imshow(heat, cmap="Reds", vmin=0.0, vmax=bound, interpolation="nearest")
     if image is not None:
-        axes[0].imshow(_as_image("image", image, shape), cmap="gray_r", interpolation="nearest")
+        pixels = _as_image("image", image, shape)
+        axes[0].imshow(pixels, cmap="gray_r", interpolation="nearest")
         axes[0].set_title("input", fontsize=10)
         axes[0].set_axis_off()
-    bound = float(np.abs(heat).max()) or 1.0
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
-    shown = axes[-1].imshow(heat, cmap="RdBu_r", norm=norm, interpolation="nearest")
+        low, high = float(pixels.min()), float(pixels.max())
+        if high > low:  # the input's outline, faint, over the heat map
+            axes[-1].contour(
+                pixels, levels=[(low + high) / 2], colors="black", linewidths=0.6, alpha=0.35
+            )
     axes[-1].set_title(title if title is not None else "attribution", fontsize=10)
     axes[-1].set_axis_off()
     fig.colorbar(shown, ax=axes[-1], fraction=0.046, pad=0.04)

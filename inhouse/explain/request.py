@@ -25,14 +25,12 @@ from torch import nn
 
 from inhouse.errors import InvalidInputError, PayloadTooLargeError, PermissionDeniedError
 from inhouse.explain.attribution import explain, parse_options
+from inhouse.explain.patches import ImageShape, image_shape
 from inhouse.explain.plots import bar_chart_png, heatmap_png, top_features
 from inhouse.explain.types import BaselineKind, ExplainLimits, Explanation, Method
 from inhouse.protocol import Strict, parse_v1, validate_body
 
-DIGITS_SHAPE = (8, 8)
-_PIXEL_NAME = re.compile(r"pixel_r?\d+_c?\d+")
 _NO_GRADIENT = re.compile(r"grad|differentiat|backward", re.IGNORECASE)
-_DEFAULT_NAME = re.compile(r"feature_\d+")  # explain()'s names when the model has none
 
 
 class ExplainRequestOptions(Strict):
@@ -49,6 +47,7 @@ class ExplainRequestOptions(Strict):
     internal_batch_size: int | None = None
     baseline: BaselineKind | None = None
     seed: int | None = None
+    patch_size: int | None = None
 
 
 class ExplainRequest(Strict):
@@ -160,12 +159,13 @@ def run_explanation(
     feature_names: Sequence[str] | None,
     limits: ExplainLimits,
     training_mean_allowed: bool = False,
+    image: ImageShape | None = None,
 ) -> Explanation:
     """``explain`` for a registry model: baseline ``mean`` uses the model's stored mean.
 
     That mean is returned in the answer (``baseline``), so it is used only when
     ``training_mean_allowed``: the served explainer sets it when :func:`mean_is_public`,
-    ``inhouse explain`` (run where the registry keys are) always.
+    ``inhouse explain`` (where the registry keys are) always. ``image``: pixel-patch LIME/SHAP.
 
     Raises:
         InvalidInputError: bad options, over ``limits``, or ``ig`` on a version that cannot be
@@ -199,6 +199,7 @@ def run_explanation(
                 background=background,
                 options=opts,
                 limits=limits,
+                image=image,
             )
     except RuntimeError as exc:
         if method == "ig" and _NO_GRADIENT.search(str(exc)):
@@ -210,8 +211,8 @@ def run_explanation(
         raise
 
 
-def _class_name(index: int, class_names: Sequence[str]) -> str:
-    return str(class_names[index]) if 0 <= index < len(class_names) else str(index)
+def _class_name(index: int, names: Sequence[str]) -> str:
+    return str(names[index]) if 0 <= index < len(names) else str(index)
 
 
 def _num(value: float) -> float:
@@ -226,9 +227,11 @@ def explanation_response(
     Each instance has its prediction and target (index and name), class probabilities,
     attributions as ``{feature: value}`` ordered by |value| (largest first), the baseline,
     f(x) and f(baseline) at the target, and ``delta`` (IG completeness / sampling additivity).
+    An image's answer also has ``image`` ({height, width}) and, per instance, ``heatmap``: the
+    attributions as height rows of width pixels.
     """
     n_features = explanation.attributions.shape[1]
-    instances = []
+    instances: list[dict[str, Any]] = []
     for i in range(explanation.n_instances):
         predicted, target = explanation.predictions[i], explanation.targets[i]
         probs = explanation.probabilities
@@ -247,7 +250,10 @@ def explanation_response(
                 "delta": _num(explanation.delta[i]),
             }
         )
-    return {
+        if explanation.image is not None:
+            heat = explanation.heatmap(i)
+            instances[-1]["heatmap"] = [[_num(v) for v in row] for row in heat]
+    answer: dict[str, Any] = {
         "model_name": model,
         "model_version": str(version),
         "method": explanation.method,
@@ -256,15 +262,14 @@ def explanation_response(
         "metadata": dict(explanation.metadata),
         "explanations": instances,
     }
+    if explanation.image is not None:
+        answer["image"] = {"height": explanation.image[0], "width": explanation.image[1]}
+    return answer
 
 
 def is_image_model(feature_names: Sequence[str], n_features: int) -> bool:
-    """Whether features are the 8x8 digits pixels (drawn as a heat map, not bars)."""
-    if n_features != DIGITS_SHAPE[0] * DIGITS_SHAPE[1]:
-        return False
-    if not feature_names or all(_DEFAULT_NAME.fullmatch(n) for n in feature_names):
-        return True
-    return all(_PIXEL_NAME.fullmatch(n) for n in feature_names)
+    """Whether features are an image's pixels (drawn as a heat map, not bars)."""
+    return image_shape(feature_names, n_features) is not None
 
 
 def explanation_png(
@@ -275,17 +280,20 @@ def explanation_png(
     instance: int = 0,
     top_k: int = 15,
 ) -> bytes:
-    """PNG of one instance: a heat map beside the input for digits, else a bar chart."""
+    """PNG of one instance: a heat map beside the input for an image, else a bar chart."""
     target = explanation.targets[instance]
     title = f"{explanation.metadata.get('method_name', explanation.method)}: "
     title += f"class {_class_name(target, class_names)}"
     if explanation.probabilities is not None:
         title += f" (p={explanation.probabilities[instance, target]:.3f})"
+    if (side := int(explanation.metadata.get("patch_size") or 1)) > 1:
+        title += f", {side}x{side} patches"
     n_features = explanation.attributions.shape[1]
-    if is_image_model(explanation.feature_names, n_features):
+    shape = explanation.image or image_shape(explanation.feature_names, n_features)
+    if shape is not None:
         return heatmap_png(
             explanation.attributions[instance],
-            shape=DIGITS_SHAPE,
+            shape=shape,
             image=np.asarray(x, dtype=np.float64)[instance],
             title=title,
         )

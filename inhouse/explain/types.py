@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from inhouse.errors import PayloadTooLargeError
+from inhouse.errors import InvalidInputError, PayloadTooLargeError
 
 Method = Literal["ig", "lime", "shap"]
 BaselineKind = Literal["zeros", "mean"]
@@ -40,6 +40,8 @@ class ExplainOptions(BaseModel):
             path of every instance in one pass (capped by the operator's limit).
         baseline: ``zeros``, or ``mean`` of a background sample given to ``explain``.
         seed: seeds the LIME/SHAP sampling (the global RNG is left untouched); ``None``: unseeded.
+        patch_size: LIME/SHAP on an image: side of the square pixel patches switched together;
+            ``None``: the smallest leaving at most 64 patches (28x28: 4), 1: single pixels.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,6 +53,7 @@ class ExplainOptions(BaseModel):
     internal_batch_size: int | None = Field(default=None, ge=1)
     baseline: BaselineKind = "zeros"
     seed: int | None = 0
+    patch_size: int | None = Field(default=None, ge=1)
 
 
 class ExplainLimits(BaseModel):
@@ -117,6 +120,8 @@ class Explanation:
             (convergence) delta for IG, the additivity gap for LIME/SHAP.
         metadata: method name, parameters, library versions, ``runtime_ms``.
         tokens: per-instance token strings for text (only attended positions), else ``None``.
+        image: ``(height, width)`` of an image's row-major pixels (attributions reshape to a
+            heat map), else ``None``.
     """
 
     method: str
@@ -133,6 +138,7 @@ class Explanation:
     delta: FloatArray
     metadata: dict[str, Any] = field(default_factory=dict)
     tokens: list[list[str]] | None = None
+    image: tuple[int, int] | None = None
 
     @property
     def n_instances(self) -> int:
@@ -152,6 +158,13 @@ class Explanation:
             return row[: len(self.tokens[instance])]
         return row
 
+    def heatmap(self, instance: int = 0) -> FloatArray:
+        """One instance's attributions as its (height, width) image; needs ``image``."""
+        if self.image is None:
+            raise InvalidInputError("this explanation is not of an image: it has no heat map")
+        result: FloatArray = self.attributions[instance].reshape(self.image)
+        return result
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (lists and plain numbers only)."""
         return {
@@ -169,6 +182,7 @@ class Explanation:
             "delta": self.delta.tolist(),
             "metadata": dict(self.metadata),
             "tokens": None if self.tokens is None else [list(t) for t in self.tokens],
+            "image": None if self.image is None else list(self.image),
         }
 
     @classmethod
@@ -176,6 +190,7 @@ class Explanation:
         """Rebuild an explanation from ``to_dict`` output."""
         probs = data.get("probabilities")
         tokens = data.get("tokens")
+        image = data.get("image")
         return cls(
             method=str(data["method"]),
             attributions=np.asarray(data["attributions"], dtype=np.float64),
@@ -191,4 +206,5 @@ class Explanation:
             delta=np.asarray(data["delta"], dtype=np.float64),
             metadata=dict(data.get("metadata", {})),
             tokens=None if tokens is None else [[str(t) for t in row] for row in tokens],
+            image=None if image is None else (int(image[0]), int(image[1])),
         )

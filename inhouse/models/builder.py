@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from inhouse.errors import ConfigError, IntegrityError, InvalidInputError
-from inhouse.models.mlp import Standardize
+from inhouse.models.mlp import ImageSize, Standardize
 
 BUILDER_ARCH = "torch_module"  # the architecture (``spec["kind"]``) of a builder's versions
 MAX_KWARGS_BYTES = 64 * 1024
@@ -44,6 +44,7 @@ class BuilderSpec(BaseModel):
     num_classes: int = Field(ge=2, le=100_000)
     feature_names: list[str] = Field(default_factory=list)
     class_names: list[str] = Field(default_factory=list)
+    image: ImageSize | None = None  # the features are an image's pixels: heat-map explanations
 
     @field_validator("builder")
     @classmethod

@@ -17,6 +17,15 @@ MLP_ARCH = "mlp"  # the architecture (``spec["kind"]``) of every tabular version
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
+class ImageSize(BaseModel):
+    """Height and width of an image data set's row-major pixels (its layout's ``image``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    height: int = Field(ge=1, le=100_000)
+    width: int = Field(ge=1, le=100_000)
+
+
 class MLPSpec(BaseModel):
     """Architecture of a tabular MLP; stored in each version's lineage to rebuild it."""
 
@@ -29,6 +38,7 @@ class MLPSpec(BaseModel):
     num_classes: int = Field(ge=2, le=100_000)
     feature_names: list[str] = Field(default_factory=list)
     class_names: list[str] = Field(default_factory=list)
+    image: ImageSize | None = None  # the features are an image's pixels: heat-map explanations
 
 
 class Standardize(nn.Module):

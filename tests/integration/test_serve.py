@@ -227,6 +227,8 @@ def test_explainer_sidecar_answers_json_and_png(client: httpx.Client, registered
     assert len(first["attributions"]) == 64 and first["prediction"]["name"]
     values = list(first["attributions"].values())
     assert abs(values[0]) >= abs(values[-1])  # ordered by |attribution|
+    assert body["image"] == {"height": 8, "width": 8}  # digits' pixels: a heat map
+    assert [len(line) for line in first["heatmap"]] == [8] * 8
     shap = client.post(
         f"/v1/models/{MODEL}:explain", json={"instances": rows[:1], "method": "shap"}
     )

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from sqlalchemy import Engine
-from torch import nn
 
 from inhouse.compress.admission import (
     admit_compression,
@@ -32,42 +30,28 @@ from inhouse.compress.report import gate as apply_gate
 from inhouse.config import CompressionSettings, GateSettings
 from inhouse.data import read_rows
 from inhouse.errors import InvalidInputError, ModelNotFoundError
-from inhouse.explain import explain, rank_correlation
 from inhouse.kinds.modules import build_model, load_module, register_module
+from inhouse.kinds.tabular.fidelity import explanation_fidelity, probe_rows
 from inhouse.registry import COMPRESSED_FORMAT, ModelVersion, Registry
 from inhouse.registry.artifacts import encode
 
 CHAMPION = "champion"
-FIDELITY_PROBE_ROWS = 64  # ExplainLimits' default max_instances
 
 
-def probe_rows(inputs: torch.Tensor, rows: int = FIDELITY_PROBE_ROWS) -> torch.Tensor:
-    """A fixed probe set: ``rows`` rows spread evenly over ``inputs`` (all when fewer)."""
-    n = int(inputs.shape[0])
-    if n <= rows:
-        return inputs
-    index = torch.linspace(0, n - 1, rows).round().long()
-    return inputs[index]
+def tabular_settings(settings: CompressionSettings) -> CompressionSettings:
+    """``settings`` with runtime ``auto`` resolved to ``weight_only`` (int8 weights, float
+    activations) for a tabular model.
 
-
-def explanation_fidelity(
-    parent: nn.Module, compressed: nn.Module, probe: torch.Tensor
-) -> tuple[float, list[float]]:
-    """Mean per-row Spearman correlation of the two models' Integrated Gradients attributions.
-
-    Both models explain the parent's predicted class, so a compressed model that predicts
-    another class is judged on the output the parent's explanation was about.
-
-    Returns:
-        ``(mean, per_row)`` correlations in [-1, 1].
+    Its first Linear sees standardised raw features, whose outliers (a pixel that is almost
+    always 0 lies hundreds of standard deviations out) leave the dynamic kernel's one int8
+    scale per batch a handful of levels for every other feature: measured on the MNIST seed
+    MLP, int8 with the dynamic 784x64 layer lost 3.2 points, weight-only none, and the dynamic
+    kernel was not faster at that size (0.062 vs 0.030 ms at batch 1). ``dynamic`` asked for
+    explicitly is kept.
     """
-    with torch.no_grad():
-        logits = parent(probe)
-    targets = [int(t) for t in getattr(logits, "logits", logits).argmax(dim=-1).tolist()]
-    ours = explain(parent, probe, method="ig", target=targets).attributions
-    theirs = explain(compressed, probe, method="ig", target=targets).attributions
-    per_row = [rank_correlation(ours[i], theirs[i]) for i in range(len(targets))]
-    return float(np.mean(per_row)), per_row
+    if settings.runtime != "auto":
+        return settings
+    return settings.model_copy(update={"runtime": "weight_only"})
 
 
 def _parent(registry: Registry, model: str, ref: str) -> ModelVersion:
@@ -154,6 +138,7 @@ def compress_version(
             exemption for non-DP training (see ``inhouse privacy allow-non-dp``).
     """
     info = _parent(registry, model, ref)
+    settings = tabular_settings(settings)
     dataset, up_to_id = _data_source(info)
     run = compression_run_name(model, info.version)
     privacy = admit_compression(

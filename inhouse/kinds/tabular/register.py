@@ -19,6 +19,7 @@ from inhouse.config import Settings, TrainSettings
 from inhouse.data import DatasetInfo, read_rows
 from inhouse.errors import ModelNotFoundError
 from inhouse.explain.lineage import importance_lineage
+from inhouse.explain.patches import spec_image
 from inhouse.kinds.modules import register_module
 from inhouse.kinds.training import Trained, TrainingRun
 from inhouse.registry import Registry
@@ -57,6 +58,7 @@ def global_explanation(
         background,
         feature_names=spec["feature_names"],
         champion_lineage=champion_lineage,
+        image=spec_image(spec),
     )
 
 

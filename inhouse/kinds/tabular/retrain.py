@@ -21,6 +21,7 @@ from inhouse.config import CoordinatorSettings, TrainSettings
 from inhouse.data import DatasetInfo, describe, read_rows
 from inhouse.data.rows import Rows
 from inhouse.explain.lineage import importance_lineage
+from inhouse.explain.patches import spec_image
 from inhouse.kinds.modules import load_module, register_module
 from inhouse.kinds.updating import RetrainRun, retrain_lineage
 from inhouse.registry import ModelVersion, float_version
@@ -164,6 +165,7 @@ def train_candidate(run: RetrainRun) -> ModelVersion:
             background,
             feature_names=list(parent.spec.get("feature_names", [])),
             champion_lineage=registry.full_lineage(parent),
+            image=spec_image(parent.spec),
         )
     )
     metrics = {

@@ -16,6 +16,7 @@ import torch
 
 from inhouse.errors import InvalidInputError
 from inhouse.explain import Explanation
+from inhouse.explain.patches import spec_image
 from inhouse.explain.request import (
     explanation_png,
     explanation_response,
@@ -177,6 +178,7 @@ def _explain(loaded: TabularModel, call: ExplainCall, *, max_instances: int) -> 
         limits=server_limits(max_instances=max_instances),
         # a non-DP version's mean is a statistic of its rows: not for predict tokens
         training_mean_allowed=mean_is_public(loaded.info.lineage),
+        image=spec_image(loaded.info.spec),  # heat maps, pixel patches for LIME/SHAP
     )
 
 

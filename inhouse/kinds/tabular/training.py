@@ -20,12 +20,28 @@ from inhouse.flags import section_overrides
 from inhouse.kinds.training import Trained, TrainingRun, WorkerConfig, WorkerPlace
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from inhouse.data import DatasetInfo
     from inhouse.kinds.tabular.worker import TabularWorker
 
 
-def mlp_spec(info: DatasetInfo, hidden: list[int], activation: str = "relu") -> dict[str, Any]:
-    """The spec of an MLP with ``hidden`` layers on the data set ``info`` describes."""
+def layout_image(engine: Engine, dataset: str) -> dict[str, Any] | None:
+    """The data set layout's ``image`` ({height, width}: its features are pixels), or None."""
+    from inhouse.data.store import get_dataset
+
+    image = (get_dataset(engine, dataset).layout or {}).get("image")
+    return dict(image) if isinstance(image, dict) else None
+
+
+def mlp_spec(
+    info: DatasetInfo,
+    hidden: list[int],
+    image: dict[str, Any] | None = None,
+    activation: str = "relu",
+) -> dict[str, Any]:
+    """The spec of an MLP with ``hidden`` layers on the data set ``info`` describes
+    (``image``: the layout's, for heat-map explanations)."""
     from inhouse.models import MLPSpec
 
     return MLPSpec(
@@ -35,10 +51,16 @@ def mlp_spec(info: DatasetInfo, hidden: list[int], activation: str = "relu") -> 
         num_classes=len(info.class_names),
         feature_names=info.feature_names,
         class_names=info.class_names,
-    ).model_dump()
+        image=image,
+    ).model_dump(exclude_none=True)
 
 
-def builder_spec(settings: Settings, info: DatasetInfo, options: TrainSettings) -> dict[str, Any]:
+def builder_spec(
+    settings: Settings,
+    info: DatasetInfo,
+    options: TrainSettings,
+    image: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The spec of the user's module ``options.builder`` on the data set ``info`` describes,
     refused unless an admin allowed its module prefix on this cluster; the module it builds
     must answer logits of the data set's classes."""
@@ -58,9 +80,10 @@ def builder_spec(settings: Settings, info: DatasetInfo, options: TrainSettings) 
         num_classes=len(info.class_names),
         feature_names=info.feature_names,
         class_names=info.class_names,
+        image=image,
     )
     check_forward(build_user_model(spec), spec)
-    return spec.model_dump()
+    return spec.model_dump(exclude_none=True)
 
 
 class TabularTraining:
@@ -89,10 +112,11 @@ class TabularTraining:
 
         engine = services.engine(settings)
         info = describe(engine, options.dataset)
+        image = layout_image(engine, options.dataset)
         spec = (
-            builder_spec(settings, info, options)
+            builder_spec(settings, info, options, image)
             if options.builder
-            else mlp_spec(info, options.hidden, options.activation)
+            else mlp_spec(info, options.hidden, image, options.activation)
         )
         privacy = private_run.prepare(
             engine=engine, cfg=options, info=info, run_name=name, num_workers=options.num_workers

@@ -19,16 +19,17 @@ class TabularTuning:
         from inhouse.data import describe, read_rows
         from inhouse.kinds import build_model, register_module
         from inhouse.kinds.tabular.register import run_lineage
-        from inhouse.kinds.tabular.training import builder_spec, mlp_spec
+        from inhouse.kinds.tabular.training import builder_spec, layout_image, mlp_spec
         from inhouse.training import evaluate, load_checkpoint
 
         options: TrainSettings = best.options
         engine = services.engine(settings)
         info = describe(engine, options.dataset)
+        image = layout_image(engine, options.dataset)
         spec = (
-            builder_spec(settings, info, options)
+            builder_spec(settings, info, options, image)
             if options.builder
-            else mlp_spec(info, options.hidden, options.activation)
+            else mlp_spec(info, options.hidden, image, options.activation)
         )
         model = build_model(spec)
         # The trial's run name and the epoch Tune recorded, not what the checkpoint's files say.

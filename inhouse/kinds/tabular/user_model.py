@@ -90,6 +90,7 @@ def register_user_model(
     from inhouse import services
     from inhouse.data import describe, read_rows
     from inhouse.explain.lineage import importance_lineage
+    from inhouse.explain.patches import spec_image
     from inhouse.kinds.modules import register_module
     from inhouse.training import evaluate
 
@@ -131,7 +132,11 @@ def register_user_model(
     train = read_rows(engine, dataset, split="train", up_to_id=info.last_id)
     if len(train):  # the rows a retrain's importance is measured on too (comparable ranks)
         lineage |= importance_lineage(
-            module.eval(), train.x, feature_names=info.feature_names, champion_lineage=None
+            module.eval(),
+            train.x,
+            feature_names=info.feature_names,
+            champion_lineage=None,
+            image=spec_image(spec.model_dump()),
         )
     version = register_module(
         registry, name, module=module, spec=spec.model_dump(), metrics=metrics, lineage=lineage

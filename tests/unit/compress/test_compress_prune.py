@@ -102,3 +102,23 @@ def test_exclude_and_no_linear_are_handled(parent: nn.Module) -> None:
         prune_structured(nn.Sequential(nn.Linear(3, 2)), 0.5)
     with pytest.raises(InvalidInputError):
         compress(parent, finetune=lambda m: None, train=(torch.zeros(1, 64), torch.zeros(1)))
+
+
+def test_finetune_stops_at_max_steps(parent: nn.Module, digits: Any) -> None:
+    model = copy.deepcopy(parent)
+    calls: list[int] = []
+    model.register_forward_hook(lambda module, args, out: calls.append(int(args[0].shape[0])))
+    classifier_finetune(digits.x_train, digits.y_train, epochs=8, batch_size=32, max_steps=7)(model)
+    assert calls == [32] * 7  # not 8 epochs of ~45 batches
+    calls.clear()
+    rows = int(digits.x_train.shape[0])
+    classifier_finetune(digits.x_train, digits.y_train, epochs=2, batch_size=32)(model)
+    assert len(calls) == 2 * -(-rows // 32) and sum(calls) == 2 * rows  # no cap: every epoch
+
+
+def test_tabular_compression_keeps_activations_float_unless_asked() -> None:
+    from inhouse.kinds.tabular.compression import tabular_settings
+
+    assert tabular_settings(CompressionSettings()).runtime == "weight_only"
+    asked = CompressionSettings(runtime="dynamic")
+    assert tabular_settings(asked) is asked
