@@ -46,3 +46,17 @@ def test_zero_based_bounds_keep_the_background_at_zero() -> None:
     assert torch.allclose(layer(torch.tensor([[0.0, 127.5, 255.0]])), torch.tensor([[0, 0.5, 1]]))
     layer.set_bounds(lo, hi)  # tabular DP: [-1, 1]
     assert torch.allclose(layer(torch.tensor([[0.0, 127.5, 255.0]])), torch.tensor([[-1, 0, 1.0]]))
+
+
+def test_simulated_rows_of_a_uint8_set_stay_on_its_grid(sqlite_url: str) -> None:
+    from inhouse.data import read_rows
+    from inhouse.data.simulate import append_noisy_copies
+
+    engine = get_engine(sqlite_url)
+    _dataset(
+        sqlite_url, "tiles", {"dtype": "uint8", "scale": 0.5, "image": {"height": 2, "width": 2}}
+    )
+    first, last = append_noisy_copies(engine, "tiles", 20, seed=1)
+    new = read_rows(engine, "tiles", split="train", after_id=first - 1)
+    assert len(new) == 20 and last == first + 19
+    assert torch.equal(new.x * 2, torch.round(new.x * 2))  # multiples of the 0.5 scale
