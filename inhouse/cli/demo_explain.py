@@ -5,12 +5,31 @@ patches there (:mod:`inhouse.explain.patches`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from inhouse.client import auth_headers, tls_verify
 from inhouse.config import Settings
+
+
+def explain_to_png(
+    settings: Settings, model: str, body: dict[str, Any], path: Path, *, timeout: float
+) -> dict[str, Any]:
+    """``POST /v1/models/{model}:explain`` with ``body``: the JSON answer; its PNG goes to
+    ``path``."""
+    url = f"{settings.serve_url}/v1/models/{model}:explain"
+    with httpx.Client(
+        headers=auth_headers(settings), verify=tls_verify(settings), timeout=timeout
+    ) as client:
+        answer = client.post(url, json=body)
+        answer.raise_for_status()
+        png = client.post(url, params={"format": "png"}, json=body)
+        png.raise_for_status()
+    path.write_bytes(png.content)
+    found: dict[str, Any] = answer.json()
+    return found
 
 
 def explain_test_row(
@@ -26,17 +45,8 @@ def explain_test_row(
 
     test = read_rows(services.engine(settings), dataset, split="test")
     body = {"instances": test.x[:1].tolist(), "method": method}
-    url = f"{settings.serve_url}/v1/models/{model}:explain"
-    with httpx.Client(
-        headers=auth_headers(settings), verify=tls_verify(settings), timeout=120.0
-    ) as client:
-        answer = client.post(url, json=body)
-        answer.raise_for_status()
-        png = client.post(url, params={"format": "png"}, json=body)
-        png.raise_for_status()
     path = settings.home / f"demo-{model}-explanation.png"
-    path.write_bytes(png.content)
-    found: dict[str, Any] = answer.json()
+    found = explain_to_png(settings, model, body, path, timeout=120.0)
     first = found["explanations"][0]
     return {
         "method": found["metadata"].get("method_name", found["method"]),

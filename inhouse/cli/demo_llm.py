@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from inhouse import local_cluster, services
 from inhouse.cli.auth import authorize
 from inhouse.cli.ray_ops import deploy
@@ -96,18 +94,11 @@ def ask_streaming(settings: Settings, name: str, question: str) -> tuple[str, fl
 
 def explain_answer(settings: Settings, name: str, question: str, answer: str) -> dict[str, Any]:
     """The answer's token attribution to the prompt (JSON), and its heat map saved as PNG."""
-    url = f"{settings.serve_url}/v1/models/{name}:explain"
+    from inhouse.cli.demo_explain import explain_to_png
+
     body = {"messages": [{"role": "user", "content": question}], "target": answer}
-    with httpx.Client(
-        headers=auth_headers(settings), verify=tls_verify(settings), timeout=300.0
-    ) as client:
-        explained = client.post(url, json=body)
-        explained.raise_for_status()
-        png = client.post(url, params={"format": "png"}, json=body)
-        png.raise_for_status()
     path = settings.home / "demo-llm-attribution.png"
-    path.write_bytes(png.content)
-    result: dict[str, Any] = explained.json()
+    result = explain_to_png(settings, name, body, path, timeout=300.0)
     result["png"] = str(path)
     return result
 
