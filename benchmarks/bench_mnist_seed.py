@@ -34,7 +34,7 @@ from inhouse.benchmarks.report import row
 NAME = "mnist_seed"
 SEED = 0
 EPOCHS, GLOBAL_BATCH, WORKERS, LR = 5, 32, 2, 1e-3
-# The settings of tests/integration/test_mnist_seed_example.py: batch_size is per worker.
+# The seed example as `make demo` trains it (inhouse/cli/demo_seed.py); batch_size is per worker.
 SEED_EXAMPLE = {
     "dataset": "mnist",
     "model": "mnist_seed",
