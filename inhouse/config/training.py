@@ -36,6 +36,9 @@ class TrainSettings(DPSettings):
         "adam", description="adam, or sgd with Nesterov momentum (DP on many rows: sgd)."
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="Momentum of --optimizer sgd.")
+    weight_decay: float = Field(
+        0.0, ge=0, lt=1, description="L2 weight decay of the optimizer (0: none)."
+    )
     init: InitName = Field(
         "torch",
         description="Initial weights: PyTorch's default, or glorot (Glorot-uniform weights, zero "

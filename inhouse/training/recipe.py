@@ -29,12 +29,22 @@ def initialise(model: torch.nn.Module, init: InitName) -> None:
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], *, name: OptimizerName, lr: float, momentum: float
+    params: Iterable[torch.nn.Parameter],
+    *,
+    name: OptimizerName,
+    lr: float,
+    momentum: float,
+    weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """Adam, or SGD (Nesterov when ``momentum`` > 0)."""
+    """Adam, or SGD (Nesterov when ``momentum`` > 0), with L2 ``weight_decay``.
+
+    Under DP the decay applies to the noised gradient's step (post-processing, no privacy
+    cost); it keeps the noise from random-walking weights the data never pulls back."""
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    return torch.optim.Adam(params, lr=lr)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay
+        )
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 class LearningRateSchedule:

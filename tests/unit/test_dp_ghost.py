@@ -58,8 +58,11 @@ def test_ghost_clipping_matches_per_sample_hooks(clip: float) -> None:
 
 def test_cosine_schedule_resumes_on_the_same_curve() -> None:
     model = nn.Linear(2, 2)
-    optimizer = build_optimizer(model.parameters(), name="sgd", lr=0.5, momentum=0.9)
+    optimizer = build_optimizer(
+        model.parameters(), name="sgd", lr=0.5, momentum=0.9, weight_decay=1e-4
+    )
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"]
+    assert optimizer.defaults["weight_decay"] == 1e-4
     schedule = LearningRateSchedule(optimizer, name="cosine", lr=0.5, steps_per_epoch=10, epochs=4)
     schedule.start_epoch(2)  # a run resumed at epoch 2: halfway
     schedule()

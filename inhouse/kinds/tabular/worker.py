@@ -84,7 +84,11 @@ class TabularWorker:
         self.model: torch.nn.Module = model.to(place.device)
         options = part.options
         self.optimizer: torch.optim.Optimizer = build_optimizer(
-            model.parameters(), name=options.optimizer, lr=options.lr, momentum=options.momentum
+            model.parameters(),
+            name=options.optimizer,
+            lr=options.lr,
+            momentum=options.momentum,
+            weight_decay=options.weight_decay,
         )
         self._writer: SummaryWriter | None = None
         self._private: PrivateTraining | None = None
