@@ -27,8 +27,9 @@ DP_RUN = {  # the documented DP recipe (docs/privacy.md), shortened to 3 epochs
     "num_workers": 2,
     "activation": "tanh",
     "optimizer": "sgd",
-    "lr": 2.0,
+    "lr": 1.0,
     "lr_schedule": "cosine",
+    "weight_decay": 1e-4,
     "max_grad_norm": 1.0,
     "compress": False,
 }
