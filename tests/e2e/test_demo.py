@@ -109,6 +109,12 @@ def test_demo_runs_twice_and_prints_a_working_summary(
 
 
 def test_ray_job_submit_needs_the_token(ray_cluster: Settings) -> None:
+    from inhouse.data import seed
+    from inhouse.schema import get_engine
+
+    seed(
+        get_engine(ray_cluster.db_url), "digits"
+    )  # the job's default data set (the demo's is mnist)
     ray = str(Path(sys.executable).parent / "ray")
     address = ray_cluster.ray.dashboard_url
     job = [
