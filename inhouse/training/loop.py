@@ -26,13 +26,11 @@ def train_one_epoch(
     *,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
     before_step: Callable[[], None] | None = None,
-    after_step: Callable[[], None] | None = None,
 ) -> EpochStats:
     """One pass over ``loader`` with cross-entropy; returns this worker's mean loss and accuracy.
 
     ``loss_fn``: the cross-entropy to use (DP ghost clipping brings its own); ``before_step``
-    runs before each optimizer step (a learning-rate schedule), ``after_step`` after it (a
-    moving average of the weights).
+    runs before each optimizer step (a learning-rate schedule).
     """
     model.train()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
@@ -47,8 +45,6 @@ def train_one_epoch(
         if before_step is not None:
             before_step()
         optimizer.step()
-        if after_step is not None:
-            after_step()
         if len(y):  # Poisson sampling (DP) can draw an empty batch; it still takes its step
             total_loss += float(loss.detach()) * len(y)
         correct += int((logits.argmax(dim=1) == y).sum())
